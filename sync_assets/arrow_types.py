@@ -1,0 +1,118 @@
+"""The canonical type system: Arrow types, plus the metadata that carries a column's native type.
+
+Connectors map their native types to and from these Arrow types. Each field also remembers the
+type it had in its source database (``native_kind``/``native_type``), so a copy between two
+databases of the same kind keeps the exact type (``varchar(40)`` stays ``varchar(40)``), and a
+logical tag for values Arrow stores as text (``json``, ``xml``). This module also decides which
+schema changes are safe (a source type that fits in the target type).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+NATIVE_KIND = b"sync_assets.native_kind"
+NATIVE_TYPE = b"sync_assets.native_type"
+LOGICAL = b"sync_assets.logical"
+
+
+def make_field(
+    name: str, arrow_type: pa.DataType, *, nullable: bool = True, native_kind: str | None = None,
+    native_type: str | None = None, logical: str | None = None,
+) -> pa.Field:
+    metadata = {}
+    if native_kind and native_type:
+        metadata[NATIVE_KIND] = native_kind.encode()
+        metadata[NATIVE_TYPE] = native_type.encode()
+    if logical:
+        metadata[LOGICAL] = logical.encode()
+    return pa.field(name, arrow_type, nullable=nullable, metadata=metadata or None)
+
+
+def native_type(field: pa.Field, kind: str) -> str | None:
+    """The field's type in a database of ``kind``, when it came from one."""
+    meta = field.metadata or {}
+    if meta.get(NATIVE_KIND, b"").decode() == kind:
+        return meta[NATIVE_TYPE].decode()
+    return None
+
+
+def logical_type(field: pa.Field) -> str | None:
+    value = (field.metadata or {}).get(LOGICAL)
+    return value.decode() if value else None
+
+
+def storage_array(array: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Unwrap an extension array (e.g. a driver's opaque ``numeric``) to its storage values."""
+    if isinstance(array.type, pa.ExtensionType) and not isinstance(array.type, pa.UuidType):
+        if isinstance(array, pa.ChunkedArray):
+            return pa.chunked_array([c.storage for c in array.chunks], type=array.type.storage_type)
+        return array.storage
+    return array
+
+
+def conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """Cast a driver's batch to the canonical schema (column order and names as in ``schema``)."""
+    columns = []
+    for field, column in zip(schema, batch.columns):
+        if column.type != field.type:
+            column = storage_array(column)
+            if column.type != field.type:
+                column = column.cast(field.type)
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def conforming_reader(reader: pa.RecordBatchReader, schema: pa.Schema) -> pa.RecordBatchReader:
+    """Wrap a reader so every batch it yields matches ``schema``; batches stay streamed."""
+    if reader.schema.equals(schema, check_metadata=True):
+        return reader
+
+    def batches():
+        for batch in reader:
+            yield conform_batch(batch, schema)
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+_INT_RANK = {pa.int8(): 1, pa.int16(): 2, pa.int32(): 3, pa.int64(): 4,
+             pa.uint8(): 1.5, pa.uint16(): 2.5, pa.uint32(): 3.5, pa.uint64(): 4.5}
+
+
+def fits_in(source: pa.DataType, target: pa.DataType) -> bool:
+    """True when every value of ``source`` can be stored in ``target`` without loss."""
+    if source == target:
+        return True
+    if source in _INT_RANK and target in _INT_RANK:
+        return _INT_RANK[source] <= _INT_RANK[target] and not (
+            target in (pa.int8(), pa.int16(), pa.int32(), pa.int64()) and _INT_RANK[source] % 1
+            and int(_INT_RANK[source]) >= int(_INT_RANK[target])
+        )
+    if source in _INT_RANK and pa.types.is_decimal(target):
+        return target.precision - target.scale >= 20 or (
+            source in (pa.int8(), pa.int16(), pa.int32()) and target.precision - target.scale >= 10
+        )
+    if pa.types.is_floating(source) and pa.types.is_floating(target):
+        return source.bit_width <= target.bit_width
+    if pa.types.is_decimal(source) and pa.types.is_decimal(target):
+        return (source.scale <= target.scale
+                and source.precision - source.scale <= target.precision - target.scale)
+    if _is_text(source) and _is_text(target):
+        return True
+    if pa.types.is_binary(source) or pa.types.is_large_binary(source) or pa.types.is_fixed_size_binary(source):
+        return pa.types.is_binary(target) or pa.types.is_large_binary(target)
+    if pa.types.is_timestamp(source) and pa.types.is_timestamp(target):
+        return (source.tz is None) == (target.tz is None) and _unit_rank(source.unit) <= _unit_rank(target.unit)
+    if pa.types.is_time(source) and pa.types.is_time(target):
+        return _unit_rank(source.unit) <= _unit_rank(target.unit)
+    if pa.types.is_date(source) and pa.types.is_date(target):
+        return True
+    return False
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+def _unit_rank(unit: str) -> int:
+    return {"s": 0, "ms": 1, "us": 2, "ns": 3}[unit]

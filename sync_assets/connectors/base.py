@@ -1,0 +1,482 @@
+"""The connector interface every database implements, and the SQL write path they share.
+
+A connector knows one database: its catalog (tables, columns), how to read a request as a
+stream of Arrow record batches, and how to write a stream with a write operation. Everything
+dialect-specific (quoting, types, bulk load, merge syntax) stays inside the connector; the
+shared ``SqlConnector.write`` runs the same safe sequence on every engine:
+
+    create staging -> bulk load the stream into it -> one transaction: evolve the target and
+    apply (swap, append, merge or window overwrite) -> drop staging
+
+so a target is never half-loaded, and a failure leaves it exactly as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from sync_assets.arrow_types import fits_in
+from sync_assets.errors import DataError, SchemaMismatchError
+from sync_assets.spec import ConnectionSpec, TableName
+
+log = logging.getLogger("sync_assets")
+
+STAGING_SUFFIX = "__sync_staging"
+
+
+@dataclass(frozen=True)
+class Filter:
+    """``column op value``; the value is bound as a parameter, compared in the column's own type."""
+
+    column: str
+    op: Literal[">", ">=", "<", "<=", "="]
+    value: Any
+
+
+@dataclass(frozen=True)
+class ReadRequest:
+    """What to read from a source, free of any SQL dialect."""
+
+    table: TableName | None = None
+    sql: str | None = None
+    columns: tuple[str, ...] | None = None
+    filters: tuple[Filter, ...] = ()
+    where: str | None = None
+    order_by: tuple[str, ...] = ()
+    limit: int | None = None
+    batch_size: int = 100_000
+
+    def with_filters(self, *filters: Filter) -> ReadRequest:
+        return ReadRequest(self.table, self.sql, self.columns, self.filters + filters, self.where,
+                           self.order_by, self.limit, self.batch_size)
+
+    @property
+    def label(self) -> str:
+        return str(self.table) if self.table else "custom SQL"
+
+
+@dataclass
+class SourceStream:
+    """A stream being read: its canonical schema, its Arrow batches, and optionally the same
+    rows in a database-native bulk format that a target of the same kind can take unchanged."""
+
+    schema: pa.Schema
+    open_batches: Callable[[], pa.RecordBatchReader]
+    native_format: str | None = None
+    open_native: Callable[[], Iterator[bytes]] | None = None
+    rows_read: int = 0
+
+    def counted_batches(self) -> pa.RecordBatchReader:
+        """The Arrow reader, counting rows as they pass (no copies)."""
+        reader = self.open_batches()
+
+        def batches():
+            for batch in reader:
+                self.rows_read += batch.num_rows
+                yield batch
+
+        return pa.RecordBatchReader.from_batches(self.schema, batches())
+
+
+@dataclass(frozen=True)
+class WriteOp:
+    """How a stream lands in its target table."""
+
+    kind: Literal["replace", "append", "merge", "overwrite_window"]
+    table: TableName
+    primary_key: tuple[str, ...] = ()
+    window_column: str | None = None
+    window: tuple[Any, Any] | None = None
+    schema_changes: Literal["evolve", "fail"] = "evolve"
+
+
+@dataclass
+class WriteResult:
+    rows_written: int
+    rows_deleted: int = 0
+    columns_added: list[str] = field(default_factory=list)
+    statements: list[str] = field(default_factory=list)
+    native_path: bool = False
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    table: TableName
+    row_count: int | None
+    size_bytes: int | None
+    kind: str = "table"
+
+
+class Connector(ABC):
+    """One database connection, as a source and (unless read-only) as a target."""
+
+    kind: str = ""
+    param_style: Literal["format", "qmark", "numeric"] = "qmark"
+
+    def __init__(self, name: str, spec: ConnectionSpec):
+        self.name = name
+        self.spec = spec
+        self.options = spec.options
+
+    # -- catalog -------------------------------------------------------------------------------
+    @abstractmethod
+    def table_schema(self, table: TableName) -> pa.Schema | None:
+        """The table's columns as a canonical Arrow schema, or None when it does not exist."""
+
+    @abstractmethod
+    def query_schema(self, sql: str) -> pa.Schema:
+        """The result columns of a custom SQL query."""
+
+    @abstractmethod
+    def list_tables(self, schema: str | None = None) -> list[TableInfo]:
+        """Tables with row counts and sizes from the catalog (estimates where the engine keeps them)."""
+
+    # -- reading -------------------------------------------------------------------------------
+    @abstractmethod
+    def open_stream(self, request: ReadRequest, schema: pa.Schema) -> SourceStream:
+        """Start reading ``request``; ``schema`` is the canonical schema of the selected columns."""
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        rows = self.fetch(sql, params)
+        return rows[0][0] if rows else None
+
+    @abstractmethod
+    def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Run a small query and return its rows (catalog lookups, counts, maxima)."""
+
+    def count(self, request: ReadRequest, schema: pa.Schema) -> int:
+        sql, params = self.render_select(request, schema, count_only=True)
+        return int(self.scalar(sql, params) or 0)
+
+    def max_value(self, table: TableName, column: str) -> Any:
+        return self.scalar(f"SELECT MAX({self.quote(column)}) FROM {self.qualified(table)}")
+
+    # -- SQL rendering -------------------------------------------------------------------------
+    @abstractmethod
+    def quote(self, identifier: str) -> str:
+        """Quote one identifier, escaping the quote character inside it."""
+
+    def qualified(self, table: TableName) -> str:
+        return (f"{self.quote(table.schema)}." if table.schema else "") + self.quote(table.name)
+
+    def placeholder(self, index: int) -> str:
+        return {"format": "%s", "qmark": "?", "numeric": f"${index}"}[self.param_style]
+
+    def typed_placeholder(self, index: int, field: pa.Field) -> str:
+        """A bind placeholder cast to the column's own type (the value is bound as text)."""
+        return f"CAST({self.placeholder(index)} AS {self.column_type_for_filter(field)})"
+
+    def column_type_for_filter(self, field: pa.Field) -> str:
+        return self.ddl_type(field)
+
+    @staticmethod
+    def bind_value(value: Any) -> Any:
+        """Watermarks are bound as text and cast in SQL, so they compare in the column's type."""
+        if value is None:
+            return None
+        if hasattr(value, "isoformat"):
+            return value.isoformat()
+        return str(value)
+
+    def select_list(self, schema: pa.Schema) -> str:
+        return ", ".join(self.select_expression(f) for f in schema)
+
+    def select_expression(self, field: pa.Field) -> str:
+        return self.quote(field.name)
+
+    def render_select(
+        self, request: ReadRequest, schema: pa.Schema, *, count_only: bool = False,
+        param_style: str | None = None,
+    ) -> tuple[str, list[Any]]:
+        style = self.param_style
+        if param_style:
+            self.param_style = param_style  # type: ignore[assignment]
+        try:
+            source = self.qualified(request.table) if request.table else f"({request.sql}) AS sync_query"
+            clauses, params = [], []
+            if request.where:
+                clauses.append(f"({request.where})")
+            for flt in request.filters:
+                params.append(self.bind_value(flt.value))
+                clauses.append(
+                    f"{self.quote(flt.column)} {flt.op} {self.typed_placeholder(len(params), schema.field(flt.column))}"
+                )
+            where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+            if count_only:
+                inner = f"SELECT 1 AS one FROM {source}{where}"
+                if request.limit is not None:
+                    inner += self.limit_clause(request.limit)
+                return f"SELECT COUNT(*) FROM ({inner}) AS sync_count", params
+            order = (" ORDER BY " + ", ".join(self.quote(c) for c in request.order_by)) if request.order_by else ""
+            limit = self.limit_clause(request.limit) if request.limit is not None else ""
+            return f"SELECT {self.select_list(schema)} FROM {source}{where}{order}{limit}", params
+        finally:
+            self.param_style = style
+
+    def limit_clause(self, limit: int) -> str:
+        return f" LIMIT {int(limit)}"
+
+    # -- writing -------------------------------------------------------------------------------
+    @abstractmethod
+    def write(self, op: WriteOp, stream: SourceStream) -> WriteResult:
+        """Load ``stream`` into ``op.table`` atomically."""
+
+    @abstractmethod
+    def ddl_type(self, field: pa.Field) -> str:
+        """The column type this database uses to store a canonical Arrow field."""
+
+    def close(self) -> None:
+        """Release pooled connections (connectors open connections per operation by default)."""
+
+
+class SqlConnector(Connector):
+    """The shared write path for SQL engines; subclasses fill in the dialect hooks below."""
+
+    keys_enforced_by_constraint = False
+    """True when the target's own PRIMARY KEY constraint rejects duplicate keys during apply;
+    otherwise staging is checked for NULL and duplicate keys before applying."""
+
+    # dialect hooks --------------------------------------------------------------------------
+    @abstractmethod
+    def session(self) -> contextlib.AbstractContextManager[Any]:
+        """A connection for control statements, with transactions under the caller's control."""
+
+    @abstractmethod
+    def execute(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement on ``conn``; returns the affected row count where known."""
+
+    @abstractmethod
+    def commit(self, conn: Any) -> None: ...
+
+    @abstractmethod
+    def rollback(self, conn: Any) -> None: ...
+
+    @abstractmethod
+    def bulk_load(self, conn: Any, staging: TableName, stream: SourceStream, schema: pa.Schema) -> tuple[int, bool]:
+        """Load the stream into ``staging`` and commit; returns (rows, used the native path)."""
+
+    def load_type(self, field: pa.Field) -> str:
+        """The staging column type the Arrow bulk path can write (defaults to the final type)."""
+        return self.ddl_type(field)
+
+    def native_load_possible(self, stream: SourceStream, staging_types: list[str]) -> bool:
+        return False
+
+    def rename_table_sql(self, table: TableName, new_name: str) -> list[str]:
+        return [f"ALTER TABLE {self.qualified(table)} RENAME TO {self.quote(new_name)}"]
+
+    def add_primary_key_sql(self, table: TableName, key: Sequence[str], final_name: str) -> list[str]:
+        return []
+
+    def after_swap_sql(self, table: TableName, key: Sequence[str]) -> list[str]:
+        return []
+
+    def merge_sql(self, target: TableName, staging: TableName, columns: Sequence[str],
+                  key: Sequence[str], casts: dict[str, str]) -> list[str]:
+        """Upsert every staging row into the target on ``key`` (default: delete then insert)."""
+        match = " AND ".join(f"{self.qualified(target)}.{self.quote(k)} = s.{self.quote(k)}" for k in key)
+        return [
+            f"DELETE FROM {self.qualified(target)} WHERE EXISTS "
+            f"(SELECT 1 FROM {self.qualified(staging)} AS s WHERE {match})",
+            self.insert_select_sql(target, staging, columns, casts),
+        ]
+
+    def create_schema_sql(self, schema: str) -> str:
+        return f"CREATE SCHEMA IF NOT EXISTS {self.quote(schema)}"
+
+    def drop_table_sql(self, table: TableName) -> str:
+        return f"DROP TABLE IF EXISTS {self.qualified(table)}"
+
+    def schema_exists(self, schema: str) -> bool:
+        return True
+
+    def cast_expression(self, column: str, target_type: str) -> str:
+        return f"CAST({self.quote(column)} AS {target_type})"
+
+    # shared implementation ------------------------------------------------------------------
+    def create_table_sql(self, table: TableName, schema: pa.Schema, types: Sequence[str]) -> str:
+        cols = ", ".join(f"{self.quote(f.name)} {t}" for f, t in zip(schema, types))
+        return f"CREATE TABLE {self.qualified(table)} ({cols})"
+
+    def insert_select_sql(self, target: TableName, staging: TableName, columns: Sequence[str],
+                          casts: dict[str, str]) -> str:
+        cols = ", ".join(self.quote(c) for c in columns)
+        exprs = ", ".join(self.cast_expression(c, casts[c]) if c in casts else self.quote(c) for c in columns)
+        return f"INSERT INTO {self.qualified(target)} ({cols}) SELECT {exprs} FROM {self.qualified(staging)}"
+
+    def staging_for(self, table: TableName) -> TableName:
+        return TableName(table.schema, f"{table.name}{STAGING_SUFFIX}")
+
+    def write(self, op: WriteOp, stream: SourceStream) -> WriteResult:
+        staging = self.staging_for(op.table)
+        schema = stream.schema
+        result = WriteResult(rows_written=0)
+        with self.session() as conn:
+            existing = self.table_schema(op.table)
+            final_types = [self.ddl_type(f) for f in schema]
+            if op.kind == "replace" or existing is None:
+                target_types = dict(zip(schema.names, final_types))
+            else:
+                target_types = self._reconcile(op, schema, existing, result)
+            staging_types = [target_types[f.name] for f in schema]
+            native = self.native_load_possible(stream, staging_types)
+            if not native:
+                staging_types = [self.load_type(f) for f in schema]
+            casts = {f.name: target_types[f.name] for f, st in zip(schema, staging_types)
+                     if st != target_types[f.name]}
+            prepare = [self.drop_table_sql(staging)]
+            if op.table.schema and not self.schema_exists(op.table.schema):
+                prepare.insert(0, self.create_schema_sql(op.table.schema))
+            prepare.append(self.create_table_sql(staging, schema, staging_types))
+            self._run(conn, prepare, result)
+            self.commit(conn)
+            try:
+                started = time.monotonic()
+                rows, result.native_path = self.bulk_load(conn, staging, stream, schema)
+                log.info("loaded %s rows into staging %s in %.2fs (%s path)", f"{rows:,}", staging,
+                         time.monotonic() - started, "native" if result.native_path else "arrow")
+                self._apply(conn, op, staging, schema, existing, casts, target_types, rows, result)
+            except BaseException as exc:
+                self.rollback(conn)
+                if self.keys_enforced_by_constraint and self.is_key_violation(exc):
+                    self._check_unique(conn, op, staging)
+                raise
+            finally:
+                with contextlib.suppress(Exception):
+                    self.execute(conn, self.drop_table_sql(staging))
+                    self.commit(conn)
+        return result
+
+    def _reconcile(self, op: WriteOp, schema: pa.Schema, existing: pa.Schema, result: WriteResult) -> dict[str, str]:
+        """Check source columns against the existing target: add new ones, refuse lossy ones."""
+        types: dict[str, str] = {}
+        existing_native = self.native_column_types(op.table)
+        for field_ in schema:
+            if field_.name not in existing.names:
+                if op.schema_changes == "fail":
+                    raise SchemaMismatchError(
+                        f"table {op.table}: source has a new column {field_.name!r} "
+                        f"({field_.type}) and schema_changes is 'fail'"
+                    )
+                result.columns_added.append(field_.name)
+                types[field_.name] = self.ddl_type(field_)
+                continue
+            target_field = existing.field(field_.name)
+            if not fits_in(field_.type, target_field.type):
+                raise SchemaMismatchError(
+                    f"table {op.table}: column {field_.name!r} is {field_.type} in the source but "
+                    f"{existing_native.get(field_.name, target_field.type)} in the target, which "
+                    "cannot hold every source value; run a full refresh to rebuild the table, "
+                    "or change the column"
+                )
+            types[field_.name] = existing_native[field_.name]
+        return types
+
+    @abstractmethod
+    def native_column_types(self, table: TableName) -> dict[str, str]:
+        """Column name -> the type as this database spells it in DDL."""
+
+    def _apply(self, conn: Any, op: WriteOp, staging: TableName, schema: pa.Schema,
+               existing: pa.Schema | None, casts: dict[str, str], target_types: dict[str, str],
+               rows: int, result: WriteResult) -> None:
+        columns = schema.names
+        statements: list[str] = []
+        if op.kind == "replace" or existing is None:
+            self._check_unique_before_apply(conn, op, staging)
+            source_table = staging
+            if casts:
+                cast_stage = TableName(staging.schema, staging.name + "_typed")
+                statements += [
+                    self.drop_table_sql(cast_stage),
+                    self.create_table_sql(cast_stage, schema, [target_types[c] for c in columns]),
+                    self.insert_select_sql(cast_stage, staging, columns, casts),
+                    self.drop_table_sql(staging),
+                ]
+                source_table = cast_stage
+            statements += self.add_primary_key_sql(source_table, op.primary_key, op.table.name)
+            if existing is not None:
+                statements.append(self.drop_table_sql(op.table))
+            statements += self.rename_table_sql(source_table, op.table.name)
+            statements += self.after_swap_sql(op.table, op.primary_key)
+            result.rows_written = rows
+        else:
+            for name in result.columns_added:
+                statements.append(
+                    f"ALTER TABLE {self.qualified(op.table)} ADD COLUMN {self.quote(name)} {target_types[name]}"
+                )
+            if op.kind == "merge":
+                self._check_unique_before_apply(conn, op, staging)
+                statements += self.merge_sql(op.table, staging, columns, op.primary_key, casts)
+            elif op.kind == "overwrite_window":
+                low, high = op.window  # type: ignore[misc]
+                field_ = schema.field(op.window_column)
+                statements.append(
+                    f"DELETE FROM {self.qualified(op.table)} WHERE {self.quote(op.window_column)} >= "
+                    f"{self.typed_placeholder(1, field_)} AND {self.quote(op.window_column)} < "
+                    f"{self.typed_placeholder(2, field_)}"
+                )
+                statements.append(self.insert_select_sql(op.table, staging, columns, casts))
+            else:
+                statements.append(self.insert_select_sql(op.table, staging, columns, casts))
+            result.rows_written = rows
+        for sql in statements:
+            params = ()
+            if op.kind == "overwrite_window" and sql.startswith("DELETE") and op.window:
+                params = (self.bind_value(op.window[0]), self.bind_value(op.window[1]))
+                result.rows_deleted = max(self.execute(conn, sql, params), 0)
+                result.statements.append(sql)
+                continue
+            self.execute(conn, sql, params)
+            result.statements.append(sql)
+        self.commit(conn)
+
+    def is_key_violation(self, exc: BaseException) -> bool:
+        return False
+
+    def _check_unique_before_apply(self, conn: Any, op: WriteOp, staging: TableName) -> None:
+        if not self.keys_enforced_by_constraint:
+            self._check_unique(conn, op, staging)
+
+    def _check_unique(self, conn: Any, op: WriteOp, staging: TableName) -> None:
+        """Raise a DataError naming the table, key columns and offending keys, if any."""
+        if not op.primary_key:
+            return
+        keys = ", ".join(self.quote(k) for k in op.primary_key)
+        not_null = " OR ".join(f"{self.quote(k)} IS NULL" for k in op.primary_key)
+        nulls = self.fetch_on(conn, f"SELECT COUNT(*) FROM {self.qualified(staging)} WHERE {not_null}")
+        if nulls and nulls[0][0]:
+            raise DataError(
+                f"table {op.table}: {nulls[0][0]} source rows have NULL in primary key column(s) "
+                f"{', '.join(op.primary_key)}; nothing was written"
+            )
+        dupes = self.fetch_on(
+            conn,
+            f"SELECT {keys}, COUNT(*) FROM {self.qualified(staging)} GROUP BY {keys} HAVING COUNT(*) > 1"
+            f"{self.limit_clause(5)}",
+        )
+        if dupes:
+            shown = "; ".join(
+                ", ".join(f"{k}={v!r}" for k, v in zip(op.primary_key, row[:-1])) + f" ({row[-1]} rows)"
+                for row in dupes
+            )
+            raise DataError(
+                f"table {op.table}: primary key ({', '.join(op.primary_key)}) is not unique in the "
+                f"source rows: {shown}; nothing was written"
+            )
+
+    @abstractmethod
+    def fetch_on(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """``fetch`` on an open session connection."""
+
+    def _run(self, conn: Any, statements: Sequence[str], result: WriteResult) -> None:
+        for sql in statements:
+            self.execute(conn, sql)
+            result.statements.append(sql)

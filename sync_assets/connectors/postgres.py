@@ -1,0 +1,366 @@
+"""PostgreSQL: catalog, Arrow reads, bulk writes and the PostgreSQL-to-PostgreSQL COPY fast path.
+
+Drivers: psycopg 3 for control statements and COPY (its ``copy()`` iterator streams
+``COPY ... TO STDOUT`` straight into ``COPY ... FROM STDIN`` in one thread with bounded memory),
+and the ADBC PostgreSQL driver for Arrow (it decodes binary COPY into Arrow batches, and encodes
+Arrow batches into binary COPY, in C++; no Python object is made per row).
+
+Types: every column maps to a canonical Arrow type; the exact PostgreSQL type travels in the
+field metadata so a PostgreSQL target recreates ``varchar(40)`` or ``numeric(12,2)`` exactly, and
+binary COPY bytes can pass through untouched when source and target types match.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict
+
+from sync_assets.arrow_types import conforming_reader, logical_type, make_field, native_type
+from sync_assets.connectors.base import ReadRequest, SourceStream, SqlConnector, TableInfo
+from sync_assets.errors import ConnectionFailed
+from sync_assets.spec import TableName
+
+KIND = "postgres"
+NATIVE_COPY = "postgres-binary-copy"
+
+
+class PostgresOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    host: str = "127.0.0.1"
+    port: int = 5432
+    database: str
+    user: str = "postgres"
+    password: str | None = None
+    sslmode: str = "prefer"
+    connect_timeout: int = 15
+    statement_timeout_s: int | None = None
+    application_name: str = "sync_assets"
+
+
+_SIMPLE_TYPES: dict[str, pa.DataType] = {
+    "smallint": pa.int16(), "integer": pa.int32(), "bigint": pa.int64(),
+    "real": pa.float32(), "double precision": pa.float64(), "boolean": pa.bool_(),
+    "text": pa.string(), "date": pa.date32(), "bytea": pa.binary(), "uuid": pa.uuid(),
+    "json": pa.string(), "jsonb": pa.string(), "name": pa.string(), "citext": pa.string(),
+}
+
+
+def arrow_type_for(pg_type: str) -> tuple[pa.DataType, str | None, bool]:
+    """(Arrow type, logical tag, needs a ``::text`` cast when read) for a ``format_type`` string."""
+    t = pg_type.lower()
+    if t in _SIMPLE_TYPES:
+        return _SIMPLE_TYPES[t], ("json" if t in ("json", "jsonb") else None), False
+    if t.startswith(("character varying", "character(", "character", "varchar", "bpchar")):
+        return pa.string(), None, False
+    if t.startswith("numeric"):
+        m = re.match(r"numeric\((\d+),(\d+)\)", t)
+        if not m:
+            return pa.string(), "decimal", True
+        precision, scale = int(m.group(1)), int(m.group(2))
+        return (pa.decimal128(precision, scale) if precision <= 38 else pa.decimal256(precision, scale)), None, False
+    if t.startswith("timestamp"):
+        return pa.timestamp("us", tz="UTC" if "with time zone" in t else None), None, False
+    if t.startswith("time") and "with time zone" not in t:
+        return pa.time64("us"), None, False
+    if t.endswith("[]"):
+        element, logical, cast = arrow_type_for(t[:-2])
+        if not cast and logical is None and not pa.types.is_decimal(element):
+            return pa.list_(element), None, False
+    return pa.string(), None, True
+
+
+def pg_type_for(field: pa.Field) -> str:
+    """The PostgreSQL column type for a canonical field."""
+    native = native_type(field, KIND)
+    if native:
+        return native
+    t = field.type
+    if logical_type(field) == "json":
+        return "jsonb"
+    if logical_type(field) == "decimal":
+        return "numeric"
+    if pa.types.is_boolean(t):
+        return "boolean"
+    if pa.types.is_int8(t) or pa.types.is_int16(t) or pa.types.is_uint8(t):
+        return "smallint"
+    if pa.types.is_int32(t) or pa.types.is_uint16(t):
+        return "integer"
+    if pa.types.is_int64(t) or pa.types.is_uint32(t):
+        return "bigint"
+    if pa.types.is_uint64(t):
+        return "numeric(20,0)"
+    if pa.types.is_float32(t) or pa.types.is_float16(t):
+        return "real"
+    if pa.types.is_float64(t):
+        return "double precision"
+    if pa.types.is_decimal(t):
+        return f"numeric({t.precision},{t.scale})"
+    if pa.types.is_date(t):
+        return "date"
+    if pa.types.is_timestamp(t):
+        return "timestamp with time zone" if t.tz else "timestamp without time zone"
+    if pa.types.is_time(t):
+        return "time without time zone"
+    if isinstance(t, pa.UuidType):
+        return "uuid"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        return "bytea"
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return pg_type_for(pa.field("item", t.value_type)) + "[]"
+    if pa.types.is_interval(t) or pa.types.is_duration(t):
+        return "interval"
+    return "text"
+
+
+def quote_ident(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+_CATALOG_COLUMNS = """
+SELECT a.attname,
+       format_type(CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END,
+                   CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END),
+       NOT a.attnotnull,
+       t.typtype
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_type t ON t.oid = a.atttypid
+WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+
+
+class PostgresConnector(SqlConnector):
+    kind = KIND
+    param_style = "format"
+    keys_enforced_by_constraint = True
+
+    def __init__(self, name, spec):
+        super().__init__(name, spec)
+        self.opts = PostgresOptions.model_validate(self.options)
+
+    # -- connections ---------------------------------------------------------------------------
+    def conninfo(self) -> str:
+        from psycopg.conninfo import make_conninfo
+
+        o = self.opts
+        return make_conninfo(
+            host=o.host, port=o.port, dbname=o.database, user=o.user, password=o.password or None,
+            sslmode=o.sslmode, connect_timeout=o.connect_timeout, application_name=o.application_name,
+        )
+
+    def uri(self) -> str:
+        from urllib.parse import quote
+
+        o = self.opts
+        auth = quote(o.user, safe="") + (":" + quote(o.password, safe="") if o.password else "")
+        return (f"postgresql://{auth}@{o.host}:{o.port}/{quote(o.database, safe='')}"
+                f"?sslmode={o.sslmode}&connect_timeout={o.connect_timeout}&application_name={o.application_name}")
+
+    def connect(self):
+        import psycopg
+
+        try:
+            conn = psycopg.connect(self.conninfo())
+        except psycopg.OperationalError as exc:
+            raise ConnectionFailed(f"connection {self.name!r}: cannot connect to PostgreSQL "
+                                   f"{self.opts.host}:{self.opts.port}/{self.opts.database}: {exc}") from exc
+        if self.opts.statement_timeout_s:
+            conn.execute(f"SET statement_timeout = {int(self.opts.statement_timeout_s) * 1000}")
+            conn.commit()
+        return conn
+
+    @contextlib.contextmanager
+    def session(self):
+        conn = self.connect()
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def execute(self, conn, sql: str, params: Sequence[Any] = ()) -> int:
+        cur = conn.execute(sql, params or None)
+        return cur.rowcount
+
+    def commit(self, conn) -> None:
+        conn.commit()
+
+    def rollback(self, conn) -> None:
+        conn.rollback()
+
+    def is_key_violation(self, exc: BaseException) -> bool:
+        import psycopg.errors
+
+        return isinstance(exc, (psycopg.errors.UniqueViolation, psycopg.errors.NotNullViolation,
+                                psycopg.errors.CardinalityViolation))
+
+    def fetch_on(self, conn, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        return conn.execute(sql, params or None).fetchall()
+
+    def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self.session() as conn:
+            return self.fetch_on(conn, sql, params)
+
+    # -- catalog -------------------------------------------------------------------------------
+    def quote(self, identifier: str) -> str:
+        return quote_ident(identifier)
+
+    def _catalog(self, table: TableName) -> list[tuple]:
+        return self.fetch(_CATALOG_COLUMNS, (table.schema or "public", table.name))
+
+    def _schema_from_catalog(self, rows: list[tuple]) -> pa.Schema:
+        fields = []
+        for name, pg_type, nullable, typtype in rows:
+            arrow_type, logical, needs_cast = arrow_type_for(pg_type)
+            native = "text" if typtype == "e" or (needs_cast and logical is None) else pg_type
+            fields.append(make_field(name, arrow_type, nullable=nullable, native_kind=KIND,
+                                     native_type=native, logical=logical or ("text_cast" if needs_cast else None)))
+        return pa.schema(fields)
+
+    def table_schema(self, table: TableName) -> pa.Schema | None:
+        rows = self._catalog(table)
+        return self._schema_from_catalog(rows) if rows else None
+
+    def native_column_types(self, table: TableName) -> dict[str, str]:
+        return {row[0]: row[1] for row in self._catalog(table)}
+
+    def query_schema(self, sql: str) -> pa.Schema:
+        with self.session() as conn:
+            conn.execute(f"CREATE TEMP VIEW sync_assets_probe AS {sql}")
+            rows = conn.execute(_CATALOG_COLUMNS.replace("n.nspname = %s", "n.oid = pg_my_temp_schema() AND %s IS NOT NULL"),
+                                ("", "sync_assets_probe")).fetchall()
+            conn.rollback()
+        return self._schema_from_catalog(rows)
+
+    def schema_exists(self, schema: str) -> bool:
+        return bool(self.fetch("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)))
+
+    def list_tables(self, schema: str | None = None) -> list[TableInfo]:
+        rows = self.fetch(
+            """SELECT n.nspname, c.relname, GREATEST(c.reltuples, 0)::bigint, pg_total_relation_size(c.oid),
+                      CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'view' ELSE 'table' END
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE c.relkind IN ('r', 'p', 'v', 'm') AND NOT c.relispartition
+                 AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%'
+                 AND (%s::text IS NULL OR n.nspname = %s)
+               ORDER BY 1, 2""",
+            (schema, schema),
+        )
+        return [TableInfo(TableName(s, t), n, size, kind) for s, t, n, size, kind in rows]
+
+    # -- reading -------------------------------------------------------------------------------
+    def select_expression(self, field: pa.Field) -> str:
+        if logical_type(field) in ("text_cast", "decimal"):
+            return f"{self.quote(field.name)}::text AS {self.quote(field.name)}"
+        return self.quote(field.name)
+
+    def column_type_for_filter(self, field: pa.Field) -> str:
+        return native_type(field, KIND) or pg_type_for(field)
+
+    def open_stream(self, request: ReadRequest, schema: pa.Schema) -> SourceStream:
+        def open_batches() -> pa.RecordBatchReader:
+            import adbc_driver_postgresql.dbapi as adbc
+
+            sql, params = self.render_select(request, schema, param_style="numeric")
+            conn = adbc.connect(self.uri())
+            cur = conn.cursor()
+            cur.adbc_statement.set_options(
+                **{"adbc.postgresql.batch_size_hint_bytes": str(_batch_bytes(request.batch_size))}
+            )
+            cur.execute(sql, parameters=params or None)
+            raw = cur.fetch_record_batch()
+
+            def batches():
+                try:
+                    yield from raw
+                finally:
+                    cur.close()
+                    conn.close()
+
+            reader = pa.RecordBatchReader.from_batches(raw.schema, batches())
+            return conforming_reader(reader, schema)
+
+        def open_native() -> Iterator[bytes]:
+            sql, params = self.render_select(request, schema, param_style="format")
+            with self.session() as conn, conn.cursor().copy(
+                f"COPY ({sql}) TO STDOUT (FORMAT binary)", params or None
+            ) as copy:
+                yield from copy
+
+        return SourceStream(schema=schema, open_batches=open_batches, native_format=NATIVE_COPY,
+                            open_native=open_native)
+
+    # -- writing -------------------------------------------------------------------------------
+    def ddl_type(self, field: pa.Field) -> str:
+        return pg_type_for(field)
+
+    def load_type(self, field: pa.Field) -> str:
+        """ADBC writes Arrow values in binary COPY format; JSON is staged as text and cast."""
+        final = pg_type_for(field)
+        return "text" if final in ("json", "jsonb") or logical_type(field) == "text_cast" else final
+
+    def native_load_possible(self, stream: SourceStream, staging_types: list[str]) -> bool:
+        if stream.native_format != NATIVE_COPY:
+            return False
+        return all(native_type(f, KIND) == t for f, t in zip(stream.schema, staging_types))
+
+    def add_primary_key_sql(self, table: TableName, key: Sequence[str], final_name: str) -> list[str]:
+        if not key:
+            return []
+        cols = ", ".join(self.quote(k) for k in key)
+        constraint = _constraint_name(final_name)
+        return [
+            f"ALTER TABLE {self.qualified(table)} ADD CONSTRAINT {self.quote(constraint + '__new')} PRIMARY KEY ({cols})"
+        ]
+
+    def after_swap_sql(self, table: TableName, key: Sequence[str]) -> list[str]:
+        if not key:
+            return []
+        constraint = _constraint_name(table.name)
+        return [f"ALTER TABLE {self.qualified(table)} RENAME CONSTRAINT "
+                f"{self.quote(constraint + '__new')} TO {self.quote(constraint)}"]
+
+    def merge_sql(self, target, staging, columns, key, casts) -> list[str]:
+        cols = ", ".join(self.quote(c) for c in columns)
+        exprs = ", ".join(self.cast_expression(c, casts[c]) if c in casts else self.quote(c) for c in columns)
+        updates = ", ".join(f"{self.quote(c)} = EXCLUDED.{self.quote(c)}" for c in columns if c not in key)
+        action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
+        return [
+            f"INSERT INTO {self.qualified(target)} ({cols}) SELECT {exprs} FROM {self.qualified(staging)} "
+            f"ON CONFLICT ({', '.join(self.quote(k) for k in key)}) {action}"
+        ]
+
+    def bulk_load(self, conn, staging: TableName, stream: SourceStream, schema: pa.Schema) -> tuple[int, bool]:
+        if self.native_load_possible(stream, [native_type(f, KIND) or "" for f in schema]) and stream.open_native:
+            with conn.cursor() as cur:
+                with cur.copy(f"COPY {self.qualified(staging)} FROM STDIN (FORMAT binary)") as copy:
+                    for chunk in stream.open_native():
+                        copy.write(chunk)
+                rows = cur.rowcount
+            conn.commit()
+            stream.rows_read += rows
+            return rows, True
+        import adbc_driver_postgresql.dbapi as adbc
+
+        with adbc.connect(self.uri()) as adbc_conn:
+            cur = adbc_conn.cursor()
+            rows = cur.adbc_ingest(staging.name, stream.counted_batches(), mode="append",
+                                   db_schema_name=staging.schema or "public")
+            adbc_conn.commit()
+            cur.close()
+        return int(rows if rows is not None and rows >= 0 else stream.rows_read), False
+
+
+def _constraint_name(table_name: str) -> str:
+    return (table_name[:50] + "_pkey") if len(table_name) > 50 else f"{table_name}_pkey"
+
+
+def _batch_bytes(batch_rows: int) -> int:
+    """ADBC batches by bytes; aim for roughly ``batch_rows`` rows of ~200 bytes, 4-64 MiB."""
+    return max(4 << 20, min(64 << 20, batch_rows * 200))

@@ -1,0 +1,25 @@
+"""The exceptions sync_assets raises, each meant to be read by a person.
+
+Every message names what it is about: the config file and stream for configuration errors,
+the table and column (and row key, where there is one) for data and schema errors.
+"""
+
+
+class SyncAssetsError(Exception):
+    """Base class for every error this package raises on purpose."""
+
+
+class ConfigError(SyncAssetsError):
+    """The YAML configuration is invalid; the message names the file, the stream and the key."""
+
+
+class SchemaMismatchError(SyncAssetsError):
+    """Source and target columns cannot be reconciled; the message names table and column."""
+
+
+class DataError(SyncAssetsError):
+    """A value cannot be loaded; the message names the table, the column and the row key."""
+
+
+class ConnectionFailed(SyncAssetsError):
+    """A database could not be reached (transient: worth a retry)."""
