@@ -1,8 +1,13 @@
 """The Dagster entry point: ``dagster ... -m sync_assets.definitions``.
 
 Builds the Definitions from the YAML in ``$SYNC_ASSETS_CONFIG`` (default: ``config/`` in the
-project): one asset and one row-count check per table, an IO manager per writable connection,
-and an executor that lets one step at a time write each DuckDB file. Loading touches no database.
+project): one asset and one row-count check per table, and an IO manager per writable connection.
+Loading touches no database.
+
+Executor: in-process by default. A step in its own process costs 1-5 s of start-up on a small
+machine, more than syncing a typical small table, and a DuckDB file takes one writer anyway.
+``SYNC_ASSETS_EXECUTOR=multiprocess`` runs steps in parallel processes instead, still one step at
+a time per DuckDB target (tag concurrency limit) and capped by ``SYNC_ASSETS_MAX_CONCURRENT``.
 """
 
 import os
@@ -34,13 +39,19 @@ def build_definitions(project: Project) -> dg.Definitions:
     duckdb_targets = [name for name in writable if project.connections[name].kind == "duckdb"]
     if duckdb_targets:
         assets += demo_downstream_assets({a.key for a in assets}, io_manager_key(duckdb_targets[0]))
-    executor = dg.multiprocess_executor.configured({
+    return dg.Definitions(assets=assets, asset_checks=checks, resources=resources,
+                          executor=executor_from_environment(duckdb_targets))
+
+
+def executor_from_environment(duckdb_targets: list[str]) -> dg.ExecutorDefinition:
+    if os.environ.get("SYNC_ASSETS_EXECUTOR", "in_process") == "in_process":
+        return dg.in_process_executor
+    return dg.multiprocess_executor.configured({
         "max_concurrent": int(os.environ.get("SYNC_ASSETS_MAX_CONCURRENT", "4")),
         "tag_concurrency_limits": [
             {"key": "sync_assets/target", "value": name, "limit": 1} for name in duckdb_targets
         ],
     })
-    return dg.Definitions(assets=assets, asset_checks=checks, resources=resources, executor=executor)
 
 
 defs = build_definitions(load_project(config_dir()))

@@ -18,6 +18,7 @@ import polars as pl
 CHINOOK_SQLITE = Path(__file__).parent / "demo_data" / "Chinook_Sqlite.sqlite"
 INVOICE_KEY = dg.AssetKey(["chinook", "Invoice"])
 CUSTOMER_KEY = dg.AssetKey(["chinook", "Customer"])
+REVENUE_KEY = dg.AssetKey(["analytics", "revenue_by_country"])
 
 
 def _duckdb_type(declared: str) -> str:
@@ -60,13 +61,17 @@ def prepare_demo_source(path: str | Path, *, force: bool = False) -> Path:
     return path
 
 
+def has_demo_tables(asset_keys: set[dg.AssetKey]) -> bool:
+    return {INVOICE_KEY, CUSTOMER_KEY} <= asset_keys
+
+
 def demo_downstream_assets(asset_keys: set[dg.AssetKey], io_manager_key: str) -> list[dg.AssetsDefinition]:
     """A user's own asset on top of synced tables (only when the demo tables are configured)."""
-    if not {INVOICE_KEY, CUSTOMER_KEY} <= asset_keys:
+    if not has_demo_tables(asset_keys):
         return []
 
     @dg.asset(
-        key=dg.AssetKey(["analytics", "revenue_by_country"]),
+        key=REVENUE_KEY,
         ins={"invoice": dg.AssetIn(INVOICE_KEY), "customer": dg.AssetIn(CUSTOMER_KEY)},
         io_manager_key=io_manager_key,
         group_name="analytics",

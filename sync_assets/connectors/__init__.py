@@ -18,6 +18,8 @@ from sync_assets.spec import ConnectionSpec
 _REGISTRY = {
     "postgres": ("sync_assets.connectors.postgres", "PostgresConnector", "PostgresOptions"),
     "duckdb": ("sync_assets.connectors.duckdb", "DuckDBConnector", "DuckDBOptions"),
+    "mssql": ("sync_assets.connectors.mssql", "MssqlConnector", "MssqlOptions"),
+    "snowflake": ("sync_assets.connectors.snowflake", "SnowflakeConnector", "SnowflakeOptions"),
 }
 
 

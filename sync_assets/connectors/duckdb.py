@@ -102,7 +102,7 @@ class DuckDBConnector(SqlConnector):
             config["threads"] = self.opts.threads
         read_only = not for_write and self.path.exists() and self.read_only
         conn = duckdb.connect(str(self.path), read_only=read_only, config=config)
-        conn.execute("SET enable_progress_bar = false")
+        conn.execute("SET enable_progress_bar = false").fetchall()
         return conn
 
     @contextlib.contextmanager
@@ -114,11 +114,9 @@ class DuckDBConnector(SqlConnector):
             conn.close()
 
     def execute(self, conn, sql: str, params: Sequence[Any] = ()) -> int:
-        result = conn.execute(sql, list(params) if params else None)
-        with contextlib.suppress(Exception):
-            if sql.lstrip().upper().startswith(("DELETE", "INSERT", "UPDATE")):
-                row = result.fetchone()
-                return int(row[0]) if row else -1
+        rows = conn.execute(sql, list(params) if params else None).fetchall()
+        if sql.lstrip().upper().startswith(("DELETE", "INSERT", "UPDATE")) and rows:
+            return int(rows[0][0])
         return -1
 
     def commit(self, conn) -> None:
@@ -143,7 +141,7 @@ class DuckDBConnector(SqlConnector):
         return '"' + identifier.replace('"', '""') + '"'
 
     def _schema_of(self, conn, relation_sql: str) -> pa.Schema:
-        arrow_schema = conn.execute(f"SELECT * FROM {relation_sql} LIMIT 0").to_arrow_table().schema
+        arrow_schema = conn.sql(f"SELECT * FROM {relation_sql} LIMIT 0").to_arrow_table().schema
         described = conn.execute(f"DESCRIBE SELECT * FROM {relation_sql}").fetchall()
         fields = []
         for arrow_field, row in zip(arrow_schema, described):
@@ -165,7 +163,7 @@ class DuckDBConnector(SqlConnector):
             exists = conn.execute(
                 "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
                 [table.schema or "main", table.name],
-            ).fetchone()[0]
+            ).fetchall()[0][0]
             return self._schema_of(conn, self.qualified(table)) if exists else None
 
     def native_column_types(self, table: TableName) -> dict[str, str]:
@@ -192,7 +190,7 @@ class DuckDBConnector(SqlConnector):
         def open_batches() -> pa.RecordBatchReader:
             sql, params = self.render_select(request, schema)
             conn = self.connect()
-            raw = conn.execute(sql, params or None).to_arrow_reader(request.batch_size)
+            raw = conn.sql(sql, params=params or None).to_arrow_reader(request.batch_size)
 
             def batches():
                 try:
@@ -213,10 +211,10 @@ class DuckDBConnector(SqlConnector):
 
     def bulk_load(self, conn, staging: TableName, stream: SourceStream, schema: pa.Schema) -> tuple[int, bool]:
         reader = stream.counted_batches()
-        conn.execute("SET preserve_insertion_order = false")
+        conn.execute("SET preserve_insertion_order = false").fetchall()
         conn.register("sync_assets_batches", reader)
         try:
-            conn.execute(f"INSERT INTO {self.qualified(staging)} SELECT * FROM sync_assets_batches")
+            conn.execute(f"INSERT INTO {self.qualified(staging)} SELECT * FROM sync_assets_batches").fetchall()
         finally:
             conn.unregister("sync_assets_batches")
         conn.commit()

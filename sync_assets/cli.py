@@ -1,0 +1,162 @@
+"""The ``sync-assets`` command: the demo, plans (dry runs), one-off runs and table listings.
+
+Dagster remains the way to run syncs with history (``dagster asset materialize``, ``dagster
+dev``); this command covers what a data engineer wants from a shell: set up and start the demo,
+see what a table's next run would do, run one table outside Dagster (scripts, benchmarks), and
+list a connection's tables with sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from sync_assets.connectors import connector_for
+from sync_assets.engine import sync_table
+from sync_assets.errors import SyncAssetsError
+from sync_assets.planning import RunOptions
+from sync_assets.spec import Project, load_project
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _project(args: argparse.Namespace) -> Project:
+    return load_project(args.config)
+
+
+def _connectors(project: Project, table):
+    return (connector_for(table.source, project.connections[table.source]),
+            connector_for(table.target, project.connections[table.target]))
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    project = _project(args)
+    table = project.table(args.table)
+    source, target = _connectors(project, table)
+    result = sync_table(table, source, target, RunOptions(dry_run=True, full_refresh=args.full_refresh))
+    print(result.plan.describe())
+    print(f"rows expected: {result.expected_rows:,}")
+    print("source query:\n" + result.source_sql)
+    print("\n".join(result.statements))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    project = _project(args)
+    table = project.table(args.table)
+    source, target = _connectors(project, table)
+    result = sync_table(table, source, target, RunOptions(full_refresh=args.full_refresh))
+    print(f"{table.name}: {result.plan.strategy}, {result.rows_read:,} rows read, {result.rows_written:,} written "
+          f"in {result.duration_s:.2f}s ({result.rows_per_second:,.0f} rows/s); target has {result.target_rows:,} rows"
+          + (f"; watermark {result.plan.watermark_before!r} -> {result.watermark_after!r}" if table.update_key else ""))
+    return 0
+
+
+def cmd_tables(args: argparse.Namespace) -> int:
+    project = _project(args)
+    if args.connection not in project.connections:
+        raise SyncAssetsError(f"unknown connection {args.connection!r}; defined: {', '.join(project.connections)}")
+    connector = connector_for(args.connection, project.connections[args.connection])
+    rows = connector.list_tables(args.schema)
+    print(f"{'table':<50} {'kind':<6} {'rows':>14} {'size':>12}")
+    for info in rows:
+        size = f"{info.size_bytes / 1e6:,.1f} MB" if info.size_bytes is not None else "-"
+        count = f"{info.row_count:,}" if info.row_count is not None else "-"
+        print(f"{str(info.table):<50} {info.kind:<6} {count:>14} {size:>12}")
+    return 0
+
+
+def _dagster_home(home: str | None) -> Path:
+    path = Path(home or os.environ.get("DAGSTER_HOME") or PROJECT_ROOT / ".dagster_home").resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    if not (path / "dagster.yaml").exists():
+        shutil.copy(PROJECT_ROOT / "dagster.yaml", path / "dagster.yaml")
+    return path
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Build the Chinook source, sync every demo table with Dagster, then start the UI."""
+    from dagster import AssetKey
+
+    from sync_assets.demo import REVENUE_KEY, has_demo_tables, prepare_demo_source
+
+    project = _project(args)
+    for conn in project.connections.values():
+        if conn.kind == "duckdb" and Path(conn.options["path"]).name == "chinook.duckdb":
+            prepare_demo_source(conn.options["path"])
+    env = {**os.environ, "DAGSTER_HOME": str(_dagster_home(args.dagster_home)),
+           "SYNC_ASSETS_CONFIG": str(Path(args.config).resolve())}
+    print(f"DAGSTER_HOME={env['DAGSTER_HOME']} (run history and metadata persist here)")
+    base = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "sync_assets.definitions"]
+    partitioned = [t for t in project.tables if t.partition is not None]
+    plain = [t for t in project.tables if t.partition is None]
+    steps = []
+    if plain:
+        steps.append(base + ["--select", ",".join("/".join(t.asset_key) for t in plain)])
+    for table in partitioned:
+        from sync_assets.assets import partitions_for
+
+        keys = partitions_for(table).get_partition_keys()
+        steps.append(base + ["--select", "/".join(table.asset_key), "--partition-range", f"{keys[0]}...{keys[-1]}"])
+    if has_demo_tables({AssetKey(list(t.asset_key)) for t in project.tables}):
+        steps.append(base + ["--select", REVENUE_KEY.to_user_string()])
+    for command in steps:
+        print("$ " + " ".join(command[2:]))
+        completed = subprocess.run(command, env=env, cwd=PROJECT_ROOT)
+        if completed.returncode != 0:
+            return completed.returncode
+    print("demo synced: every table is in the DuckDB warehouse; run history is in the Dagster UI")
+    if args.no_ui:
+        return 0
+    return subprocess.run([sys.executable, "-m", "dagster", "dev", "-m", "sync_assets.definitions",
+                           "-h", args.host, "-p", str(args.port)], env=env, cwd=PROJECT_ROOT).returncode
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sync-assets", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=os.environ.get("SYNC_ASSETS_CONFIG", str(PROJECT_ROOT / "config")),
+                        help="folder of YAML configuration (default: $SYNC_ASSETS_CONFIG or ./config)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    plan = sub.add_parser("plan", help="dry run: show the plan, SQL and rows expected; writes nothing")
+    plan.add_argument("table", help="stream name, asset key (schema/table) or target table")
+    plan.add_argument("--full-refresh", action="store_true")
+    plan.set_defaults(func=cmd_plan)
+
+    run = sub.add_parser("run", help="sync one table now, outside Dagster (no run history)")
+    run.add_argument("table")
+    run.add_argument("--full-refresh", action="store_true")
+    run.set_defaults(func=cmd_run)
+
+    tables = sub.add_parser("tables", help="list a connection's tables with row counts and sizes")
+    tables.add_argument("connection")
+    tables.add_argument("--schema")
+    tables.set_defaults(func=cmd_tables)
+
+    demo = sub.add_parser("demo", help="build the Chinook demo source, sync it with Dagster, start the UI")
+    demo.add_argument("--no-ui", action="store_true", help="sync and exit without starting the UI")
+    demo.add_argument("--dagster-home", help="default: $DAGSTER_HOME or ./.dagster_home")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=3000)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(message)s")
+    try:
+        return args.func(args)
+    except SyncAssetsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
