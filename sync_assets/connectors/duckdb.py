@@ -68,6 +68,10 @@ def duckdb_type_for(field: pa.Field) -> str:
     return "VARCHAR"
 
 
+_LOSSLESS_EXPORTS = {"BOOLEAN": pa.bool_(), "JSON": pa.string()}
+"""DuckDB's lossless Arrow export wraps these in extension types (bool8, json); we use the plain ones."""
+
+
 def _arrow_type_for(duck_type: str) -> pa.DataType | None:
     """Only types whose Arrow export needs help; everything else comes from DuckDB's own export."""
     m = re.fullmatch(r"DECIMAL\((\d+),(\d+)\)", duck_type)
@@ -140,6 +144,13 @@ class DuckDBConnector(SqlConnector):
     def quote(self, identifier: str) -> str:
         return '"' + identifier.replace('"', '""') + '"'
 
+    def qualified(self, table: TableName) -> str:
+        """Catalog-qualified: a schema named like the file (``tgt`` in ``tgt.duckdb``) is unambiguous."""
+        return f"{self.quote(self.path.stem)}.{self.quote(table.schema or 'main')}.{self.quote(table.name)}"
+
+    def create_schema_sql(self, schema: str) -> str:
+        return f"CREATE SCHEMA IF NOT EXISTS {self.quote(self.path.stem)}.{self.quote(schema)}"
+
     def _schema_of(self, conn, relation_sql: str) -> pa.Schema:
         arrow_schema = conn.sql(f"SELECT * FROM {relation_sql} LIMIT 0").to_arrow_table().schema
         described = conn.execute(f"DESCRIBE SELECT * FROM {relation_sql}").fetchall()
@@ -148,10 +159,8 @@ class DuckDBConnector(SqlConnector):
             duck_type = row[1]
             arrow_type = _arrow_type_for(duck_type) or arrow_field.type
             logical = "json" if duck_type == "JSON" else None
-            if duck_type == "BOOLEAN":
-                arrow_type = pa.bool_()
-            if isinstance(arrow_type, pa.ExtensionType) and not isinstance(arrow_type, pa.UuidType):
-                arrow_type = arrow_type.storage_type
+            if duck_type in _LOSSLESS_EXPORTS:
+                arrow_type = _LOSSLESS_EXPORTS[duck_type]
             fields.append(make_field(arrow_field.name, arrow_type, nullable=row[2] != "NO",
                                      native_kind=KIND, native_type=duck_type, logical=logical))
         return pa.schema(fields)

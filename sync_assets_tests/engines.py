@@ -1,0 +1,141 @@
+"""Test helpers that drive the real engines: create tables, run SQL, read rows back comparably.
+
+``Side`` is one database used by a test (a fresh PostgreSQL schema or a fresh DuckDB file) with
+dialect-specific DDL for the shared test table, whose identifiers are deliberately awkward
+(mixed case, a space, a reserved word) and whose columns cover the canonical types.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import psycopg
+
+TABLE = "Order Items"
+
+COLUMNS = ["Id", "select", "Amount", "price", "Name", "flag", "d", "ts", "updatedAt", "u", "b", "j"]
+
+DDL = {
+    "postgres": (
+        'CREATE TABLE {t} ("Id" bigint PRIMARY KEY, "select" integer, "Amount" numeric(38,10), '
+        'price numeric(12,2), "Name" varchar(40), flag boolean, d date, ts timestamp, '
+        '"updatedAt" timestamptz, u uuid, b bytea, j jsonb)'
+    ),
+    "duckdb": (
+        'CREATE TABLE {t} ("Id" BIGINT PRIMARY KEY, "select" INTEGER, "Amount" DECIMAL(38,10), '
+        'price DECIMAL(12,2), "Name" VARCHAR, flag BOOLEAN, d DATE, ts TIMESTAMP, '
+        '"updatedAt" TIMESTAMPTZ, u UUID, b BLOB, j JSON)'
+    ),
+}
+
+BASE_TIME = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+
+def make_row(i: int, *, updated: datetime | None = None, nulls: bool = False) -> tuple:
+    """Row ``i`` of the test table; ``nulls`` makes every non-key column NULL."""
+    if nulls:
+        return (i, *([None] * (len(COLUMNS) - 1)))
+    return (
+        i,
+        i % 7,
+        Decimal(f"{1234567890123456789012345678 + i}.{i:010d}"),
+        Decimal(f"{i % 1000}.{i % 100:02d}"),
+        f"name {i} é ü 漢",
+        i % 2 == 0,
+        date(2024, 1, 1 + i % 28),
+        datetime(2024, 1, 1, 12, 0, 0, i % 1_000_000),
+        updated or BASE_TIME.replace(microsecond=i % 1_000_000, second=i % 60, minute=(i // 60) % 60),
+        uuid.UUID(int=i * 7919),
+        bytes([i % 256, 0, 255]),
+        json.dumps({"i": i, "tags": ["a", "b"]}),
+    )
+
+
+def normalize(value: Any) -> Any:
+    """Make values from either driver comparable (UTC instants, str UUIDs, parsed JSON, bytes)."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(timezone.utc)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, memoryview):
+        return bytes(value)
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    if isinstance(value, dict):
+        return value
+    return value
+
+
+@dataclass
+class Side:
+    kind: str
+    schema: str
+    pg_conninfo: str | None = None
+    duckdb_path: Path | None = None
+
+    def connection_spec(self, role: str = "both") -> dict:
+        if self.kind == "postgres":
+            params = psycopg.conninfo.conninfo_to_dict(self.pg_conninfo)
+            options = {"host": params["host"], "port": int(params.get("port", 5432)),
+                       "database": params["dbname"], "user": params.get("user", "postgres")}
+        else:
+            options = {"path": str(self.duckdb_path)}
+        return {"kind": self.kind, "role": role, "options": options}
+
+    def qualified(self, table: str = TABLE, schema: str | None = None) -> str:
+        catalog = f'"{self.duckdb_path.stem}".' if self.kind == "duckdb" else ""
+        return f'{catalog}"{schema or self.schema}"."{table}"'
+
+    def execute(self, sql: str, params: list | tuple | None = None, *, many: bool = False) -> None:
+        if self.kind == "postgres":
+            with psycopg.connect(self.pg_conninfo, autocommit=True) as conn:
+                if many:
+                    conn.cursor().executemany(sql, params)
+                else:
+                    conn.execute(sql, params)
+        else:
+            with duckdb.connect(str(self.duckdb_path)) as conn:
+                sql = sql.replace("%s", "?")
+                if many:
+                    conn.executemany(sql, params)
+                else:
+                    conn.execute(sql, params).fetchall()
+
+    def query(self, sql: str, params: list | None = None) -> list[tuple]:
+        if self.kind == "postgres":
+            with psycopg.connect(self.pg_conninfo) as conn:
+                return conn.execute(sql, params).fetchall()
+        with duckdb.connect(str(self.duckdb_path)) as conn:
+            return conn.execute(sql.replace("%s", "?"), params).fetchall()
+
+    def create_test_table(self, rows: list[tuple], table: str = TABLE) -> None:
+        if self.kind == "duckdb":
+            self.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.duckdb_path.stem}"."{self.schema}"')
+        self.execute(DDL[self.kind].format(t=self.qualified(table)))
+        self.insert(rows, table)
+
+    def insert(self, rows: list[tuple], table: str = TABLE) -> None:
+        if not rows:
+            return
+        cols = ", ".join(f'"{c}"' for c in COLUMNS)
+        marks = ", ".join(["%s"] * len(COLUMNS))
+        self.execute(f"INSERT INTO {self.qualified(table)} ({cols}) VALUES ({marks})", rows, many=True)
+
+    def rows(self, table: str = TABLE, schema: str | None = None) -> list[tuple]:
+        target = self.qualified(table, schema)
+        cols = ", ".join(f'"{c}"' for c in COLUMNS)
+        return [tuple(normalize(v) for v in row)
+                for row in self.query(f'SELECT {cols} FROM {target} ORDER BY "Id"')]
+
+    def count(self, table: str, schema: str) -> int:
+        return self.query(f"SELECT COUNT(*) FROM {self.qualified(table, schema)}")[0][0]
