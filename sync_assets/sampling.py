@@ -23,7 +23,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, Literal
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -67,10 +66,9 @@ def sample_table(connector: Connector, table: TableName | str, n: int, method: S
 
 def _random_rows(connector: Connector, request: ReadRequest, schema: pa.Schema, n: int) -> pa.Table:
     """A uniform sample without replacement: keep the ``n`` rows with the smallest random keys."""
-    rng = np.random.default_rng()
     kept = pa.Table.from_batches([], schema=schema).append_column(_RANDOM_KEY, pa.array([], pa.float64()))
     for batch in connector.open_stream(request, schema).open_batches():
-        keyed = pa.Table.from_batches([batch]).append_column(_RANDOM_KEY, pa.array(rng.random(batch.num_rows)))
+        keyed = pa.Table.from_batches([batch]).append_column(_RANDOM_KEY, pc.random(batch.num_rows, initializer="system"))
         candidates = pa.concat_tables([kept, keyed])
         indices = pc.select_k_unstable(candidates, k=min(n, candidates.num_rows),
                                        sort_keys=[(_RANDOM_KEY, "ascending")])

@@ -12,8 +12,8 @@ and the test-side launcher (``FakesnowServer``). Only the standard library is im
 top, because each side lacks the other's packages.
 
 Connector 5.x (its Rust core) refuses a login response without a master token, which fakesnow
-0.12.1 does not send; the script adds the missing login fields (``masterToken`` and validity
-times) to fakesnow's own response and changes nothing else. Queries, binds, Arrow results and
+0.12.1 does not send; the script adds the missing login fields (``masterToken``, ``sessionId``
+and validity times) to fakesnow's own response and changes nothing else. Queries, binds, Arrow results and
 errors are fakesnow's.
 """
 
@@ -53,6 +53,7 @@ def serve(port: int) -> None:
                 data.setdefault("masterToken", "master-" + data["token"])
                 data.setdefault("validityInSeconds", 3600)
                 data.setdefault("masterValidityInSeconds", 14400)
+                data.setdefault("sessionId", abs(hash(data["token"])) % (1 << 62))
             return Response(json.dumps(payload), status_code=response.status_code, media_type="application/json")
 
     fakesnow.server.app.add_middleware(CompleteLoginResponse)
