@@ -253,13 +253,11 @@ class SnowflakeConnector(Connector):
             raise
 
     def table_schema(self, table: TableName) -> pa.Schema | None:
-        rows = self.describe(table)
-        if rows is None:
+        columns = [row for row in self.describe(table) or () if row[2] == "COLUMN"]
+        if not columns:
             self._suggest_case(table)
             return None
-        return pa.schema([
-            self._field(row[0], row[1], nullable=row[3] == "Y") for row in rows if row[2] == "COLUMN"
-        ])
+        return pa.schema([self._field(row[0], row[1], nullable=row[3] == "Y") for row in columns])
 
     def _suggest_case(self, table: TableName) -> None:
         """Quoted names are case-sensitive: name the table the user most likely meant."""

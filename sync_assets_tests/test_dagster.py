@@ -1,0 +1,190 @@
+"""Dagster wiring: definitions, materializations and their metadata, partitions and ranges,
+checks, dry runs, the IO manager, the ``dagster`` CLI in a subprocess, and instance storage on
+PostgreSQL through dagster-postgres."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import psycopg
+import pytest
+import yaml
+
+from sync_assets.definitions import build_definitions
+from sync_assets.demo import prepare_demo_source
+from sync_assets.spec import load_project
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def chinook_source(tmp_path_factory) -> Path:
+    return prepare_demo_source(tmp_path_factory.mktemp("chinook") / "chinook.duckdb")
+
+
+@pytest.fixture
+def demo_config(tmp_path, chinook_source) -> Path:
+    """The shipped demo config, pointed at a private copy of the source and a fresh warehouse."""
+    config = yaml.safe_load((ROOT / "config" / "chinook_demo.yaml").read_text())
+    shutil.copy(chinook_source, tmp_path / "chinook.duckdb")
+    config["connections"]["chinook"]["options"]["path"] = str(tmp_path / "chinook.duckdb")
+    config["connections"]["warehouse"]["options"]["path"] = str(tmp_path / "warehouse.duckdb")
+    folder = tmp_path / "config"
+    folder.mkdir()
+    (folder / "demo.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return folder
+
+
+def _materialize(defs: dg.Definitions, assets: list, **kwargs) -> dg.ExecuteInProcessResult:
+    return dg.materialize(assets, resources=defs.resources, **kwargs)
+
+
+def _warehouse(config_dir: Path) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(str(config_dir.parent / "warehouse.duckdb"), read_only=True)
+
+
+def test_shipped_definitions_load_without_touching_a_database(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    defs = build_definitions(load_project(ROOT / "config"))
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert {"chinook/Invoice", "chinook/InvoiceLine", "chinook/Artist", "analytics/revenue_by_country"} <= keys
+    invoice = graph.get(dg.AssetKey(["chinook", "Invoice"]))
+    assert invoice.partitions_def is not None and invoice.backfill_policy == dg.BackfillPolicy.single_run()
+    spec = defs.get_assets_def(dg.AssetKey(["chinook", "Artist"])).specs_by_key[dg.AssetKey(["chinook", "Artist"])]
+    assert spec.group_name == "chinook" and spec.kinds == {"duckdb"} and spec.code_version
+    assert spec.metadata["dagster/table_name"] == "warehouse.chinook.Artist"
+    assert not (tmp_path / "data").exists()
+
+
+def test_materialize_records_metadata_and_passes_the_check(demo_config):
+    defs = build_definitions(load_project(demo_config))
+    result = _materialize(defs, 
+        [defs.get_assets_def(dg.AssetKey(["chinook", "InvoiceLine"]))],
+        instance=dg.DagsterInstance.ephemeral(),
+        selection=[dg.AssetKey(["chinook", "InvoiceLine"])],
+    )
+    assert result.success
+    metadata = result.asset_materializations_for_node("chinook__InvoiceLine")[0].metadata
+    assert metadata["rows_read"].value == metadata["rows_written"].value == 2240
+    assert metadata["dagster/row_count"].value == 2240
+    assert metadata["watermark_after"].value == "2240"
+    assert "InvoiceLineId" in [c.name for c in metadata["dagster/column_schema"].schema.columns]
+    check = defs.get_asset_checks_def(dg.AssetCheckKey(dg.AssetKey(["chinook", "InvoiceLine"]), "row_count_parity"))
+    checked = _materialize(defs, [defs.get_assets_def(dg.AssetKey(["chinook", "InvoiceLine"])), check],
+                             instance=dg.DagsterInstance.ephemeral())
+    evaluation = checked.get_asset_check_evaluations()[0]
+    assert evaluation.passed and evaluation.metadata["source_rows"].value == 2240
+
+
+def test_dry_run_materializes_nothing(demo_config):
+    defs = build_definitions(load_project(demo_config))
+    result = _materialize(defs, 
+        [defs.get_assets_def(dg.AssetKey(["chinook", "Artist"]))],
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config={"ops": {"chinook__Artist": {"config": {"dry_run": True}}}},
+    )
+    assert result.success
+    assert result.asset_materializations_for_node("chinook__Artist") == []
+    assert not (demo_config.parent / "warehouse.duckdb").exists()
+
+
+def test_partition_range_runs_as_one_run_and_partitions_rerun_idempotently(demo_config):
+    defs = build_definitions(load_project(demo_config))
+    invoice = defs.get_assets_def(dg.AssetKey(["chinook", "Invoice"]))
+    instance = dg.DagsterInstance.ephemeral()
+    ranged = _materialize(defs, [invoice], instance=instance, tags={
+        "dagster/asset_partition_range_start": "2021-01-01", "dagster/asset_partition_range_end": "2025-12-01"})
+    assert ranged.success
+    assert ranged.asset_materializations_for_node("chinook__Invoice")[0].metadata["rows_written"].value == 412
+    again = _materialize(defs, [invoice], instance=instance, partition_key="2021-03-01")
+    metadata = again.asset_materializations_for_node("chinook__Invoice")[0].metadata
+    assert metadata["rows_replaced"].value == metadata["rows_written"].value == 7
+    with _warehouse(demo_config) as con:
+        assert con.execute('SELECT COUNT(*) FROM chinook."Invoice"').fetchall()[0][0] == 412
+
+
+def test_force_full_refresh_and_window_rerun_from_run_config(demo_config):
+    defs = build_definitions(load_project(demo_config))
+    asset = defs.get_assets_def(dg.AssetKey(["chinook", "InvoiceLine"]))
+    instance = dg.DagsterInstance.ephemeral()
+    assert _materialize(defs, [asset], instance=instance).success
+    window = _materialize(defs, [asset], instance=instance, run_config={
+        "ops": {"chinook__InvoiceLine": {"config": {"window_start": "100", "window_end": "200"}}}})
+    metadata = window.asset_materializations_for_node("chinook__InvoiceLine")[0].metadata
+    assert metadata["rows_read"].value == 100 and metadata["window"].value.startswith("(100, ")
+    full = _materialize(defs, [asset], instance=instance, run_config={
+        "ops": {"chinook__InvoiceLine": {"config": {"full_refresh": True}}}})
+    assert full.asset_materializations_for_node("chinook__InvoiceLine")[0].metadata["strategy"].value == "full_refresh"
+
+
+def test_io_manager_feeds_a_downstream_polars_asset(demo_config):
+    defs = build_definitions(load_project(demo_config))
+    keys = [dg.AssetKey(["chinook", "Customer"]), dg.AssetKey(["chinook", "Invoice"]),
+            dg.AssetKey(["analytics", "revenue_by_country"])]
+    instance = dg.DagsterInstance.ephemeral()
+    assets = [defs.get_assets_def(k) for k in keys]
+    assert _materialize(defs, assets[:1], instance=instance).success
+    assert _materialize(defs, assets[1:2], instance=instance, tags={
+        "dagster/asset_partition_range_start": "2021-01-01", "dagster/asset_partition_range_end": "2025-12-01"}).success
+    downstream = _materialize(defs, assets, instance=instance, selection=[keys[2]])
+    assert downstream.success
+    with _warehouse(demo_config) as con:
+        top = con.execute("SELECT \"Country\", revenue FROM analytics.revenue_by_country ORDER BY revenue DESC").fetchall()
+    assert top[0][0] == "USA" and float(top[0][1]) == pytest.approx(523.06)
+
+
+def _cli(args: list[str], config_dir: Path, home: Path, **env_vars: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SYNC_ASSETS_CONFIG": str(config_dir), "DAGSTER_HOME": str(home), **env_vars}
+    return subprocess.run([sys.executable, "-m", "dagster", "asset", "materialize", "-m", "sync_assets.definitions",
+                           *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_materializes_and_history_persists(demo_config, tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    first = _cli(["--select", "chinook/Artist,chinook/InvoiceLine"], demo_config, home)
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = _cli(["--select", "chinook/Invoice", "--partition", "2021-02-01"], demo_config, home)
+    assert second.returncode == 0, second.stderr[-3000:]
+    bad = _cli(["--select", "chinook/NoSuchTable"], demo_config, home)
+    assert bad.returncode != 0
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        artist = instance.get_latest_materialization_event(dg.AssetKey(["chinook", "Artist"]))
+        assert artist is not None
+        assert artist.asset_materialization.metadata["rows_written"].value == 275
+    with _warehouse(demo_config) as con:
+        assert con.execute('SELECT COUNT(*) FROM chinook."Invoice"').fetchall()[0][0] == 7
+
+
+def test_instance_storage_on_postgres(demo_config, tmp_path, pg_conninfo):
+    """The documented production switch: run history in PostgreSQL through dagster-postgres."""
+    params = psycopg.conninfo.conninfo_to_dict(pg_conninfo)
+    database = f"dagster_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_conninfo, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{database}"')
+    try:
+        home = tmp_path / "pg_home"
+        home.mkdir()
+        instance_yaml = yaml.safe_load((ROOT / "dagster.yaml").read_text()) or {}
+        instance_yaml["storage"] = {"postgres": {"postgres_url": {"env": "DAGSTER_PG_URL"}}}
+        (home / "dagster.yaml").write_text(yaml.safe_dump(instance_yaml))
+        url = (f"postgresql+psycopg2://{params.get('user', 'postgres')}@{params['host']}:"
+               f"{params.get('port', 5432)}/{database}")
+        result = _cli(["--select", "chinook/Genre"], demo_config, home, DAGSTER_PG_URL=url)
+        assert result.returncode == 0, result.stderr[-3000:]
+        with psycopg.connect(pg_conninfo.replace("dbname=test", f"dbname={database}")) as conn:
+            assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1
+            assert conn.execute("SELECT COUNT(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'"
+                                ).fetchone()[0] == 1
+    finally:
+        with psycopg.connect(pg_conninfo, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
