@@ -3,9 +3,9 @@
 fakesnow (Snowflake emulated on DuckDB) 0.12.1 does not import next to snowflake-connector-python
 5.x, which the project uses, so it runs from its own virtual environment (connector < 4 there):
 
-    uv venv /work/fakesnow-venv -p 3.11
-    VIRTUAL_ENV=/work/fakesnow-venv uv pip install 'fakesnow[server]==0.12.1' 'snowflake-connector-python<4'
-    export SYNC_ASSETS_FAKESNOW_PYTHON=/work/fakesnow-venv/bin/python
+    uv venv .venv-fakesnow -p 3.11
+    VIRTUAL_ENV=.venv-fakesnow uv pip install -r sync_assets_tests/fakesnow_requirements.txt
+    export SYNC_ASSETS_FAKESNOW_PYTHON=$PWD/.venv-fakesnow/bin/python
 
 This file is both the server script (run by that interpreter: ``python fakesnow_server.py PORT``)
 and the test-side launcher (``FakesnowServer``). Only the standard library is imported at the
@@ -89,10 +89,9 @@ class FakesnowServer:
         if problem:
             raise RuntimeError(
                 f"the Snowflake tests need fakesnow's server from its own environment, and {problem}. "
-                "Create it with:\n  uv venv /work/fakesnow-venv -p 3.11\n"
-                "  VIRTUAL_ENV=/work/fakesnow-venv uv pip install 'fakesnow[server]==0.12.1' "
-                "'snowflake-connector-python<4'\n"
-                f"  export {PYTHON_ENV}=/work/fakesnow-venv/bin/python"
+                "Create it with:\n  uv venv .venv-fakesnow -p 3.11\n"
+                "  VIRTUAL_ENV=.venv-fakesnow uv pip install -r sync_assets_tests/fakesnow_requirements.txt\n"
+                f"  export {PYTHON_ENV}=$PWD/.venv-fakesnow/bin/python"
             )
         return python
 

@@ -1,0 +1,201 @@
+"""Benchmark: sync_assets against the raw COPY pipe and a hand-written merge, measured in one run.
+
+    python bench/run.py                      # 2,000,000 rows
+    python bench/run.py --rows 500000,4000000  # memory flatness: peak RSS at two sizes
+
+For each size N it generates ``src.orders`` (the peer benchmark's table, ``bench/sql/gen_data.sql``)
+in PostgreSQL ($BENCH_PG, default the local server, database ``sync_bench``), then times, each in
+its own process so peak RSS is that process's own:
+
+- baseline: ``psql COPY ... TO STDOUT (FORMAT binary) | psql COPY ... FROM STDIN (FORMAT binary)``
+- full PG -> PG and full PG -> DuckDB with ``sync-assets run`` (the sync step, no Dagster),
+- the same PG -> DuckDB table through ``dagster asset materialize`` (whole process, start-up included),
+- incremental: initial load, then ``delta.sql`` (1% updated, 1% added) and one incremental run,
+  against a hand-written watermark + COPY + ``INSERT ... ON CONFLICT`` merge on the same change.
+
+It prints rows/s, peak RSS and ratios against the baselines; tests never assert on these.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+import yaml
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SQL = HERE / "sql"
+BIN = Path(sys.executable).parent
+
+
+def run_measured(command: list[str] | str, env: dict | None = None, shell: bool = False) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MB of the largest process, output) for one command."""
+    timed = ["/usr/bin/time", "-f", "PEAK_RSS_KB=%M", "sh", "-c", command] if shell else \
+        ["/usr/bin/time", "-f", "PEAK_RSS_KB=%M", *command]
+    started = time.monotonic()
+    done = subprocess.run(timed, env={**os.environ, **(env or {})}, capture_output=True, text=True)
+    wall = time.monotonic() - started
+    output = done.stdout + done.stderr
+    if done.returncode != 0:
+        raise SystemExit(f"command failed ({done.returncode}): {command}\n{output[-4000:]}")
+    rss = max(int(m) for m in re.findall(r"PEAK_RSS_KB=(\d+)", output)) / 1024
+    return wall, rss, output
+
+
+def psql(conninfo: str, *args: str) -> None:
+    subprocess.run(["psql", conninfo, "-Xq", "-v", "ON_ERROR_STOP=1", *args], check=True, capture_output=True)
+
+
+def ensure_database(admin_conninfo: str, name: str) -> None:
+    with psycopg.connect(admin_conninfo, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def write_config(folder: Path, conninfo: str, duckdb_path: Path) -> Path:
+    params = psycopg.conninfo.conninfo_to_dict(conninfo)
+    pg = {"kind": "postgres", "options": {"host": params.get("host", "127.0.0.1"), "port": int(params.get("port", 5432)),
+                                          "database": params["dbname"], "user": params.get("user", "postgres")}}
+    config = {
+        "connections": {"pg": pg, "duck": {"kind": "duckdb", "role": "target", "options": {"path": str(duckdb_path)}}},
+        "replications": [
+            {"source": "pg", "target": "pg", "streams": {
+                "src.orders": {"object": "bench_full.orders", "mode": "full_refresh"}}},
+            {"source": "pg", "target": "pg", "streams": {
+                "src.orders": {"object": "bench_incr.orders", "mode": "incremental", "primary_key": "id",
+                               "update_key": "updated_at"}}},
+            {"source": "pg", "target": "duck", "streams": {
+                "src.orders": {"object": "dst.orders", "mode": "full_refresh"}}},
+        ],
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "bench.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return folder
+
+
+HANDMADE_MERGE = """
+import sys, time, psycopg
+src, dst = sys.argv[1], sys.argv[2]
+t0 = time.monotonic()
+with psycopg.connect(src) as s, psycopg.connect(dst) as d:
+    if not d.execute("SELECT to_regclass('bench_hand.orders')").fetchone()[0]:
+        d.execute("CREATE SCHEMA IF NOT EXISTS bench_hand; CREATE TABLE bench_hand.orders (LIKE src.orders); "
+                  "ALTER TABLE bench_hand.orders ADD PRIMARY KEY (id)")
+    wm = d.execute("SELECT max(updated_at) FROM bench_hand.orders").fetchone()[0]
+    d.execute("CREATE TEMP TABLE stage (LIKE bench_hand.orders) ON COMMIT DROP")
+    q = "SELECT * FROM src.orders" + (" WHERE updated_at >= {}" if wm else "")
+    sql = psycopg.sql.SQL(f"COPY ({q}) TO STDOUT (FORMAT binary)")
+    if wm:
+        sql = sql.format(psycopg.sql.Literal(wm))
+    with s.cursor().copy(sql) as cin, d.cursor().copy("COPY stage FROM STDIN (FORMAT binary)") as cout:
+        for chunk in cin:
+            cout.write(chunk)
+    cols = [r[0] for r in d.execute("SELECT attname FROM pg_attribute WHERE attrelid = 'stage'::regclass "
+                                     "AND attnum > 0 AND NOT attisdropped")]
+    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != "id")
+    n = d.execute(f"INSERT INTO bench_hand.orders SELECT * FROM stage ON CONFLICT (id) DO UPDATE SET {sets}").rowcount
+    d.commit()
+print(f"SYNC_SECONDS={time.monotonic() - t0:.3f} ROWS={n}")
+"""
+
+
+def sync_seconds(output: str) -> float:
+    return float(re.search(r"in ([\d.]+)s", output).group(1))
+
+
+def rows_read(output: str) -> int:
+    return int(re.search(r"([\d,]+) rows read", output).group(1).replace(",", ""))
+
+
+def bench_size(n: int, conninfo: str, work: Path, with_dagster: bool) -> list[tuple]:
+    print(f"\n== {n:,} rows: generating src.orders ...", flush=True)
+    psql(conninfo, "-v", f"n={n}", "-f", str(SQL / "gen_data.sql"))
+    duck = work / "warehouse.duckdb"
+    config = write_config(work / "config", conninfo, duck)
+    env = {"SYNC_ASSETS_CONFIG": str(config)}
+    cli = [str(BIN / "sync-assets"), "--config", str(config), "run"]
+    rows = []
+
+    psql(conninfo, "-c", "DROP SCHEMA IF EXISTS bench_raw CASCADE; CREATE SCHEMA bench_raw; "
+                         "CREATE TABLE bench_raw.orders (LIKE src.orders); CHECKPOINT")
+    raw_wall, raw_rss, _ = run_measured(
+        f"psql '{conninfo}' -Xqc 'COPY src.orders TO STDOUT (FORMAT binary)' | "
+        f"psql '{conninfo}' -Xqc 'COPY bench_raw.orders FROM STDIN (FORMAT binary)'", shell=True)
+    rows.append(("raw COPY binary pipe PG->PG (baseline)", n, raw_wall, None, raw_rss, 1.0))
+
+    psql(conninfo, "-c", "CHECKPOINT")
+    wall, rss, out = run_measured([*cli, "bench_full/orders"], env)
+    rows.append(("sync-assets full PG->PG", n, wall, sync_seconds(out), rss, sync_seconds(out) / raw_wall))
+
+    duck.unlink(missing_ok=True)
+    wall, rss, out = run_measured([*cli, "dst/orders"], env)
+    rows.append(("sync-assets full PG->DuckDB", n, wall, sync_seconds(out), rss, sync_seconds(out) / raw_wall))
+
+    if with_dagster:
+        duck.unlink(missing_ok=True)
+        home = Path(tempfile.mkdtemp(prefix="bench_dagster_home_"))
+        shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+        wall, rss, out = run_measured([str(BIN / "dagster"), "asset", "materialize", "-m", "sync_assets.definitions",
+                                       "--select", "dst/orders"], {**env, "DAGSTER_HOME": str(home)})
+        rows.append(("dagster asset materialize PG->DuckDB (whole process)", n, wall, sync_seconds(out), rss,
+                     wall / raw_wall))
+        shutil.rmtree(home, ignore_errors=True)
+
+    psql(conninfo, "-c", "DROP SCHEMA IF EXISTS bench_incr CASCADE; DROP SCHEMA IF EXISTS bench_hand CASCADE")
+    wall, rss, out = run_measured([*cli, "bench_incr/orders"], env)
+    rows.append(("sync-assets incremental: initial load (merge table, PK)", n, wall, sync_seconds(out), rss, None))
+    run_measured([str(BIN / "python"), "-c", HANDMADE_MERGE, conninfo, conninfo])
+    psql(conninfo, "-v", "r=1", "-f", str(SQL / "delta.sql"))
+    psql(conninfo, "-c", "CHECKPOINT")
+    wall, rss, out = run_measured([*cli, "bench_incr/orders"], env)
+    ours = sync_seconds(out)
+    hwall, hrss, hand_out = run_measured([str(BIN / "python"), "-c", HANDMADE_MERGE, conninfo, conninfo])
+    hand = float(re.search(r"SYNC_SECONDS=([\d.]+)", hand_out).group(1))
+    rows.append(("hand-written merge, 1% changed + 1% new (baseline)", n, hwall, hand, hrss, None))
+    rows.append((f"sync-assets incremental, 1% changed + 1% new ({rows_read(out):,} rows read)", n, wall, ours, rss,
+                 ours / hand))
+    with psycopg.connect(conninfo) as conn:
+        check = "SELECT count(*), sum(id), sum(amount), max(updated_at) FROM {}"
+        expected = conn.execute(check.format("src.orders")).fetchone()
+        for table in ("bench_incr.orders", "bench_hand.orders", "bench_full.orders"):
+            got = conn.execute(check.format(table)).fetchone()
+            if table != "bench_full.orders" and got != expected:
+                raise SystemExit(f"verification failed for {table}: {got} != {expected}")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", default="2000000", help="comma-separated table sizes")
+    parser.add_argument("--no-dagster", action="store_true", help="skip the whole-process Dagster run")
+    args = parser.parse_args()
+    admin = os.environ.get("BENCH_PG_ADMIN", "host=127.0.0.1 port=5432 dbname=test user=postgres")
+    conninfo = os.environ.get("BENCH_PG", "host=127.0.0.1 port=5432 dbname=sync_bench user=postgres")
+    ensure_database(admin, psycopg.conninfo.conninfo_to_dict(conninfo)["dbname"])
+    work = Path(tempfile.mkdtemp(prefix="sync_assets_bench_"))
+    results = []
+    try:
+        for n in (int(x) for x in args.rows.split(",")):
+            results += bench_size(n, conninfo, work, not args.no_dagster)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"\n{'scenario':<72} {'rows':>10} {'wall s':>7} {'sync s':>7} {'rows/s (sync)':>14} {'peak RSS MB':>11} {'ratio':>6}")
+    for name, n, wall, sync, rss, ratio in results:
+        rate = f"{n / sync:,.0f}" if sync and "incremental" not in name and "merge" not in name else "-"
+        print(f"{name:<72} {n:>10,} {wall:>7.2f} {(f'{sync:.2f}' if sync else '-'):>7} {rate:>14} {rss:>11.0f} "
+              f"{(f'{ratio:.2f}x' if ratio else '-'):>6}")
+    print("ratio: full copies against the raw COPY pipe of the same size; incremental against the hand-written "
+          "merge's sync time; the Dagster row is its whole process against the raw pipe.")
+
+
+if __name__ == "__main__":
+    main()
