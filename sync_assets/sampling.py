@@ -39,7 +39,7 @@ def list_tables_report(connector: Connector, schema: str | None) -> list[dict[st
     """One dict per table or view: ``table``, ``kind``, ``rows``, ``bytes``, ``last_altered``."""
     return [
         {"table": str(info.table), "kind": info.kind, "rows": info.row_count, "bytes": info.size_bytes,
-         "last_altered": getattr(info, "last_altered", None)}
+         "last_altered": info.last_altered}
         for info in connector.list_tables(schema)
     ]
 

@@ -45,6 +45,16 @@ class ConnectionSpec(_Strict):
     max_concurrent_reads: int = Field(default=4, ge=1)
     options: dict[str, Any] = Field(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _snowflake_reads_only(cls, data: Any) -> Any:
+        """Snowflake is a source only: its connections default to, and must keep, role source."""
+        if isinstance(data, dict) and data.get("kind") == "snowflake":
+            data = {"role": "source", **data}
+            if data["role"] != "source":
+                raise ValueError("a snowflake connection is a source only: role must be 'source'")
+        return data
+
     @property
     def writable(self) -> bool:
         return self.role != "source" and not self.protected

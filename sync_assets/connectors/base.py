@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from datetime import datetime
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -113,6 +114,7 @@ class TableInfo:
     row_count: int | None
     size_bytes: int | None
     kind: str = "table"
+    last_altered: datetime | None = None
 
 
 class Connector(ABC):

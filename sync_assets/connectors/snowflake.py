@@ -40,8 +40,6 @@ import contextlib
 import logging
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
@@ -96,13 +94,6 @@ class SnowflakeOptions(BaseModel):
 
     def model_dump(self, **kwargs: Any) -> dict[str, Any]:
         return super().model_dump(by_alias=True, **kwargs)
-
-
-@dataclass(frozen=True)
-class CatalogTable(TableInfo):
-    """A table as Snowflake's catalog describes it, with its last change time."""
-
-    last_altered: datetime | None = None
 
 
 _DECLARED = re.compile(r"^\s*([A-Z_ ]+?)\s*(?:\((\d+)(?:\s*,\s*(\d+))?\))?\s*$")
@@ -298,7 +289,7 @@ class SnowflakeConnector(Connector):
             (schema, schema),
         )
         return [
-            CatalogTable(TableName(s, t), None if n is None else int(n), None if b is None else int(b),
+            TableInfo(TableName(s, t), None if n is None else int(n), None if b is None else int(b),
                          "view" if "VIEW" in (kind or "") else "table", altered)
             for s, t, n, b, kind, altered in rows
         ]
