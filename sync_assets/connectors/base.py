@@ -66,13 +66,18 @@ class ReadRequest:
 
 @dataclass
 class SourceStream:
-    """A stream being read: its canonical schema, its Arrow batches, and optionally the same
-    rows in a database-native bulk format that a target of the same kind can take unchanged."""
+    """A stream being read: its canonical schema and its Arrow batches.
+
+    Two optional faster forms of the same rows: ``open_driver_batches`` gives the driver's own
+    Arrow stream (column types may differ from ``schema``, e.g. a decimal as text; a SQL target
+    can cast while it scans, with no Python between driver and engine), and ``open_native``
+    gives a database-native bulk format that a target of the same kind takes unchanged."""
 
     schema: pa.Schema
     open_batches: Callable[[], pa.RecordBatchReader]
     native_format: str | None = None
     open_native: Callable[[], Iterator[bytes]] | None = None
+    open_driver_batches: Callable[[], contextlib.AbstractContextManager[pa.RecordBatchReader]] | None = None
     rows_read: int = 0
 
     def counted_batches(self) -> pa.RecordBatchReader:

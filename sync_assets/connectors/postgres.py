@@ -264,27 +264,30 @@ class PostgresConnector(SqlConnector):
         return native_type(field, KIND) or pg_type_for(field)
 
     def open_stream(self, request: ReadRequest, schema: pa.Schema) -> SourceStream:
-        def open_batches() -> pa.RecordBatchReader:
+        @contextlib.contextmanager
+        def open_driver_batches() -> Iterator[pa.RecordBatchReader]:
+            """ADBC's own reader: binary COPY decoded to Arrow in C++ (numeric arrives as text)."""
             import adbc_driver_postgresql.dbapi as adbc
 
             sql, params = self.render_select(request, schema, param_style="numeric")
-            conn = adbc.connect(self.uri())
-            cur = conn.cursor()
-            cur.adbc_statement.set_options(
-                **{"adbc.postgresql.batch_size_hint_bytes": str(_batch_bytes(request.batch_size))}
-            )
-            cur.execute(sql, parameters=params or None)
-            raw = cur.fetch_record_batch()
+            with adbc.connect(self.uri()) as conn, conn.cursor() as cur:
+                cur.adbc_statement.set_options(
+                    **{"adbc.postgresql.batch_size_hint_bytes": str(_batch_bytes(request.batch_size))}
+                )
+                cur.execute(sql, parameters=params or None)
+                yield cur.fetch_record_batch()
+
+        def open_batches() -> pa.RecordBatchReader:
+            context = open_driver_batches()
+            raw = context.__enter__()
 
             def batches():
                 try:
                     yield from raw
                 finally:
-                    cur.close()
-                    conn.close()
+                    context.__exit__(None, None, None)
 
-            reader = pa.RecordBatchReader.from_batches(raw.schema, batches())
-            return conforming_reader(reader, schema)
+            return conforming_reader(pa.RecordBatchReader.from_batches(raw.schema, batches()), schema)
 
         def open_native() -> Iterator[bytes]:
             sql, params = self.render_select(request, schema, param_style="format")
@@ -294,7 +297,7 @@ class PostgresConnector(SqlConnector):
                 yield from copy
 
         return SourceStream(schema=schema, open_batches=open_batches, native_format=NATIVE_COPY,
-                            open_native=open_native)
+                            open_native=open_native, open_driver_batches=open_driver_batches)
 
     # -- writing -------------------------------------------------------------------------------
     def ddl_type(self, field: pa.Field) -> str:
