@@ -59,8 +59,8 @@ def arrow_type_for(pg_type: str) -> tuple[pa.DataType, str | None, bool]:
         return pa.string(), None, False
     if t.startswith("numeric"):
         m = re.match(r"numeric\((\d+),(\d+)\)", t)
-        if not m:
-            return pa.string(), "decimal", True
+        if not m:  # unconstrained numeric: any precision, kept exactly as text (ADBC sends it as text)
+            return pa.string(), "decimal", False
         precision, scale = int(m.group(1)), int(m.group(2))
         return (pa.decimal128(precision, scale) if precision <= 38 else pa.decimal256(precision, scale)), None, False
     if t.startswith("timestamp"):
@@ -129,9 +129,8 @@ SELECT a.attname,
        t.typtype
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
-JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_type t ON t.oid = a.atttypid
-WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
+WHERE c.oid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
 """
 
@@ -212,7 +211,7 @@ class PostgresConnector(SqlConnector):
         return quote_ident(identifier)
 
     def _catalog(self, table: TableName) -> list[tuple]:
-        return self.fetch(_CATALOG_COLUMNS, (table.schema or "public", table.name))
+        return self.fetch(_CATALOG_COLUMNS, (self.qualified(TableName(table.schema or "public", table.name)),))
 
     def _schema_from_catalog(self, rows: list[tuple]) -> pa.Schema:
         fields = []
@@ -233,8 +232,7 @@ class PostgresConnector(SqlConnector):
     def query_schema(self, sql: str) -> pa.Schema:
         with self.session() as conn:
             conn.execute(f"CREATE TEMP VIEW sync_assets_probe AS {sql}")
-            rows = conn.execute(_CATALOG_COLUMNS.replace("n.nspname = %s", "n.oid = pg_my_temp_schema() AND %s IS NOT NULL"),
-                                ("", "sync_assets_probe")).fetchall()
+            rows = conn.execute(_CATALOG_COLUMNS, ("pg_temp.sync_assets_probe",)).fetchall()
             conn.rollback()
         return self._schema_from_catalog(rows)
 
@@ -256,7 +254,7 @@ class PostgresConnector(SqlConnector):
 
     # -- reading -------------------------------------------------------------------------------
     def select_expression(self, field: pa.Field) -> str:
-        if logical_type(field) in ("text_cast", "decimal"):
+        if logical_type(field) == "text_cast":
             return f"{self.quote(field.name)}::text AS {self.quote(field.name)}"
         return self.quote(field.name)
 
