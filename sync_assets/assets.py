@@ -1,17 +1,23 @@
-"""Dagster wiring for tables: one asset per table spec, with partitions, pools and metadata.
+"""Dagster wiring for tables: one asset per table spec, with partitions, pools, deps and metadata.
 
-Thin on purpose: the asset plans and runs one table through ``engine.sync_table`` and turns the
-SyncResult into materialization metadata (rows, duration, rows/s, watermarks, window, SQL,
-column schema). A dry run logs the plan and materializes nothing.
+Thin on purpose: the asset syncs one table through ``policies.sync_with_policies`` (schema-drift
+policy, background-copy chunks) and turns the result into materialization metadata (rows,
+duration, rows/s, watermarks, window, SQL, column schema, chunk progress). Foreign-key parents
+are asset deps, so a run of several tables loads parents first. Transient errors are retried
+with exponential backoff and jitter (``retries``); data errors fail at once. A dry run logs the
+plan and materializes nothing.
 """
 
 from datetime import date, datetime
 
 import dagster as dg
 
+from sync_assets.chunking import ChunkProgress
 from sync_assets.connectors import connector_for
-from sync_assets.engine import SyncResult, sync_table
+from sync_assets.engine import SyncResult
 from sync_assets.planning import RunOptions
+from sync_assets.policies import sync_with_policies
+from sync_assets.retries import backoff_seconds, is_transient
 from sync_assets.spec import Project, TableSpec
 
 KIND_BADGES = {"postgres": "postgres", "duckdb": "duckdb", "mssql": "sqlserver", "snowflake": "snowflake"}
@@ -107,6 +113,16 @@ def materialization_metadata(result: SyncResult) -> dict:
     return metadata
 
 
+def chunk_metadata(chunk: ChunkProgress) -> dict:
+    """Background-copy progress: plotted per materialization in the UI until it reaches 100%."""
+    return {
+        "background_copy": chunk.describe(),
+        "rows_left": chunk.rows_left,
+        "progress_pct": chunk.percent_done,
+        "chunk_upper_bound": _watermark_text(chunk.upper_bound),
+    }
+
+
 def _lag_seconds(value) -> float | None:
     if isinstance(value, datetime):
         now = datetime.now(value.tzinfo) if value.tzinfo else datetime.now()
@@ -134,6 +150,7 @@ def build_table_asset(project: Project, table: TableSpec) -> dg.AssetsDefinition
         metadata=definition_metadata(project, table),
         io_manager_key=io_manager_key(table.target),
         output_required=False,
+        deps=[dg.AssetKey(list(parent)) for parent in table.deps],
     )
     def _sync(context: dg.AssetExecutionContext, config: SyncRunConfig):
         options = RunOptions(
@@ -143,7 +160,16 @@ def build_table_asset(project: Project, table: TableSpec) -> dg.AssetsDefinition
         )
         source = connector_for(table.source, source_spec)
         target = connector_for(table.target, target_spec)
-        result = sync_table(table, source, target, options)
+        try:
+            synced = sync_with_policies(table, source, target, options)
+        except Exception as exc:
+            if not is_transient(exc) or context.retry_number >= table.retries.max_retries:
+                raise
+            wait = backoff_seconds(table.retries, context.retry_number)
+            context.log.warning(f"{table.name}: transient error, retry {context.retry_number + 1} of "
+                                f"{table.retries.max_retries} in {wait:.1f}s: {exc}")
+            raise dg.RetryRequested(max_retries=table.retries.max_retries, seconds_to_wait=wait) from exc
+        result = synced.result
         context.log.info(result.plan.describe())
         if config.dry_run:
             context.log.info(
@@ -156,6 +182,10 @@ def build_table_asset(project: Project, table: TableSpec) -> dg.AssetsDefinition
             f"{result.duration_s:.2f}s ({result.rows_per_second:,.0f} rows/s); target now has "
             f"{result.target_rows:,} rows"
         )
-        yield dg.MaterializeResult(metadata=materialization_metadata(result))
+        metadata = materialization_metadata(result)
+        if synced.chunk is not None:
+            metadata.update(chunk_metadata(synced.chunk))
+            context.log.info(f"{table.name}: {synced.chunk.describe()}")
+        yield dg.MaterializeResult(metadata=metadata)
 
     return _sync

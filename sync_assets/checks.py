@@ -1,10 +1,21 @@
-"""Asset checks for synced tables: row-count parity between source and target.
+"""Asset checks for synced tables: row-count parity, schema drift, primary-key uniqueness and
+freshness.
 
-The check counts the same slice on both sides: the whole (filtered) source for full refresh,
-rows up to the target's watermark for incremental tables, and the partition's time window for
-date-partitioned ones. It is a separate check (not part of the sync step) so a dry run records
-nothing, and so it can be re-run from the UI on its own.
+- ``row_count_parity`` counts the same slice on both sides: the whole (filtered) source for full
+  refresh, rows up to the target's watermark for incremental tables, and the partition's time
+  window for date-partitioned ones.
+- ``schema_drift`` compares source and target columns; each difference fails the check with
+  severity WARN or ERROR per the table's ``schema_drift`` policy, and its metadata lists them.
+- ``primary_key_unique`` (merge tables) finds duplicate keys in the target; it is blocking, so
+  downstream assets do not run on a broken table.
+- Freshness (``freshness: "6 hours"``) uses Dagster's last-update freshness checks, evaluated by
+  their sensor; a failed one is an alert like any failed check.
+
+The checks are separate from the sync step, so a dry run records nothing and each can be re-run
+from the UI on its own.
 """
+
+from collections import defaultdict
 
 import dagster as dg
 
@@ -12,19 +23,21 @@ from sync_assets.assets import op_tags, partitions_for, pool_for
 from sync_assets.connectors import connector_for
 from sync_assets.connectors.base import Filter, ReadRequest
 from sync_assets.planning import as_column_value, base_read, source_schema
+from sync_assets.policies import current_drift
+from sync_assets.schema_drift import categories_with
 from sync_assets.spec import Project, TableSpec
+
+FRESHNESS_SENSOR = "sync_freshness_checks"
 
 
 def build_row_count_check(project: Project, table: TableSpec) -> dg.AssetChecksDefinition:
     partitions_def = partitions_for(table)
 
     @dg.asset_check(
-        asset=dg.AssetKey(list(table.asset_key)),
         name="row_count_parity",
         description="Source and target hold the same number of rows for the synced slice.",
         partitions_def=partitions_def,
-        op_tags=op_tags(table),
-        pool=pool_for(project, table),
+        **_check_kwargs(project, table),
     )
     def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         source = connector_for(table.source, project.connections[table.source])
@@ -57,3 +70,70 @@ def build_row_count_check(project: Project, table: TableSpec) -> dg.AssetChecksD
         )
 
     return _check
+
+
+def _check_kwargs(project: Project, table: TableSpec) -> dict:
+    return {"asset": dg.AssetKey(list(table.asset_key)), "op_tags": op_tags(table),
+            "pool": pool_for(project, table)}
+
+
+def build_schema_drift_check(project: Project, table: TableSpec) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        name="schema_drift",
+        description="Source columns against target columns: added, dropped and type-changed columns, "
+                    "each a warning or an error per the table's schema_drift policy.",
+        **_check_kwargs(project, table),
+    )
+    def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        source = connector_for(table.source, project.connections[table.source])
+        target = connector_for(table.target, project.connections[table.target])
+        drift = current_drift(table, source, target)
+        failing, warning = categories_with(table, drift, "fail"), categories_with(table, drift, "warn")
+        metadata = {category: ", ".join(items) or "(none)" for category, items in drift.by_category().items()}
+        metadata["policy"] = ", ".join(f"{k}: {v}" for k, v in table.schema_drift.model_dump().items())
+        return dg.AssetCheckResult(
+            passed=not failing and not warning,
+            severity=dg.AssetCheckSeverity.ERROR if failing else dg.AssetCheckSeverity.WARN,
+            description=drift.describe(),
+            metadata=metadata,
+        )
+
+    return _check
+
+
+def build_primary_key_check(project: Project, table: TableSpec) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        name="primary_key_unique",
+        description=f"No two target rows share a primary key ({', '.join(table.primary_key)}).",
+        blocking=True,
+        **_check_kwargs(project, table),
+    )
+    def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        target = connector_for(table.target, project.connections[table.target])
+        keys = ", ".join(target.quote(k) for k in table.primary_key)
+        duplicated = (f"SELECT {keys}, COUNT(*) AS copies FROM {target.qualified(table.target_table)} "
+                      f"GROUP BY {keys} HAVING COUNT(*) > 1")
+        groups = int(target.scalar(f"SELECT COUNT(*) FROM ({duplicated}) AS sync_duplicates") or 0)
+        examples = target.fetch(f"{duplicated} ORDER BY copies DESC{target.limit_clause(5)}") if groups else []
+        shown = "; ".join(", ".join(f"{k}={v!r}" for k, v in zip(table.primary_key, row[:-1])) + f" ({row[-1]} rows)"
+                          for row in examples)
+        return dg.AssetCheckResult(passed=groups == 0,
+                                   metadata={"duplicate_keys": groups, "examples": shown or "(none)"})
+
+    return _check
+
+
+def is_merge_table(table: TableSpec) -> bool:
+    return table.mode in ("incremental", "smart") and bool(table.primary_key)
+
+
+def build_freshness_checks(project: Project) -> list[dg.AssetChecksDefinition]:
+    """One last-update freshness check per table with ``freshness``, grouped by maximum age."""
+    by_age = defaultdict(list)
+    for table in project.tables:
+        if table.freshness is not None:
+            by_age[table.freshness].append(dg.AssetKey(list(table.asset_key)))
+    checks: list[dg.AssetChecksDefinition] = []
+    for age, keys in sorted(by_age.items()):
+        checks += dg.build_last_update_freshness_checks(assets=keys, lower_bound_delta=age)
+    return checks

@@ -1,9 +1,10 @@
-"""The ``sync-assets`` command: the demo, plans (dry runs), one-off runs and table listings.
+"""The ``sync-assets`` command: the demo, plans (dry runs), one-off runs, listings and operations.
 
 Dagster remains the way to run syncs with history (``dagster asset materialize``, ``dagster
 dev``); this command covers what a data engineer wants from a shell: set up and start the demo,
-see what a table's next run would do, run one table outside Dagster (scripts, benchmarks), and
-list a connection's tables with sizes.
+see what a table's next run would do, run one table outside Dagster (scripts, benchmarks), list
+a connection's tables with sizes, print the status of every table, discover foreign keys into
+``lineage.yaml``, and apply the per-connection read limits to the Dagster instance's pools.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import sys
 from pathlib import Path
 
 from sync_assets.connectors import connector_for
-from sync_assets.engine import sync_table
 from sync_assets.errors import SyncAssetsError
 from sync_assets.planning import RunOptions
+from sync_assets.policies import sync_with_policies
 from sync_assets.spec import Project, load_project
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +39,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     project = _project(args)
     table = project.table(args.table)
     source, target = _connectors(project, table)
-    result = sync_table(table, source, target, RunOptions(dry_run=True, full_refresh=args.full_refresh))
+    result = sync_with_policies(table, source, target, RunOptions(dry_run=True, full_refresh=args.full_refresh)).result
     print(result.plan.describe())
     print(f"rows expected: {result.expected_rows:,}")
     print("source query:\n" + result.source_sql)
@@ -50,7 +51,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     project = _project(args)
     table = project.table(args.table)
     source, target = _connectors(project, table)
-    result = sync_table(table, source, target, RunOptions(full_refresh=args.full_refresh))
+    synced = sync_with_policies(table, source, target, RunOptions(full_refresh=args.full_refresh))
+    result = synced.result
+    if synced.chunk is not None:
+        print(f"{table.name}: {synced.chunk.describe()}")
     print(f"{table.name}: {result.plan.strategy}, {result.rows_read:,} rows read, {result.rows_written:,} written "
           f"in {result.duration_s:.2f}s ({result.rows_per_second:,.0f} rows/s); target has {result.target_rows:,} rows"
           + (f"; watermark {result.plan.watermark_before!r} -> {result.watermark_after!r}" if table.update_key else ""))
@@ -68,6 +72,71 @@ def cmd_tables(args: argparse.Namespace) -> int:
         size = f"{info.size_bytes / 1e6:,.1f} MB" if info.size_bytes is not None else "-"
         count = f"{info.row_count:,}" if info.row_count is not None else "-"
         print(f"{str(info.table):<50} {info.kind:<6} {count:>14} {size:>12}")
+    return 0
+
+
+def _instance_or_none():
+    """The Dagster instance at $DAGSTER_HOME, or None (with a note) when it is not set."""
+    from dagster import DagsterInstance
+
+    if not os.environ.get("DAGSTER_HOME"):
+        print("note: DAGSTER_HOME is not set, so run history is not shown", file=sys.stderr)
+        return None
+    return DagsterInstance.get()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from sync_assets.status import collect_status, format_status
+
+    project = _project(args)
+    instance = _instance_or_none()
+    try:
+        print(format_status(collect_status(project, instance)))
+    finally:
+        if instance is not None:
+            instance.dispose()
+    return 0
+
+
+def cmd_discover(args: argparse.Namespace) -> int:
+    from sync_assets.lineage import discover_foreign_keys, write_lineage_file
+
+    project = _project(args)
+    foreign_keys = discover_foreign_keys(project)
+    for fk in foreign_keys:
+        print(f"{fk.connection}: {fk.child} ({', '.join(fk.columns)}) -> {fk.parent}")
+    if args.dry_run:
+        return 0
+    path = write_lineage_file(Path(args.config), foreign_keys)
+    load_project(args.config)
+    print(f"wrote {len(foreign_keys)} foreign key(s) to {path}; definitions now load parents before children")
+    return 0
+
+
+def pool_limits(project: Project) -> dict[str, int]:
+    """Pool name -> limit: each source connection's max_concurrent_reads, one writer per DuckDB file."""
+    from sync_assets.assets import pool_for
+
+    limits = {}
+    for table in project.tables:
+        pool = pool_for(project, table)
+        limits[pool] = 1 if pool.endswith("_writer") else project.connections[table.source].max_concurrent_reads
+    return limits
+
+
+def cmd_pools(args: argparse.Namespace) -> int:
+    limits = pool_limits(_project(args))
+    for pool, limit in sorted(limits.items()):
+        print(f"{pool}: {limit}")
+    if not args.apply:
+        return 0
+    instance = _instance_or_none()
+    if instance is None:
+        raise SyncAssetsError("set DAGSTER_HOME to the instance whose pools should be limited")
+    with instance:
+        for pool, limit in limits.items():
+            instance.event_log_storage.set_concurrency_slots(pool, limit)
+    print(f"applied {len(limits)} pool limit(s) to the instance at {os.environ['DAGSTER_HOME']}")
     return 0
 
 
@@ -138,6 +207,17 @@ def build_parser() -> argparse.ArgumentParser:
     tables.add_argument("connection")
     tables.add_argument("--schema")
     tables.set_defaults(func=cmd_tables)
+
+    status = sub.add_parser("status", help="per table: source/target rows and watermarks, last sync and result")
+    status.set_defaults(func=cmd_status)
+
+    discover = sub.add_parser("discover", help="read foreign keys from the sources into <config>/lineage.yaml")
+    discover.add_argument("--dry-run", action="store_true", help="print the foreign keys, write nothing")
+    discover.set_defaults(func=cmd_discover)
+
+    pools = sub.add_parser("pools", help="show (and --apply) concurrency pool limits per connection")
+    pools.add_argument("--apply", action="store_true", help="set the limits on the instance at $DAGSTER_HOME")
+    pools.set_defaults(func=cmd_pools)
 
     demo = sub.add_parser("demo", help="build the Chinook demo source, sync it with Dagster, start the UI")
     demo.add_argument("--no-ui", action="store_true", help="sync and exit without starting the UI")

@@ -1,19 +1,21 @@
 """The YAML configuration: validated models and the loader.
 
 This module owns everything a user writes in ``config/``: connections (with secrets taken from
-environment variables), and replications shaped like Sling's (``source``, ``target``,
-``defaults``, ``streams``). Loading validates everything up front and never touches a database;
-every error names the file, the stream (table) and the key.
+environment variables), replications shaped like Sling's (``source``, ``target``, ``defaults``,
+``streams``), and the operations settings: named schedules, alert channels, and the foreign keys
+``sync-assets discover`` records (``lineage``). Loading validates everything up front and never
+touches a database; every error names the file, the stream (table) and the key.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -22,7 +24,7 @@ from sync_assets.errors import ConfigError
 
 PATH_KEYS = frozenset({"path", "private_key_file"})
 """Connection options holding file paths; relative ones are relative to their YAML file."""
-SECRET_KEYS = frozenset({"password", "private_key_passphrase", "token"})
+SECRET_KEYS = frozenset({"password", "private_key_passphrase", "token", "webhook_url"})
 ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -30,10 +32,45 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _valid_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}; use an IANA name such as 'Europe/Berlin' or 'UTC'") from None
+    return value
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``"10 minutes"`` (or a number of seconds) as a timedelta."""
+    parsed = parse_lookback(value)
+    if isinstance(parsed, (int, float)):
+        return timedelta(seconds=parsed)
+    if parsed is None:
+        raise ValueError("a duration is required")
+    return parsed
+
+
 class EnvRef(_Strict):
     """``{env: NAME}``: a value read from an environment variable when the config is loaded."""
 
     env: str
+
+
+class ChangeSensorSpec(_Strict):
+    """Poll this source's tables for changes (one cheap query per table per tick)."""
+
+    minimum_interval: str | int = "60 seconds"
+    """Time between ticks: ``"5 minutes"`` or a number of seconds."""
+
+    @field_validator("minimum_interval")
+    @classmethod
+    def _valid_interval(cls, value: Any) -> Any:
+        parse_duration(value)
+        return value
+
+    @property
+    def interval_seconds(self) -> int:
+        return max(1, int(parse_duration(self.minimum_interval).total_seconds()))
 
 
 class ConnectionSpec(_Strict):
@@ -43,6 +80,7 @@ class ConnectionSpec(_Strict):
     role: Literal["source", "target", "both"] = "both"
     protected: bool = False
     max_concurrent_reads: int = Field(default=4, ge=1)
+    change_sensor: ChangeSensorSpec | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -89,6 +127,89 @@ def parse_lookback(value: Any) -> timedelta | int | float | None:
 MODES = ("full_refresh", "incremental", "smart", "date_partitioned")
 
 
+class SyncWindow(_Strict):
+    """A daily time window in which a table may sync; ``19:00-07:00`` wraps past midnight."""
+
+    start: time
+    end: time
+    timezone: str = "UTC"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, data: Any) -> Any:
+        """``"19:00-07:00"`` is short for ``{start: "19:00", end: "07:00"}`` (UTC)."""
+        if isinstance(data, str):
+            match = re.fullmatch(r"\s*(\d{1,2}:\d{2})\s*-\s*(\d{1,2}:\d{2})\s*", data)
+            if not match:
+                raise ValueError(f"window {data!r} is not 'HH:MM-HH:MM'")
+            return {"start": match.group(1), "end": match.group(2)}
+        return data
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_tz(cls, value: str) -> str:
+        return _valid_timezone(value)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> SyncWindow:
+        if self.start == self.end:
+            raise ValueError("window start and end are equal; leave the window out to allow any time")
+        return self
+
+    def contains(self, moment: datetime) -> bool:
+        local = moment.astimezone(ZoneInfo(self.timezone)).time()
+        if self.start < self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end
+
+    def describe(self) -> str:
+        return f"{self.start:%H:%M}-{self.end:%H:%M} {self.timezone}"
+
+
+class ChunkSpec(_Strict):
+    """Copy a large table over several runs: at most ``rows`` rows, or one ``range`` of the
+    update key, beyond the target's watermark per run, until the copy has caught up."""
+
+    rows: int | None = Field(default=None, ge=1)
+    range: str | int | float | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ChunkSpec:
+        if (self.rows is None) == (self.range is None):
+            raise ValueError("give exactly one of 'rows' (rows per run) or 'range' (update-key span per run)")
+        if self.range is not None:
+            parse_lookback(self.range)
+        return self
+
+    @property
+    def key_range(self) -> timedelta | int | float | None:
+        return parse_lookback(self.range)
+
+
+class SchemaDriftPolicy(_Strict):
+    """What a difference between source and target columns does: ``add`` a new column, ``warn``
+    (the schema_drift check fails with severity WARN and the sync goes on) or ``fail`` (the sync
+    refuses to write and the check fails with severity ERROR)."""
+
+    added: Literal["add", "warn", "fail"] | None = None
+    dropped: Literal["warn", "fail"] = "warn"
+    type_changed: Literal["warn", "fail"] = "warn"
+
+
+class RetrySpec(_Strict):
+    """Retries for transient errors (connection drops, deadlocks, serialization failures) only."""
+
+    max_retries: int = Field(default=3, ge=0)
+    delay: str | int = "10 seconds"
+    max_delay: str | int = "10 minutes"
+
+    @field_validator("delay", "max_delay")
+    @classmethod
+    def _valid_duration(cls, value: Any) -> Any:
+        parse_duration(value)
+        return value
+
+
 class StreamOptions(_Strict):
     """Per-table settings; every key may also be given once under ``defaults``."""
 
@@ -109,8 +230,25 @@ class StreamOptions(_Strict):
     asset_key: list[str] | None = None
     schema_changes: Literal["evolve", "fail"] | None = None
     disabled: bool = False
+    schedule: str | None = None
+    """Name of a schedule under the top-level ``schedules`` key."""
+    window: SyncWindow | None = None
+    chunk: ChunkSpec | None = None
+    late_partitions: int | None = Field(default=None, ge=1)
+    """Date-partitioned tables: re-sync the last N partitions on each schedule or sensor tick."""
+    freshness: str | int | None = None
+    """Maximum age of the last successful sync (``"6 hours"``), checked by a freshness check."""
+    schema_drift: SchemaDriftPolicy | None = None
+    retries: RetrySpec | None = None
+    on_change: bool = True
+    """Include this table in its source connection's change sensor (when it has one)."""
+    depends_on: list[str] | None = None
+    """Streams to load before this one, besides the foreign keys in ``lineage``."""
+    ignore_dependencies: list[str] | None = None
+    """Parent streams whose foreign keys to ignore: how a foreign-key cycle is broken."""
 
-    @field_validator("primary_key", "columns", "exclude_columns", mode="before")
+    @field_validator("primary_key", "columns", "exclude_columns", "depends_on", "ignore_dependencies",
+                     mode="before")
     @classmethod
     def _string_to_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
@@ -120,6 +258,92 @@ class StreamOptions(_Strict):
     def _valid_lookback(cls, value: Any) -> Any:
         parse_lookback(value)
         return value
+
+    @field_validator("freshness")
+    @classmethod
+    def _valid_freshness(cls, value: Any) -> Any:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+
+class ScheduleSpec(_Strict):
+    """A named cron schedule; streams opt in with ``schedule: NAME`` (per table, or per group
+    through a replication's ``defaults``)."""
+
+    cron: str
+    timezone: str = "UTC"
+    description: str | None = None
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        from dagster._utils.schedules import is_valid_cron_string
+
+        if not is_valid_cron_string(value):
+            raise ValueError(f"{value!r} is not a valid cron expression (five fields, e.g. '0 19 * * *')")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_tz(cls, value: str) -> str:
+        return _valid_timezone(value)
+
+
+ALERT_EVENTS = ("run_failure", "check_failure", "freshness")
+AlertEvent = Literal["run_failure", "check_failure", "freshness"]
+
+
+class _Channel(_Strict):
+    events: list[AlertEvent] = Field(default_factory=lambda: list(ALERT_EVENTS))
+    timeout_s: int = Field(default=30, ge=1)
+
+
+class SlackChannel(_Channel):
+    kind: Literal["slack"]
+    webhook_url: str
+
+
+class EmailChannel(_Channel):
+    kind: Literal["email"]
+    host: str
+    port: int = 25
+    starttls: bool = False
+    ssl: bool = False
+    username: str | None = None
+    password: str | None = None
+    sender: str
+    recipients: list[str] = Field(min_length=1)
+
+
+class WebhookChannel(_Channel):
+    kind: Literal["webhook"]
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Header values are secrets: write each as ``{env: NAME}``."""
+
+
+AlertChannel = Annotated[SlackChannel | EmailChannel | WebhookChannel, Field(discriminator="kind")]
+
+
+class AlertsSpec(_Strict):
+    ui_base_url: str = "http://localhost:3000"
+    """Where the Dagster UI is served; messages link to ``{ui_base_url}/runs/{run_id}``."""
+    channels: dict[str, AlertChannel] = Field(default_factory=dict)
+
+
+class ForeignKeySpec(_Strict):
+    """One foreign key found in a source catalog: ``child`` references ``parent``."""
+
+    connection: str
+    child: str
+    parent: str
+    constraint: str | None = None
+    columns: list[str] = Field(default_factory=list)
+
+
+class LineageSpec(_Strict):
+    foreign_keys: list[ForeignKeySpec] = Field(default_factory=list)
 
 
 class ReplicationFile(_Strict):
@@ -132,6 +356,9 @@ class ReplicationFile(_Strict):
 class ConfigFile(_Strict):
     connections: dict[str, ConnectionSpec] = Field(default_factory=dict)
     replications: list[ReplicationFile] = Field(default_factory=list)
+    schedules: dict[str, ScheduleSpec] = Field(default_factory=dict)
+    alerts: AlertsSpec | None = None
+    lineage: LineageSpec | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -208,6 +435,18 @@ class TableSpec:
     description: str | None
     asset_key: tuple[str, ...]
     schema_changes: str
+    schedule: str | None = None
+    window: SyncWindow | None = None
+    chunk: ChunkSpec | None = None
+    late_partitions: int = 1
+    freshness: timedelta | None = None
+    schema_drift: SchemaDriftPolicy = SchemaDriftPolicy(added="add")
+    retries: RetrySpec = RetrySpec()
+    on_change: bool = True
+    depends_on: tuple[str, ...] = ()
+    ignore_dependencies: tuple[str, ...] = ()
+    deps: tuple[tuple[str, ...], ...] = ()
+    """Asset keys of the tables loaded before this one (foreign keys and ``depends_on``)."""
 
     @property
     def label(self) -> str:
@@ -230,6 +469,8 @@ class Project:
     connections: dict[str, ConnectionSpec]
     tables: tuple[TableSpec, ...]
     config_dir: Path
+    schedules: dict[str, ScheduleSpec] = field(default_factory=dict)
+    alerts: AlertsSpec | None = None
 
     def table(self, name: str) -> TableSpec:
         for table in self.tables:
@@ -265,14 +506,30 @@ def resolve_env(value: Any, where: str, key: str = "") -> Any:
     return value
 
 
-def _check_secrets(options: dict[str, Any], where: str) -> None:
+def _check_secrets(options: dict[str, Any], where: str, secret_keys: frozenset[str] = SECRET_KEYS) -> None:
     for key, value in options.items():
-        if key in SECRET_KEYS and not (isinstance(value, dict) and set(value) == {"env"}):
+        if key in secret_keys and not (isinstance(value, dict) and set(value) == {"env"}):
             if not (isinstance(value, str) and ENV_PATTERN.fullmatch(value)):
                 raise ConfigError(
                     f"{where}: key {key!r} is a secret and must come from the environment: "
                     f"write it as {{env: VARIABLE_NAME}}"
                 )
+
+
+def _resolve_alert_secrets(path: Path, raw: dict[str, Any]) -> None:
+    """Alert channels keep webhook URLs, passwords and header values in the environment."""
+    alerts = raw.get("alerts")
+    if not isinstance(alerts, dict) or not isinstance(alerts.get("channels"), dict):
+        return
+    for name, channel in alerts["channels"].items():
+        if not isinstance(channel, dict):
+            continue
+        where = f"{path}: alert channel {name!r}"
+        _check_secrets(channel, where)
+        headers = channel.get("headers")
+        if isinstance(headers, dict):
+            _check_secrets(headers, f"{where} headers", frozenset(headers))
+        alerts["channels"][name] = resolve_env(channel, where)
 
 
 def _format_validation_error(path: Path, error: ValidationError) -> str:
@@ -306,6 +563,7 @@ def _read_file(path: Path) -> ConfigFile:
     for name, conn in (raw.get("connections") or {}).items():
         if isinstance(conn, dict):
             _check_secrets(conn.get("options") or {}, f"{path}: connection {name!r}")
+    _resolve_alert_secrets(path, raw)
     try:
         return ConfigFile.model_validate(raw)
     except ValidationError as exc:
@@ -381,6 +639,7 @@ def _resolve_table(
     asset_key = tuple(opts.get("asset_key") or [
         _asset_key_part(target_table.schema or replication.target), _asset_key_part(target_table.name)
     ])
+    operations = _resolve_operations(where, opts, mode, update_key, primary_key)
     return TableSpec(
         name=stream_name,
         file=path,
@@ -403,7 +662,45 @@ def _resolve_table(
         description=opts.get("description"),
         asset_key=asset_key,
         schema_changes=opts.get("schema_changes") or "evolve",
+        **operations,
     )
+
+
+def _as_model(model: type[BaseModel], value: Any) -> Any:
+    """``defaults`` merged into a stream arrive as plain dicts; turn them back into models."""
+    return model.model_validate(value) if isinstance(value, dict) else value
+
+
+def _resolve_operations(where: str, opts: dict[str, Any], mode: str, update_key: str | None,
+                        primary_key: tuple[str, ...]) -> dict[str, Any]:
+    """The automation and operations settings of one stream, checked against its mode."""
+    chunk = _as_model(ChunkSpec, opts.get("chunk"))
+    if chunk is not None and mode not in ("incremental", "smart"):
+        raise ConfigError(f"{where}: key 'chunk' applies to incremental and smart modes only (mode is {mode!r}): "
+                          "a full refresh or a partition overwrite is one transaction")
+    late = opts.get("late_partitions")
+    if late is not None and mode != "date_partitioned":
+        raise ConfigError(f"{where}: key 'late_partitions' applies to mode 'date_partitioned' only (mode is {mode!r})")
+    schema_changes = opts.get("schema_changes") or "evolve"
+    drift = _as_model(SchemaDriftPolicy, opts.get("schema_drift")) or SchemaDriftPolicy()
+    if drift.added is None:
+        drift = drift.model_copy(update={"added": "add" if schema_changes == "evolve" else "fail"})
+    elif drift.added == "add" and schema_changes == "fail":
+        raise ConfigError(f"{where}: key 'schema_drift.added' is 'add' but 'schema_changes' is 'fail'; "
+                          "choose one (schema_changes: fail is the same as schema_drift.added: fail)")
+    freshness = opts.get("freshness")
+    return {
+        "schedule": opts.get("schedule"),
+        "window": _as_model(SyncWindow, opts.get("window")),
+        "chunk": chunk,
+        "late_partitions": late or 1,
+        "freshness": parse_duration(freshness) if freshness is not None else None,
+        "schema_drift": drift,
+        "retries": _as_model(RetrySpec, opts.get("retries")) or RetrySpec(),
+        "on_change": opts.get("on_change", True),
+        "depends_on": tuple(opts.get("depends_on") or ()),
+        "ignore_dependencies": tuple(opts.get("ignore_dependencies") or ()),
+    }
 
 
 def load_project(config_dir: str | Path) -> Project:
@@ -460,4 +757,33 @@ def load_files(files: list[Path], config_dir: Path | None = None) -> Project:
                     )
                 seen_keys[table.asset_key] = table.label
                 tables.append(table)
-    return Project(connections, tuple(tables), config_dir or files[0].parent)
+    schedules = _collect_schedules(parsed, tables)
+    alerts = _single_alerts_section(parsed)
+    from sync_assets.lineage import resolve_dependencies
+
+    foreign_keys = [(path, fk) for path, cfg in parsed if cfg.lineage for fk in cfg.lineage.foreign_keys]
+    return Project(connections, resolve_dependencies(tables, foreign_keys), config_dir or files[0].parent,
+                   schedules, alerts)
+
+
+def _collect_schedules(parsed: list[tuple[Path, ConfigFile]], tables: list[TableSpec]) -> dict[str, ScheduleSpec]:
+    schedules: dict[str, ScheduleSpec] = {}
+    for path, cfg in parsed:
+        for name, schedule in cfg.schedules.items():
+            if name in schedules:
+                raise ConfigError(f"{path}: key 'schedules.{name}': schedule {name!r} is defined twice")
+            if not re.fullmatch(r"[A-Za-z0-9_]+", name):
+                raise ConfigError(f"{path}: key 'schedules.{name}': use letters, digits and underscores only")
+            schedules[name] = schedule
+    for table in tables:
+        if table.schedule is not None and table.schedule not in schedules:
+            raise ConfigError(f"{table.label}: key 'schedule': unknown schedule {table.schedule!r}; "
+                              f"defined: {', '.join(sorted(schedules)) or 'none'}")
+    return schedules
+
+
+def _single_alerts_section(parsed: list[tuple[Path, ConfigFile]]) -> AlertsSpec | None:
+    found = [(path, cfg.alerts) for path, cfg in parsed if cfg.alerts is not None]
+    if len(found) > 1:
+        raise ConfigError(f"{found[1][0]}: key 'alerts' is already defined in {found[0][0]}; keep one alerts section")
+    return found[0][1] if found else None

@@ -122,6 +122,41 @@ class TableInfo:
     last_altered: datetime | None = None
 
 
+@dataclass(frozen=True)
+class ForeignKey:
+    """``child`` (``columns``) references ``parent``, as the source catalog declares it."""
+
+    child: TableName
+    parent: TableName
+    constraint: str
+    columns: tuple[str, ...] = ()
+
+
+_FOREIGN_KEYS_SQL = """
+SELECT child.table_schema, child.table_name, parent.table_schema, parent.table_name, rc.constraint_name,
+       kcu.column_name
+FROM information_schema.referential_constraints rc
+JOIN information_schema.table_constraints child
+  ON child.constraint_schema = rc.constraint_schema AND child.constraint_name = rc.constraint_name
+JOIN information_schema.table_constraints parent
+  ON parent.constraint_schema = rc.unique_constraint_schema AND parent.constraint_name = rc.unique_constraint_name
+LEFT JOIN information_schema.key_column_usage kcu
+  ON kcu.constraint_schema = rc.constraint_schema AND kcu.constraint_name = rc.constraint_name
+ORDER BY child.table_schema, child.table_name, rc.constraint_name, kcu.ordinal_position
+"""
+
+
+def foreign_keys_from_rows(rows: Sequence[tuple]) -> list[ForeignKey]:
+    """Rows of (child schema, child table, parent schema, parent table, constraint, column)."""
+    grouped: dict[tuple, list[str]] = {}
+    for child_schema, child, parent_schema, parent, constraint, column in rows:
+        columns = grouped.setdefault((child_schema, child, parent_schema, parent, constraint), [])
+        if column is not None:
+            columns.append(column)
+    return [ForeignKey(TableName(cs, c), TableName(ps, p), name, tuple(cols))
+            for (cs, c, ps, p, name), cols in grouped.items()]
+
+
 class Connector(ABC):
     """One database connection, as a source and (unless read-only) as a target."""
 
@@ -145,6 +180,10 @@ class Connector(ABC):
     @abstractmethod
     def list_tables(self, schema: str | None = None) -> list[TableInfo]:
         """Tables with row counts and sizes from the catalog (estimates where the engine keeps them)."""
+
+    def foreign_keys(self) -> list[ForeignKey]:
+        """Foreign keys between tables, from the standard ``information_schema`` views."""
+        return foreign_keys_from_rows(self.fetch(_FOREIGN_KEYS_SQL))
 
     # -- reading -------------------------------------------------------------------------------
     @abstractmethod

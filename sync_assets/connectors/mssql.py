@@ -1,0 +1,531 @@
+"""SQL Server: connection, catalog discovery, Arrow reads and the T-SQL write path.
+
+Two layers live here:
+
+- The ODBC plumbing, free of any SQL dialect: choosing the driver, building the connection
+  string, connecting with a login and a query timeout (``odbc_connect``), streaming a query as
+  Arrow record batches (``read_arrow_batches``, arrow-odbc: the ODBC driver fills column buffers
+  that become Arrow arrays in Rust, no Python object per value) and bulk-inserting Arrow batches
+  (``bulk_insert``, arrow-odbc's array-bound INSERT). The tests run these for real against
+  PostgreSQL through psqlODBC.
+- ``MssqlConnector``: the T-SQL dialect (``[quoting]``, ``TOP``, ``sp_rename`` swap, ``MERGE``,
+  ``IDENTITY_INSERT``, ``ALTER TABLE ... SWITCH`` templates) and the catalog views.
+
+Types and value conversions are in ``mssql_types``. Driver choice: ``options.driver`` (a name
+registered with unixODBC or a path to the driver library), else Microsoft ODBC Driver 18/17 when
+registered, else the Microsoft driver shipped in the PyPI wheel ``mssql-python-odbc`` (loaded by
+path), else FreeTDS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from sync_assets.arrow_types import native_type
+from sync_assets.connectors import mssql_types as types
+from sync_assets.connectors.base import (
+    ForeignKey,
+    ReadRequest,
+    SourceStream,
+    SqlConnector,
+    TableInfo,
+    foreign_keys_from_rows,
+)
+from sync_assets.errors import ConnectionFailed
+from sync_assets.spec import TableName
+
+KIND = types.KIND
+MICROSOFT_DRIVERS = ("ODBC Driver 18 for SQL Server", "ODBC Driver 17 for SQL Server")
+FREETDS = "FreeTDS"
+
+
+class MssqlOptions(BaseModel):
+    """``options`` of a ``kind: mssql`` connection."""
+
+    model_config = ConfigDict(extra="forbid")
+    server: str
+    port: int = 1433
+    database: str
+    auth: Literal["sql", "windows"] = "sql"
+    user: str | None = None
+    password: str | None = None
+    driver: str | None = None
+    """An ODBC driver name registered with unixODBC, or a path to the driver library."""
+    encrypt: Literal["yes", "no", "strict"] = "yes"
+    trust_server_certificate: bool = False
+    application_intent: Literal["readonly", "readwrite"] | None = None
+    """Default: ``readonly`` for a ``role: source`` connection, else ``readwrite``."""
+    login_timeout_s: int = Field(default=15, ge=1)
+    query_timeout_s: int = Field(default=300, ge=0)
+    max_text_bytes: int = Field(default=8000, ge=1)
+    """Largest value of an ``(n)varchar(max)``/``xml`` column the reader takes (larger ones fail)."""
+    max_binary_bytes: int = Field(default=1 << 20, ge=1)
+    """Largest value of a ``varbinary(max)``/spatial column the reader takes (larger ones fail)."""
+    tds_version: str = "7.4"
+    """FreeTDS only: the TDS protocol version."""
+
+    @model_validator(mode="after")
+    def _credentials_match_auth(self) -> MssqlOptions:
+        if self.auth == "sql" and (not self.user or self.password is None):
+            raise ValueError("auth 'sql' needs user and password (password as {env: VARIABLE})")
+        if self.auth == "windows" and self.password is not None:
+            raise ValueError("auth 'windows' uses the Kerberos ticket of the process; remove password")
+        return self
+
+
+# -- ODBC plumbing ---------------------------------------------------------------------------
+def bundled_driver_path() -> str | None:
+    """The Microsoft ODBC Driver 18 library inside the ``mssql-python-odbc`` wheel, if installed."""
+    try:
+        import mssql_python_odbc
+    except ImportError:
+        return None
+    os_release = Path("/etc/os-release").read_text().lower() if Path("/etc/os-release").exists() else ""
+    family = ("rhel" if any(n in os_release for n in ("rhel", "fedora", "centos")) else
+              "suse" if "suse" in os_release else "debian_ubuntu")
+    arch = {"aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    libs = Path(mssql_python_odbc.get_libs_dir()) / "linux" / family / arch / "lib"
+    found = sorted(libs.glob("libmsodbcsql-*.so*"))
+    return str(found[-1]) if found else None
+
+
+def resolve_driver(requested: str | None) -> str:
+    if requested:
+        return requested
+    import pyodbc
+
+    registered = pyodbc.drivers()
+    for name in MICROSOFT_DRIVERS:
+        if name in registered:
+            return name
+    bundled = bundled_driver_path()
+    if bundled:
+        return bundled
+    if FREETDS in registered:
+        return FREETDS
+    raise ConnectionFailed(
+        "no SQL Server ODBC driver found: install Microsoft ODBC Driver 18 (msodbcsql18), "
+        "or `pip install mssql-python-odbc`, or FreeTDS (Debian: tdsodbc); or set options.driver"
+    )
+
+
+def odbc_value(value: str) -> str:
+    """A connection-string value; braced (``}`` doubled) when ``;``, braces, ``=`` or edge spaces
+    could otherwise break out of it. Plain values stay bare: some drivers keep the braces."""
+    if any(ch in value for ch in ";{}=") or value != value.strip():
+        return "{" + value.replace("}", "}}") + "}"
+    return value
+
+
+def connection_string(opts: MssqlOptions, driver: str, read_only: bool) -> str:
+    freetds = "tds" in Path(driver).name.lower()
+    parts: dict[str, str] = {"Driver": driver}
+    if freetds:
+        parts |= {"Server": opts.server, "Port": str(opts.port), "TDS_Version": opts.tds_version,
+                  "Encryption": "off" if opts.encrypt == "no" else "require"}
+    else:
+        parts |= {"Server": f"tcp:{opts.server},{opts.port}", "Encrypt": opts.encrypt,
+                  "TrustServerCertificate": "yes" if opts.trust_server_certificate else "no"}
+        if read_only:
+            parts["ApplicationIntent"] = "ReadOnly"
+    parts["Database"] = opts.database
+    parts["APP"] = "sync_assets"
+    if opts.auth == "windows":
+        parts["Trusted_Connection"] = "yes"
+    else:
+        parts |= {"UID": opts.user or "", "PWD": opts.password or ""}
+    return ";".join(f"{key}={odbc_value(value)}" for key, value in parts.items())
+
+
+@dataclass(frozen=True)
+class OdbcLimits:
+    """Timeouts and buffer bounds applied to every ODBC connection and read."""
+
+    login_timeout_s: int = 15
+    query_timeout_s: int = 300
+    max_text_bytes: int = 8000
+    max_binary_bytes: int = 1 << 20
+    max_batch_bytes: int = 64 << 20
+    """Upper bound of the fetch buffers of one read (fewer rows per batch when rows are wide)."""
+
+
+def odbc_connect(conn_str: str, limits: OdbcLimits, label: str) -> Any:
+    """A pyodbc connection (manual commit) with the login timeout, query timeout and the
+    output converters SQL Server types need; a silent server fails after the login timeout."""
+    import pyodbc
+
+    try:
+        conn = pyodbc.connect(conn_str, timeout=limits.login_timeout_s, autocommit=False)
+    except pyodbc.Error as exc:
+        raise ConnectionFailed(f"{label}: cannot connect within {limits.login_timeout_s}s: {exc}") from exc
+    try:
+        conn.timeout = limits.query_timeout_s
+    except pyodbc.Error as exc:
+        conn.close()
+        raise ConnectionFailed(f"{label}: the ODBC driver cannot set a query timeout: {exc}") from exc
+    types.register_output_converters(conn)
+    return conn
+
+
+def read_arrow_batches(conn_str: str, sql: str, params: Sequence[str | None], fetch_schema: pa.Schema,
+                       batch_size: int, limits: OdbcLimits) -> pa.RecordBatchReader:
+    """Stream ``sql`` as Arrow batches of at most ``batch_size`` rows (bounded buffers)."""
+    import arrow_odbc
+
+    reader = arrow_odbc.read_arrow_batches_from_odbc(
+        query=sql, connection_string=conn_str, batch_size=batch_size, parameters=list(params) or None,
+        max_text_size=limits.max_text_bytes, max_binary_size=limits.max_binary_bytes,
+        max_bytes_per_batch=limits.max_batch_bytes,
+        login_timeout_sec=limits.login_timeout_s, query_timeout_sec=limits.query_timeout_s or None,
+        schema=fetch_schema,
+    )
+    return reader.into_pyarrow_record_batch_reader()
+
+
+def bulk_insert(batches: pa.RecordBatchReader, table_sql: str, quoted_names: list[str], conn_str: str,
+                limits: OdbcLimits, chunk_size: int) -> int:
+    """Insert every batch into ``table_sql`` with array-bound parameters; returns the row count."""
+    import arrow_odbc
+
+    rows = 0
+
+    def converted() -> Iterator[pa.RecordBatch]:
+        nonlocal rows
+        for batch in batches:
+            rows += batch.num_rows
+            yield types.load_batch(batch, quoted_names)
+
+    load_schema = types.load_batch(pa.RecordBatch.from_pylist([], schema=batches.schema), quoted_names).schema
+    arrow_odbc.insert_into_table(
+        reader=pa.RecordBatchReader.from_batches(load_schema, converted()), chunk_size=chunk_size,
+        table=table_sql, connection_string=conn_str, login_timeout_sec=limits.login_timeout_s,
+    )
+    return rows
+
+
+# -- the connector ---------------------------------------------------------------------------
+def nstring(text: str) -> str:
+    """A T-SQL Unicode literal (for procedure arguments such as ``sp_rename``'s names)."""
+    return "N'" + text.replace("'", "''") + "'"
+
+
+_COLUMNS_SQL = (
+    "SELECT c.name, TYPE_NAME(CASE WHEN c.system_type_id = 240 THEN c.user_type_id ELSE c.system_type_id END), "
+    "c.max_length, c.precision, c.scale, c.is_nullable "
+    "FROM sys.columns AS c WHERE c.object_id = OBJECT_ID(?) ORDER BY c.column_id"
+)
+_DESCRIBE_SQL = (
+    "SELECT name, system_type_name, is_nullable FROM sys.dm_exec_describe_first_result_set(?, NULL, 0) "
+    "WHERE is_hidden = 0 ORDER BY column_ordinal"
+)
+_TABLES_SQL = (
+    "SELECT s.name, o.name, rc.row_count, sz.size_bytes, "
+    "CASE o.type WHEN 'V' THEN 'view' ELSE 'table' END, o.modify_date "
+    "FROM sys.objects AS o JOIN sys.schemas AS s ON s.schema_id = o.schema_id "
+    "OUTER APPLY (SELECT SUM(p.rows) AS row_count FROM sys.partitions AS p "
+    "WHERE p.object_id = o.object_id AND p.index_id IN (0, 1)) AS rc "
+    "OUTER APPLY (SELECT SUM(a.total_pages) * 8192 AS size_bytes FROM sys.partitions AS p "
+    "JOIN sys.allocation_units AS a ON a.container_id = p.partition_id WHERE p.object_id = o.object_id) AS sz "
+    "WHERE o.type IN ('U', 'V') AND o.is_ms_shipped = 0"
+)
+_PRIMARY_KEY_SQL = (
+    "SELECT c.name FROM sys.indexes AS i "
+    "JOIN sys.index_columns AS ic ON ic.object_id = i.object_id AND ic.index_id = i.index_id "
+    "JOIN sys.columns AS c ON c.object_id = ic.object_id AND c.column_id = ic.column_id "
+    "WHERE i.object_id = OBJECT_ID(?) AND i.is_primary_key = 1 ORDER BY ic.key_ordinal"
+)
+_FOREIGN_KEYS_SQL = (
+    "SELECT OBJECT_SCHEMA_NAME(fk.parent_object_id), OBJECT_NAME(fk.parent_object_id), "
+    "OBJECT_SCHEMA_NAME(fk.referenced_object_id), OBJECT_NAME(fk.referenced_object_id), fk.name, pc.name "
+    "FROM sys.foreign_keys AS fk "
+    "JOIN sys.foreign_key_columns AS fkc ON fkc.constraint_object_id = fk.object_id "
+    "JOIN sys.columns AS pc ON pc.object_id = fkc.parent_object_id AND pc.column_id = fkc.parent_column_id "
+    "ORDER BY 1, 2, fk.name, fkc.constraint_column_id"
+)
+_IDENTITY_SQL = "SELECT name FROM sys.identity_columns WHERE object_id = OBJECT_ID(?)"
+_SCHEMAS_SQL = ("SELECT name FROM sys.schemas WHERE schema_id < 16384 "
+                "AND name NOT IN ('sys', 'INFORMATION_SCHEMA', 'guest') ORDER BY name")
+_DATABASES_SQL = "SELECT name FROM sys.databases WHERE database_id > 4 AND state_desc = 'ONLINE' ORDER BY name"
+
+_UNBOUNDED_KEY_TYPES = {"nvarchar(max)": "nvarchar(450)", "varchar(max)": "varchar(900)",
+                        "varbinary(max)": "varbinary(900)"}
+
+
+class MssqlConnector(SqlConnector):
+    kind = KIND
+    param_style = "qmark"
+    keys_enforced_by_constraint = False
+    bind_value = staticmethod(types.bind_text)
+
+    def __init__(self, name, spec):
+        super().__init__(name, spec)
+        self.opts = MssqlOptions.model_validate(self.options)
+        self.limits = OdbcLimits(self.opts.login_timeout_s, self.opts.query_timeout_s,
+                                 self.opts.max_text_bytes, self.opts.max_binary_bytes)
+        self._driver: str | None = None
+        self._declared_types: dict[TableName, dict[str, str]] = {}
+
+    # -- connections ---------------------------------------------------------------------------
+    @property
+    def read_only(self) -> bool:
+        intent = self.opts.application_intent or ("readonly" if self.spec.role == "source" else "readwrite")
+        return intent == "readonly"
+
+    def connection_string(self) -> str:
+        if self._driver is None:
+            self._driver = resolve_driver(self.opts.driver)
+        return connection_string(self.opts, self._driver, self.read_only)
+
+    def connect(self) -> Any:
+        label = f"connection {self.name!r}: SQL Server {self.opts.server}:{self.opts.port}/{self.opts.database}"
+        return odbc_connect(self.connection_string(), self.limits, label)
+
+    @contextlib.contextmanager
+    def session(self):
+        conn = self.connect()
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def execute(self, conn, sql: str, params: Sequence[Any] = ()) -> int:
+        cursor = conn.cursor()
+        cursor.execute(sql, *params) if params else cursor.execute(sql)
+        return cursor.rowcount
+
+    def commit(self, conn) -> None:
+        conn.commit()
+
+    def rollback(self, conn) -> None:
+        conn.rollback()
+
+    def fetch_on(self, conn, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        cursor = conn.cursor()
+        cursor.execute(sql, *params) if params else cursor.execute(sql)
+        return [tuple(row) for row in cursor.fetchall()]
+
+    def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self.session() as conn:
+            return self.fetch_on(conn, sql, params)
+
+    # -- catalog -------------------------------------------------------------------------------
+    def quote(self, identifier: str) -> str:
+        return "[" + identifier.replace("]", "]]") + "]"
+
+    def _columns(self, table: TableName) -> list[types.MssqlColumn]:
+        return [types.MssqlColumn(name, type_name, max_length, precision, scale, bool(nullable))
+                for name, type_name, max_length, precision, scale, nullable
+                in self.fetch(_COLUMNS_SQL, (self.qualified(table),))]
+
+    def table_schema(self, table: TableName) -> pa.Schema | None:
+        columns = self._columns(table)
+        return pa.schema([types.arrow_field(c) for c in columns]) if columns else None
+
+    def native_column_types(self, table: TableName) -> dict[str, str]:
+        return {c.name: c.ddl for c in self._columns(table)}
+
+    def query_schema(self, sql: str) -> pa.Schema:
+        rows = self.fetch(_DESCRIBE_SQL, (sql,))
+        return pa.schema([types.arrow_field(types.column_from_type_text(name, type_text, bool(nullable)))
+                          for name, type_text, nullable in rows])
+
+    def schema_exists(self, schema: str) -> bool:
+        return bool(self.fetch("SELECT 1 FROM sys.schemas WHERE name = ?", (schema,)))
+
+    def list_tables(self, schema: str | None = None) -> list[TableInfo]:
+        sql, params = _TABLES_SQL, ()
+        if schema is not None:
+            sql, params = sql + " AND s.name = ?", (schema,)
+        rows = self.fetch(sql + " ORDER BY s.name, o.name", params)
+        return [TableInfo(TableName(s, t), None if n is None else int(n), None if size is None else int(size),
+                          kind, modified)
+                for s, t, n, size, kind, modified in rows]
+
+    def list_schemas(self) -> list[str]:
+        return [row[0] for row in self.fetch(_SCHEMAS_SQL)]
+
+    def list_databases(self) -> list[str]:
+        return [row[0] for row in self.fetch(_DATABASES_SQL)]
+
+    def primary_key(self, table: TableName) -> tuple[str, ...]:
+        return tuple(row[0] for row in self.fetch(_PRIMARY_KEY_SQL, (self.qualified(table),)))
+
+    def foreign_keys(self) -> list[ForeignKey]:
+        """Foreign keys from ``sys.foreign_keys`` (child columns in constraint order)."""
+        return foreign_keys_from_rows(self.fetch(_FOREIGN_KEYS_SQL))
+
+    def identity_columns(self, table: TableName) -> set[str]:
+        return {row[0] for row in self.fetch(_IDENTITY_SQL, (self.qualified(table),))}
+
+    def max_value(self, table: TableName, column: str) -> Any:
+        """``MAX(column)``; a ``datetime2`` maximum is read as text so its 7th digit survives."""
+        native = self.native_column_types(table).get(column, "")
+        if native.startswith("datetime2"):
+            return types.parse_datetime2_text(self.scalar(
+                f"SELECT CONVERT(varchar(27), MAX({self.quote(column)}), 121) FROM {self.qualified(table)}"
+            ))
+        return super().max_value(table, column)
+
+    # -- reading -------------------------------------------------------------------------------
+    def select_expression(self, field: pa.Field) -> str:
+        return types.read_expression(self.quote(field.name), field)
+
+    def typed_placeholder(self, index: int, field: pa.Field) -> str:
+        """``?`` bound as text and converted to the column's own type (``datetime`` stays ``datetime``)."""
+        column_type = native_type(field, KIND) or types.ddl_type(field)
+        if column_type == "rowversion":
+            return "CONVERT(binary(8), ?, 1)"
+        if column_type.split("(")[0] in ("binary", "varbinary"):
+            return f"CONVERT({column_type}, ?, 1)"
+        return f"CAST(? AS {column_type})"
+
+    def limit_clause(self, limit: int) -> str:
+        return f" ORDER BY (SELECT NULL) OFFSET 0 ROWS FETCH NEXT {int(limit)} ROWS ONLY"
+
+    def render_select(self, request: ReadRequest, schema: pa.Schema, *, count_only: bool = False,
+                      param_style: str | None = None) -> tuple[str, list[Any]]:
+        """T-SQL SELECT: ``TOP (n)`` instead of LIMIT, watermarks bound as text in each column's type."""
+        source = self.qualified(request.table) if request.table else f"({request.sql}) AS sync_query"
+        clauses, params = [], []
+        if request.where:
+            clauses.append(f"({request.where})")
+        for flt in request.filters:
+            field_ = schema.field(flt.column)
+            params.append(types.bind_text(flt.value, native_type(field_, KIND)))
+            clauses.append(f"{self.quote(flt.column)} {flt.op} {self.typed_placeholder(len(params), field_)}")
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        top = f"TOP ({int(request.limit)}) " if request.limit is not None else ""
+        if count_only:
+            return f"SELECT COUNT_BIG(*) FROM (SELECT {top}1 AS one FROM {source}{where}) AS sync_count", params
+        order = (" ORDER BY " + ", ".join(self.quote(c) for c in request.order_by)) if request.order_by else ""
+        return f"SELECT {top}{self.select_list(schema)} FROM {source}{where}{order}", params
+
+    def open_stream(self, request: ReadRequest, schema: pa.Schema) -> SourceStream:
+        def open_batches() -> pa.RecordBatchReader:
+            sql, params = self.render_select(request, schema)
+            fetch_schema = pa.schema([pa.field(f.name, types.fetch_type(f)) for f in schema])
+            raw = read_arrow_batches(self.connection_string(), sql, params, fetch_schema, request.batch_size,
+                                     self.limits)
+            return pa.RecordBatchReader.from_batches(schema, (types.canonical_batch(b, schema) for b in raw))
+
+        return SourceStream(schema=schema, open_batches=open_batches)
+
+    # -- writing -------------------------------------------------------------------------------
+    def ddl_type(self, field: pa.Field) -> str:
+        return types.ddl_type(field)
+
+    def load_type(self, field: pa.Field) -> str:
+        return types.load_type(field)
+
+    def cast_expression(self, column: str, target_type: str) -> str:
+        return types.cast_from_staging(self.quote(column), target_type)
+
+    def create_table_sql(self, table: TableName, schema: pa.Schema, types_: Sequence[str]) -> str:
+        """Also remembers the declared types: the primary key step needs them for tables that
+        are created in the same transaction (the typed stage), before the catalog shows them."""
+        self._declared_types[table] = dict(zip(schema.names, types_))
+        return super().create_table_sql(table, schema, types_)
+
+    def create_schema_sql(self, schema: str) -> str:
+        return f"CREATE SCHEMA {self.quote(schema)}"
+
+    def rename_table_sql(self, table: TableName, new_name: str) -> list[str]:
+        return [f"EXEC sp_rename {nstring(self.qualified(table))}, {nstring(new_name)}, N'OBJECT'"]
+
+    def add_primary_key_sql(self, table: TableName, key: Sequence[str], final_name: str) -> list[str]:
+        """Key columns become NOT NULL (unbounded types get index-sized ones), then a PRIMARY KEY
+        under a temporary name, renamed by ``after_swap_sql`` once the old table is gone."""
+        if not key:
+            return []
+        declared = self._declared_types.get(table) or self.native_column_types(table)
+        statements = [
+            f"ALTER TABLE {self.qualified(table)} ALTER COLUMN {self.quote(k)} "
+            f"{_UNBOUNDED_KEY_TYPES.get(declared[k], declared[k])} NOT NULL"
+            for k in key
+        ]
+        statements.append(
+            f"ALTER TABLE {self.qualified(table)} ADD CONSTRAINT {self.quote(_pk_name(final_name) + '__sync_new')} "
+            f"PRIMARY KEY ({', '.join(self.quote(k) for k in key)})"
+        )
+        return statements
+
+    def after_swap_sql(self, table: TableName, key: Sequence[str]) -> list[str]:
+        if not key:
+            return []
+        temporary = TableName(table.schema, _pk_name(table.name) + "__sync_new")
+        return [f"EXEC sp_rename {nstring(self.qualified(temporary))}, {nstring(_pk_name(table.name))}, N'OBJECT'"]
+
+    def identity_insert_sql(self, table: TableName, enabled: bool) -> str:
+        return f"SET IDENTITY_INSERT {self.qualified(table)} {'ON' if enabled else 'OFF'}"
+
+    def _with_identity_insert(self, target: TableName, columns: Sequence[str], statements: list[str]) -> list[str]:
+        if not self.identity_columns(target) & set(columns):
+            return statements
+        return [self.identity_insert_sql(target, True), *statements, self.identity_insert_sql(target, False)]
+
+    def insert_select_sql(self, target: TableName, staging: TableName, columns: Sequence[str],
+                          casts: dict[str, str]) -> str:
+        """INSERT ... SELECT, inside ``IDENTITY_INSERT`` ON/OFF when it writes an identity column."""
+        insert = super().insert_select_sql(target, staging, columns, casts)
+        return "; ".join(self._with_identity_insert(target, columns, [insert]))
+
+    def merge_sql(self, target: TableName, staging: TableName, columns: Sequence[str], key: Sequence[str],
+                  casts: dict[str, str]) -> list[str]:
+        """One MERGE on the primary key (HOLDLOCK: no concurrent insert of the same key slips in)."""
+        identity = self.identity_columns(target)
+        selected = ", ".join(
+            f"{self.cast_expression(c, casts[c])} AS {self.quote(c)}" if c in casts else self.quote(c) for c in columns
+        )
+        match = " AND ".join(f"tgt.{self.quote(k)} = src.{self.quote(k)}" for k in key)
+        updates = ", ".join(f"tgt.{self.quote(c)} = src.{self.quote(c)}"
+                            for c in columns if c not in key and c not in identity)
+        when_matched = f" WHEN MATCHED THEN UPDATE SET {updates}" if updates else ""
+        column_list = ", ".join(self.quote(c) for c in columns)
+        values = ", ".join(f"src.{self.quote(c)}" for c in columns)
+        merge = (
+            f"MERGE INTO {self.qualified(target)} WITH (HOLDLOCK) AS tgt "
+            f"USING (SELECT {selected} FROM {self.qualified(staging)}) AS src ON {match}{when_matched} "
+            f"WHEN NOT MATCHED BY TARGET THEN INSERT ({column_list}) VALUES ({values});"
+        )
+        if identity & set(columns):
+            return [self.identity_insert_sql(target, True), merge, self.identity_insert_sql(target, False)]
+        return [merge]
+
+    def truncate_sql(self, table: TableName, partitions: Sequence[int] = ()) -> str:
+        numbers = ", ".join(str(int(p)) for p in partitions)
+        return f"TRUNCATE TABLE {self.qualified(table)}" + (f" WITH (PARTITIONS ({numbers}))" if numbers else "")
+
+    def switch_swap_sql(self, staging: TableName, target: TableName, partitions: Sequence[int] = ()) -> list[str]:
+        """The seeds' "staging + partition switch" swap, for one transaction: empty the target (or
+        the given partitions) and switch the staging table's data in as a metadata operation. The
+        staging table must match the target exactly (columns, indexes, constraints, filegroup or
+        partition scheme); ``partitions`` switches those partition numbers of an aligned staging table."""
+        if not partitions:
+            return [self.truncate_sql(target), f"ALTER TABLE {self.qualified(staging)} SWITCH TO {self.qualified(target)}"]
+        return [self.truncate_sql(target, partitions)] + [
+            f"ALTER TABLE {self.qualified(staging)} SWITCH PARTITION {int(p)} TO {self.qualified(target)} PARTITION {int(p)}"
+            for p in partitions
+        ]
+
+    def bulk_load(self, conn, staging: TableName, stream: SourceStream, schema: pa.Schema) -> tuple[int, bool]:
+        rows = bulk_insert(stream.counted_batches(), self.qualified(staging), [self.quote(n) for n in schema.names],
+                           self.connection_string(), self.limits, chunk_size=_insert_chunk_rows(schema))
+        return rows, False
+
+
+def _pk_name(table_name: str) -> str:
+    return f"PK_{table_name[:100]}"
+
+
+def _insert_chunk_rows(schema: pa.Schema) -> int:
+    """Rows per array-bound INSERT round trip: fewer for wide rows, so the bound buffers stay small."""
+    unbounded = sum(1 for f in schema if types.ddl_type(f).endswith("(max)"))
+    return 1_000 if unbounded else 10_000

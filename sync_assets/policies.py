@@ -1,0 +1,54 @@
+"""One table's sync with its operational policies applied, for the Dagster asset and the CLI.
+
+Around the plan-and-run of ``engine``: the schema-drift policy is enforced before planning (a
+``fail`` policy writes nothing; ``added: warn`` leaves new source columns out), a chunked table
+is bounded to its next chunk, and after the commit the chunk progress is measured against the
+target's new watermark.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sync_assets.chunking import ChunkProgress, bound_to_chunk, progress
+from sync_assets.connectors.base import Connector
+from sync_assets.engine import SyncResult, dry_run, run_plan
+from sync_assets.planning import RunOptions, plan_sync, source_schema
+from sync_assets.schema_drift import SchemaDrift, compare, enforce
+from sync_assets.spec import TableSpec
+
+log = logging.getLogger("sync_assets")
+
+
+@dataclass
+class PolicySyncResult:
+    result: SyncResult
+    drift: SchemaDrift
+    chunk: ChunkProgress | None = None
+
+
+def current_drift(table: TableSpec, source: Connector, target: Connector) -> SchemaDrift:
+    """Source columns (as this table selects them) against the target table's; none if it is missing."""
+    target_schema = target.table_schema(table.target_table)
+    if target_schema is None:
+        return SchemaDrift()
+    return compare(source_schema(table, source), target_schema)
+
+
+def sync_with_policies(table: TableSpec, source: Connector, target: Connector,
+                       options: RunOptions = RunOptions()) -> PolicySyncResult:
+    drift = current_drift(table, source, target)
+    plan = plan_sync(enforce(table, drift), source, target, options)
+    explicit_window = options.window_start is not None or options.window_end is not None
+    if not explicit_window:
+        bound_to_chunk(plan, source)
+    log.info("plan: %s", plan.describe().replace("\n", "; "))
+    if options.dry_run:
+        return PolicySyncResult(dry_run(plan, source), drift)
+    result = run_plan(plan, source, target)
+    chunk = None
+    if table.chunk is not None and not explicit_window:
+        chunk = progress(table, source, plan, result.watermark_after, result.target_rows or 0)
+        log.info("%s: %s", table.name, chunk.describe())
+    return PolicySyncResult(result, drift, chunk)

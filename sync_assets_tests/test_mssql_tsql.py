@@ -1,0 +1,256 @@
+"""T-SQL the SQL Server connector generates: exact text of fixed templates, and every generated
+statement parsed with sqlglot's tsql dialect and checked against the schema the code believes in.
+
+No SQL Server runs here (see docs/sqlserver.md); the live suite runs these paths for real.
+Catalog answers (identity columns, declared types) come from a subclass with fixed answers, so no
+database driver is involved or imitated.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pyarrow as pa
+import pytest
+import sqlglot
+from sqlglot import exp
+
+from sync_assets.connectors.base import Filter, ReadRequest
+from sync_assets.connectors.mssql import (
+    MssqlConnector,
+    MssqlOptions,
+    connection_string,
+    nstring,
+)
+from sync_assets.connectors.mssql_types import MssqlColumn, PreciseDatetime, arrow_field
+from sync_assets.spec import ConnectionSpec, TableName
+
+ODD = TableName("sales]x", "Order Lines]")
+STAGING = TableName("sales]x", "Order Lines]__sync_staging")
+COLUMNS = [MssqlColumn("Id", "int", 4, 10, 0, False), MssqlColumn("Changed At", "datetime", 8, 23, 3),
+           MssqlColumn("Amount", "money", 8, 19, 4), MssqlColumn("Note]", "nvarchar", 80, 0, 0),
+           MssqlColumn("Version", "timestamp", 8, 0, 0), MssqlColumn("Loaded", "datetime2", 8, 27, 7)]
+SCHEMA = pa.schema([arrow_field(c) for c in COLUMNS])
+
+
+class FixedCatalog(MssqlConnector):
+    """The connector with catalog answers given by the test instead of a server."""
+
+    identity: frozenset[str] = frozenset()
+
+    def identity_columns(self, table):
+        return set(self.identity)
+
+    def native_column_types(self, table):
+        return {c.name: c.ddl for c in COLUMNS}
+
+
+@pytest.fixture
+def conn() -> FixedCatalog:
+    return FixedCatalog("uat", ConnectionSpec(kind="mssql", role="target", options={
+        "server": "uat", "database": "Sales", "user": "u", "password": "p"}))
+
+
+def parse(sql: str) -> exp.Expression:
+    tree = sqlglot.parse_one(sql, read="tsql")
+    assert tree is not None
+    return tree
+
+
+def identifiers(tree: exp.Expression) -> set[str]:
+    return {i.name for i in tree.find_all(exp.Identifier)}
+
+
+def test_identifiers_are_bracket_quoted_with_closing_brackets_doubled(conn):
+    assert conn.quote("Order Lines]") == "[Order Lines]]]"
+    assert conn.qualified(ODD) == "[sales]]x].[Order Lines]]]"
+    assert identifiers(parse(f"SELECT 1 FROM {conn.qualified(ODD)}")) >= {"sales]x", "Order Lines]"}
+
+
+def test_swap_templates_exact_text(conn):
+    assert conn.rename_table_sql(STAGING, "Order Lines]") == [
+        "EXEC sp_rename N'[sales]]x].[Order Lines]]__sync_staging]', N'Order Lines]', N'OBJECT'"]
+    assert nstring("O'Brien") == "N'O''Brien'"
+    conn._declared_types[STAGING] = {"Id": "int", "Note]": "nvarchar(max)"}
+    assert conn.add_primary_key_sql(STAGING, ["Id", "Note]"], "Order Lines]") == [
+        "ALTER TABLE [sales]]x].[Order Lines]]__sync_staging] ALTER COLUMN [Id] int NOT NULL",
+        "ALTER TABLE [sales]]x].[Order Lines]]__sync_staging] ALTER COLUMN [Note]]] nvarchar(450) NOT NULL",
+        ("ALTER TABLE [sales]]x].[Order Lines]]__sync_staging] ADD CONSTRAINT [PK_Order Lines]]__sync_new] "
+         "PRIMARY KEY ([Id], [Note]]])"),
+    ]
+    assert conn.after_swap_sql(ODD, ["Id"]) == [
+        ("EXEC sp_rename N'[sales]]x].[PK_Order Lines]]__sync_new]', N'PK_Order Lines]', N'OBJECT'")]
+    assert conn.create_schema_sql("sales]x") == "CREATE SCHEMA [sales]]x]"
+    assert conn.drop_table_sql(STAGING) == "DROP TABLE IF EXISTS [sales]]x].[Order Lines]]__sync_staging]"
+
+
+def test_switch_truncate_and_identity_insert_templates_exact_text(conn):
+    assert conn.truncate_sql(ODD) == "TRUNCATE TABLE [sales]]x].[Order Lines]]]"
+    assert conn.truncate_sql(ODD, [1, 3]) == "TRUNCATE TABLE [sales]]x].[Order Lines]]] WITH (PARTITIONS (1, 3))"
+    assert conn.switch_swap_sql(STAGING, ODD) == [
+        "TRUNCATE TABLE [sales]]x].[Order Lines]]]",
+        "ALTER TABLE [sales]]x].[Order Lines]]__sync_staging] SWITCH TO [sales]]x].[Order Lines]]]",
+    ]
+    assert conn.switch_swap_sql(STAGING, ODD, [2])[1] == (
+        "ALTER TABLE [sales]]x].[Order Lines]]__sync_staging] SWITCH PARTITION 2 TO [sales]]x].[Order Lines]]] PARTITION 2")
+    assert conn.identity_insert_sql(ODD, True) == "SET IDENTITY_INSERT [sales]]x].[Order Lines]]] ON"
+    assert conn.identity_insert_sql(ODD, False) == "SET IDENTITY_INSERT [sales]]x].[Order Lines]]] OFF"
+    with pytest.raises(ValueError):
+        conn.truncate_sql(ODD, ["1; DROP TABLE x"])
+
+
+def test_merge_matches_on_the_key_and_inserts_every_column(conn):
+    columns = SCHEMA.names
+    casts = {"Changed At": "datetime"}
+    (merge,) = conn.merge_sql(ODD, STAGING, columns, ["Id"], casts)
+    tree = parse(merge)
+    assert isinstance(tree, exp.Merge)
+    assert tree.this.this.name == "Order Lines]" and tree.this.args["db"].name == "sales]x"
+    source = tree.args["using"].find(exp.Select)
+    assert [s.alias_or_name for s in source.expressions] == columns
+    assert source.find(exp.Table).name == "Order Lines]__sync_staging"
+    assert "CAST(CAST([Changed At] AS datetime2(7)) AS datetime) AS [Changed At]" in merge
+    on = tree.args["on"]
+    assert {c.name for c in on.find_all(exp.Column)} == {"Id"}
+    whens = tree.args["whens"].expressions
+    update = next(w for w in whens if w.args.get("matched")).args["then"]
+    assert sorted(e.this.name for e in update.expressions) == sorted(c for c in columns if c != "Id")
+    insert = next(w for w in whens if not w.args.get("matched")).args["then"]
+    assert [c.name for c in insert.this.expressions] == columns
+    assert [c.name for c in insert.expression.expressions] == columns
+    assert merge.endswith(";") and "WITH (HOLDLOCK)" in merge
+
+
+def test_merge_and_insert_wrap_identity_columns_in_identity_insert(conn):
+    conn.identity = {"Id"}
+    statements = conn.merge_sql(ODD, STAGING, SCHEMA.names, ["Id"], {})
+    assert statements[0] == "SET IDENTITY_INSERT [sales]]x].[Order Lines]]] ON"
+    assert statements[-1] == "SET IDENTITY_INSERT [sales]]x].[Order Lines]]] OFF"
+    batch = conn.insert_select_sql(ODD, STAGING, SCHEMA.names, {})
+    on, insert_sql, off = batch.split("; ")
+    assert (on, off) == (statements[0], statements[-1])  # sqlglot reads SET IDENTITY_INSERT as a bare command
+    insert = parse(insert_sql)
+    assert isinstance(insert, exp.Insert)
+    assert [c.name for c in insert.this.expressions] == SCHEMA.names
+    conn.identity = {"Other"}
+    assert conn.merge_sql(ODD, STAGING, SCHEMA.names, ["Id"], {})[0].startswith("MERGE")
+
+
+def test_merge_of_a_key_only_table_has_no_update_clause(conn):
+    (merge,) = conn.merge_sql(ODD, STAGING, ["Id"], ["Id"], {})
+    assert "WHEN MATCHED" not in merge and isinstance(parse(merge), exp.Merge)
+
+
+def test_select_uses_top_and_binds_watermarks_in_the_column_type(conn):
+    request = ReadRequest(table=ODD, columns=tuple(SCHEMA.names), order_by=("Id",), limit=10).with_filters(
+        Filter("Changed At", ">=", datetime(2024, 3, 1, 12, 0, 0, 123456)),
+        Filter("Loaded", ">", PreciseDatetime.from_parts(datetime(2024, 3, 1, 12, 0, 0, 123456), 7)),
+        Filter("Version", ">", b"\x00\x00\x00\x00\x00\x00\x07\xd1"),
+    )
+    sql, params = conn.render_select(request, SCHEMA)
+    assert sql.startswith("SELECT TOP (10) [Id], [Changed At]")
+    assert ("WHERE [Changed At] >= CAST(? AS datetime) AND [Loaded] > CAST(? AS datetime2(7)) "
+            "AND [Version] > CONVERT(binary(8), ?, 1) ORDER BY [Id]") in sql
+    assert params == ["2024-03-01T12:00:00.123", "2024-03-01T12:00:00.1234567", "0x00000000000007D1"]
+    tree = parse(sql)
+    assert tree.args["limit"] is not None or "TOP" in sql
+    assert {c.name for c in tree.find_all(exp.Column)} >= set(SCHEMA.names)
+    count_sql, _ = conn.render_select(request, SCHEMA, count_only=True)
+    assert count_sql.startswith("SELECT COUNT_BIG(*) FROM (SELECT TOP (10) 1 AS one FROM [sales]]x].[Order Lines]]]")
+    parse(count_sql)
+
+
+def test_hard_types_are_converted_in_the_select(conn):
+    odd = [MssqlColumn("At", "datetimeoffset", 10, 34, 7), MssqlColumn("T", "time", 5, 16, 7),
+           MssqlColumn("G", "uniqueidentifier", 16, 0, 0), MssqlColumn("Shape", "geography", -1, 0, 0),
+           MssqlColumn("Doc", "xml", -1, 0, 0), MssqlColumn("V", "sql_variant", 8016, 0, 0)]
+    schema = pa.schema([arrow_field(c) for c in odd])
+    sql, _ = conn.render_select(ReadRequest(table=ODD), schema)
+    assert sql == (
+        "SELECT CAST(SWITCHOFFSET([At], '+00:00') AS datetime2(7)) AS [At], "
+        "DATEDIFF_BIG(NANOSECOND, CAST('00:00:00' AS time(7)), [T]) AS [T], "
+        "CONVERT(binary(16), REPLACE(CONVERT(char(36), [G]), '-', ''), 2) AS [G], "
+        "CAST([Shape] AS varbinary(max)) AS [Shape], CONVERT(nvarchar(max), [Doc]) AS [Doc], "
+        "CONVERT(nvarchar(max), [V]) AS [V] FROM [sales]]x].[Order Lines]]]"
+    )
+    assert [s.alias_or_name for s in parse(sql).expressions] == schema.names
+
+
+def test_every_write_statement_parses_and_names_known_columns(conn):
+    staging_types = [conn.load_type(f) for f in SCHEMA]
+    create = conn.create_table_sql(STAGING, SCHEMA, staging_types)
+    tree = parse(create)
+    assert [c.name for c in tree.find_all(exp.ColumnDef)] == SCHEMA.names
+    assert staging_types == ["int", "varchar(40)", "money", "nvarchar(40)", "binary(8)", "varchar(40)"]
+    casts = {"Changed At": "datetime", "Loaded": "datetime2(7)"}
+    insert = parse(conn.insert_select_sql(ODD, STAGING, SCHEMA.names, casts))
+    assert [c.name for c in insert.this.expressions] == SCHEMA.names
+    delete = parse(f"DELETE FROM {conn.qualified(ODD)} WHERE [Changed At] >= {conn.typed_placeholder(1, SCHEMA.field('Changed At'))}")
+    assert delete.find(exp.Cast).to.sql("tsql").upper() == "DATETIME"
+    dupes = f"SELECT [Id], COUNT(*) FROM {conn.qualified(STAGING)} GROUP BY [Id] HAVING COUNT(*) > 1{conn.limit_clause(5)}"
+    assert parse(dupes).args["limit"] is not None or parse(dupes).args.get("offset") is not None
+
+
+def test_partition_window_bounds_bind_as_iso_text(conn):
+    assert conn.bind_value(datetime(2024, 3, 1)) == "2024-03-01T00:00:00"
+    assert conn.bind_value(date(2024, 3, 1)) == "2024-03-01"
+    assert conn.bind_value(True) == "1"
+
+
+def test_connection_string_choices():
+    opts = MssqlOptions(server="prod;x", port=14330, database="Sales", user="reader", password="p}w;d",
+                        trust_server_certificate=True)
+    text = connection_string(opts, "ODBC Driver 18 for SQL Server", read_only=True)
+    assert text == ("Driver=ODBC Driver 18 for SQL Server;Server={tcp:prod;x,14330};Encrypt=yes;"
+                    "TrustServerCertificate=yes;ApplicationIntent=ReadOnly;Database=Sales;APP=sync_assets;"
+                    "UID=reader;PWD={p}}w;d}")
+    windows = MssqlOptions(server="prod", database="Sales", auth="windows")
+    assert "Trusted_Connection=yes" in connection_string(windows, "ODBC Driver 18 for SQL Server", False)
+    assert "ApplicationIntent" not in connection_string(windows, "ODBC Driver 18 for SQL Server", False)
+    tds = connection_string(opts, "FreeTDS", read_only=True)
+    assert "Port=14330" in tds and "TDS_Version=7.4" in tds and "Encryption=require" in tds
+    with pytest.raises(ValueError, match="needs user and password"):
+        MssqlOptions(server="prod", database="Sales")
+
+
+def test_source_role_reads_with_readonly_intent():
+    source = MssqlConnector("prod", ConnectionSpec(kind="mssql", role="source", options={
+        "server": "prod", "database": "Sales", "user": "u", "password": "p", "driver": "FreeTDS"}))
+    target = MssqlConnector("uat", ConnectionSpec(kind="mssql", role="target", options={
+        "server": "uat", "database": "Sales", "user": "u", "password": "p", "driver": "ODBC Driver 18 for SQL Server"}))
+    assert source.read_only and not target.read_only
+    assert "ApplicationIntent" not in target.connection_string()
+
+
+def test_example_configs_load(monkeypatch):
+    from pathlib import Path
+
+    from sync_assets.spec import load_files
+
+    for variable in ("ERP01_SALES_PASSWORD", "WAREHOUSE_PASSWORD", "TARGET_DB_PASSWORD"):
+        monkeypatch.setenv(variable, "x")
+    examples = Path(__file__).parents[1] / "config" / "examples"
+    project = load_files([examples / "mssql_to_postgres.yaml", examples / "prod_to_uat_mssql.yaml"], examples)
+    by_name = {t.name: t for t in project.tables}
+    assert str(by_name["dbo.Orders"].target_table) in ("erp01_sales.Orders", "dbo.Orders")
+    assert by_name["dbo.DailyReports"].lookback.days == 7
+    assert project.connections["prod"].options["auth"] == "windows" and not project.connections["prod"].writable
+
+
+@pytest.mark.parametrize("name", ["_COLUMNS_SQL", "_DESCRIBE_SQL", "_TABLES_SQL", "_PRIMARY_KEY_SQL",
+                                  "_FOREIGN_KEYS_SQL", "_IDENTITY_SQL", "_SCHEMAS_SQL", "_DATABASES_SQL"])
+def test_catalog_queries_parse_and_use_catalog_views_not_count(name):
+    from sync_assets.connectors import mssql
+
+    sql = getattr(mssql, name)
+    tree = parse(sql)
+    tables = {f"{t.db}.{t.name}" if t.db else t.name for t in tree.find_all(exp.Table)}
+    assert tables and all(t.startswith("sys.") or t == "dm_exec_describe_first_result_set" for t in tables)
+    assert "COUNT(" not in sql.upper()
+    assert sql.count("?") == {"_DESCRIBE_SQL": 1, "_COLUMNS_SQL": 1, "_PRIMARY_KEY_SQL": 1, "_IDENTITY_SQL": 1}.get(name, 0)
+
+
+def test_table_listing_takes_counts_and_sizes_from_partitions():
+    from sync_assets.connectors import mssql
+
+    assert "sys.partitions" in mssql._TABLES_SQL and "sys.allocation_units" in mssql._TABLES_SQL
