@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from sync_assets.connectors.base import Connector, Filter, ReadRequest
-from sync_assets.planning import SyncPlan, _minus
+from sync_assets.planning import SyncPlan, minus_lookback
 from sync_assets.spec import TableSpec
 
 
@@ -76,7 +76,7 @@ def bound_to_chunk(plan: SyncPlan, source: Connector) -> Any:
         lowest, highest = _aggregate(source, table, plan, watermark, f"MIN({key}), MAX({key})")
         if lowest is None:
             return None
-        upper = _minus(watermark if watermark is not None else lowest, -table.chunk.key_range, table)
+        upper = minus_lookback(watermark if watermark is not None else lowest, -table.chunk.key_range, table)
         if highest <= upper:
             return None
     plan.read = plan.read.with_filters(Filter(table.update_key or "", "<=", upper))

@@ -132,7 +132,7 @@ def _plan_incremental(table: TableSpec, schema: pa.Schema, read: ReadRequest, wa
         return plan
     low = watermark
     if table.lookback is not None:
-        low = _minus(watermark, table.lookback, table)
+        low = minus_lookback(watermark, table.lookback, table)
         plan.notes.append(f"look-back {table.lookback} re-reads from {low!r}; merge keeps it idempotent")
     op = ">=" if table.primary_key else ">"
     plan.read = read.with_filters(Filter(key, op, low))
@@ -140,7 +140,8 @@ def _plan_incremental(table: TableSpec, schema: pa.Schema, read: ReadRequest, wa
     return plan
 
 
-def _minus(value: Any, lookback: Any, table: TableSpec) -> Any:
+def minus_lookback(value: Any, lookback: Any, table: TableSpec) -> Any:
+    """``value - lookback`` in the update key's own type (a duration for dates, a number otherwise)."""
     if isinstance(lookback, timedelta):
         if isinstance(value, datetime) or isinstance(value, date):
             return value - lookback

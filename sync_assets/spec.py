@@ -480,6 +480,8 @@ class Project:
 
 
 DEFAULT_BATCH_SIZE = 100_000
+DEFAULT_SCHEMA = {"duckdb": "main", "mssql": "dbo"}
+"""The schema a stream without one lands in, per target kind (PostgreSQL: public)."""
 
 
 def resolve_env(value: Any, where: str, key: str = "") -> Any:
@@ -592,8 +594,7 @@ def _resolve_table(
     stream_ref = TableName.parse(stream_name)
     try:
         target_text = object_template.format(
-            stream_schema=stream_ref.schema or "main" if connections[replication.target].kind == "duckdb"
-            else stream_ref.schema or "public",
+            stream_schema=stream_ref.schema or DEFAULT_SCHEMA.get(connections[replication.target].kind, "public"),
             stream_table=stream_ref.name,
             source=replication.source,
             target=replication.target,

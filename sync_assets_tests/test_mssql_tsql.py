@@ -254,3 +254,9 @@ def test_table_listing_takes_counts_and_sizes_from_partitions():
     from sync_assets.connectors import mssql
 
     assert "sys.partitions" in mssql._TABLES_SQL and "sys.allocation_units" in mssql._TABLES_SQL
+
+
+def test_new_column_uses_t_sql_add_without_column_keyword(conn):
+    sql = conn.add_column_sql(ODD, "Extra]Col", "datetime2(7)")
+    assert sql == "ALTER TABLE [sales]]x].[Order Lines]]] ADD [Extra]]Col] datetime2(7)"
+    assert isinstance(sqlglot.parse_one(sql, read="tsql"), exp.Alter)

@@ -213,18 +213,17 @@ class Connector(ABC):
     def qualified(self, table: TableName) -> str:
         return (f"{self.quote(table.schema)}." if table.schema else "") + self.quote(table.name)
 
-    def placeholder(self, index: int) -> str:
-        return {"format": "%s", "qmark": "?", "numeric": f"${index}"}[self.param_style]
+    def placeholder(self, index: int, style: str | None = None) -> str:
+        return {"format": "%s", "qmark": "?", "numeric": f"${index}"}[style or self.param_style]
 
-    def typed_placeholder(self, index: int, field: pa.Field) -> str:
+    def typed_placeholder(self, index: int, field: pa.Field, style: str | None = None) -> str:
         """A bind placeholder cast to the column's own type (the value is bound as text)."""
-        return f"CAST({self.placeholder(index)} AS {self.column_type_for_filter(field)})"
+        return f"CAST({self.placeholder(index, style)} AS {self.column_type_for_filter(field)})"
 
     def column_type_for_filter(self, field: pa.Field) -> str:
         return self.ddl_type(field)
 
-    @staticmethod
-    def bind_value(value: Any) -> Any:
+    def bind_value(self, value: Any, field: pa.Field | None = None) -> Any:
         """Watermarks are bound as text and cast in SQL, so they compare in the column's type."""
         if value is None:
             return None
@@ -238,34 +237,34 @@ class Connector(ABC):
     def select_expression(self, field: pa.Field) -> str:
         return self.quote(field.name)
 
+    def where_clause(self, request: ReadRequest, schema: pa.Schema, style: str | None = None) -> tuple[str, list[Any]]:
+        clauses, params = [], []
+        if request.where:
+            clauses.append(f"({request.where})")
+        for flt in request.filters:
+            field_ = schema.field(flt.column)
+            params.append(self.bind_value(flt.value, field_))
+            clauses.append(f"{self.quote(flt.column)} {flt.op} {self.typed_placeholder(len(params), field_, style)}")
+        return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), params
+
     def render_select(
         self, request: ReadRequest, schema: pa.Schema, *, count_only: bool = False,
         param_style: str | None = None,
     ) -> tuple[str, list[Any]]:
-        style = self.param_style
-        if param_style:
-            self.param_style = param_style  # type: ignore[assignment]
-        try:
-            source = self.qualified(request.table) if request.table else f"({request.sql}) AS sync_query"
-            clauses, params = [], []
-            if request.where:
-                clauses.append(f"({request.where})")
-            for flt in request.filters:
-                params.append(self.bind_value(flt.value))
-                clauses.append(
-                    f"{self.quote(flt.column)} {flt.op} {self.typed_placeholder(len(params), schema.field(flt.column))}"
-                )
-            where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-            if count_only:
-                inner = f"SELECT 1 AS one FROM {source}{where}"
-                if request.limit is not None:
-                    inner += self.limit_clause(request.limit)
-                return f"SELECT COUNT(*) FROM ({inner}) AS sync_count", params
-            order = (" ORDER BY " + ", ".join(self.quote(c) for c in request.order_by)) if request.order_by else ""
-            limit = self.limit_clause(request.limit) if request.limit is not None else ""
-            return f"SELECT {self.select_list(schema)} FROM {source}{where}{order}{limit}", params
-        finally:
-            self.param_style = style
+        """The SELECT (or COUNT) for a request, with its bind parameters in ``param_style``."""
+        source = self.qualified(request.table) if request.table else f"({request.sql}) AS sync_query"
+        where, params = self.where_clause(request, schema, param_style)
+        if count_only:
+            return self.count_sql(source, where, request.limit), params
+        order = (" ORDER BY " + ", ".join(self.quote(c) for c in request.order_by)) if request.order_by else ""
+        return self.select_sql(self.select_list(schema), source, where, order, request.limit), params
+
+    def select_sql(self, columns: str, source: str, where: str, order: str, limit: int | None) -> str:
+        return f"SELECT {columns} FROM {source}{where}{order}{self.limit_clause(limit) if limit is not None else ''}"
+
+    def count_sql(self, source: str, where: str, limit: int | None) -> str:
+        inner = f"SELECT 1 AS one FROM {source}{where}{self.limit_clause(limit) if limit is not None else ''}"
+        return f"SELECT COUNT(*) FROM ({inner}) AS sync_count"
 
     def limit_clause(self, limit: int) -> str:
         return f" LIMIT {int(limit)}"
@@ -292,8 +291,17 @@ class SqlConnector(Connector):
 
     # dialect hooks --------------------------------------------------------------------------
     @abstractmethod
-    def session(self) -> contextlib.AbstractContextManager[Any]:
-        """A connection for control statements, with transactions under the caller's control."""
+    def connect(self) -> Any:
+        """A new DB-API connection, transactions under the caller's control."""
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Any]:
+        """A connection for control statements, closed afterwards."""
+        conn = self.connect()
+        try:
+            yield conn
+        finally:
+            conn.close()
 
     @abstractmethod
     def execute(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> int:
@@ -321,6 +329,9 @@ class SqlConnector(Connector):
 
     def add_primary_key_sql(self, table: TableName, key: Sequence[str], final_name: str) -> list[str]:
         return []
+
+    def add_column_sql(self, table: TableName, column: str, column_type: str) -> str:
+        return f"ALTER TABLE {self.qualified(table)} ADD COLUMN {self.quote(column)} {column_type}"
 
     def after_swap_sql(self, table: TableName, key: Sequence[str]) -> list[str]:
         return []
@@ -455,9 +466,7 @@ class SqlConnector(Connector):
             result.rows_written = rows
         else:
             for name in result.columns_added:
-                statements.append(
-                    f"ALTER TABLE {self.qualified(op.table)} ADD COLUMN {self.quote(name)} {target_types[name]}"
-                )
+                statements.append(self.add_column_sql(op.table, name, target_types[name]))
             if op.kind == "merge":
                 self._check_unique_before_apply(conn, op, staging)
                 statements += self.merge_sql(op.table, staging, columns, op.primary_key, casts)
@@ -476,7 +485,7 @@ class SqlConnector(Connector):
         for sql in statements:
             params = ()
             if op.kind == "overwrite_window" and sql.startswith("DELETE") and op.window:
-                params = (self.bind_value(op.window[0]), self.bind_value(op.window[1]))
+                params = (self.bind_value(op.window[0], field_), self.bind_value(op.window[1], field_))
                 result.rows_deleted = max(self.execute(conn, sql, params), 0)
                 result.statements.append(sql)
                 continue

@@ -19,7 +19,6 @@ path), else FreeTDS.
 
 from __future__ import annotations
 
-import contextlib
 import platform
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -263,7 +262,6 @@ class MssqlConnector(SqlConnector):
     kind = KIND
     param_style = "qmark"
     keys_enforced_by_constraint = False
-    bind_value = staticmethod(types.bind_text)
 
     def __init__(self, name, spec):
         super().__init__(name, spec)
@@ -287,14 +285,6 @@ class MssqlConnector(SqlConnector):
     def connect(self) -> Any:
         label = f"connection {self.name!r}: SQL Server {self.opts.server}:{self.opts.port}/{self.opts.database}"
         return odbc_connect(self.connection_string(), self.limits, label)
-
-    @contextlib.contextmanager
-    def session(self):
-        conn = self.connect()
-        try:
-            yield conn
-        finally:
-            conn.close()
 
     def execute(self, conn, sql: str, params: Sequence[Any] = ()) -> int:
         cursor = conn.cursor()
@@ -378,7 +368,10 @@ class MssqlConnector(SqlConnector):
     def select_expression(self, field: pa.Field) -> str:
         return types.read_expression(self.quote(field.name), field)
 
-    def typed_placeholder(self, index: int, field: pa.Field) -> str:
+    def bind_value(self, value: Any, field: pa.Field | None = None) -> Any:
+        return types.bind_text(value, native_type(field, KIND) if field is not None else None)
+
+    def typed_placeholder(self, index: int, field: pa.Field, style: str | None = None) -> str:
         """``?`` bound as text and converted to the column's own type (``datetime`` stays ``datetime``)."""
         column_type = native_type(field, KIND) or types.ddl_type(field)
         if column_type == "rowversion":
@@ -390,23 +383,17 @@ class MssqlConnector(SqlConnector):
     def limit_clause(self, limit: int) -> str:
         return f" ORDER BY (SELECT NULL) OFFSET 0 ROWS FETCH NEXT {int(limit)} ROWS ONLY"
 
-    def render_select(self, request: ReadRequest, schema: pa.Schema, *, count_only: bool = False,
-                      param_style: str | None = None) -> tuple[str, list[Any]]:
-        """T-SQL SELECT: ``TOP (n)`` instead of LIMIT, watermarks bound as text in each column's type."""
-        source = self.qualified(request.table) if request.table else f"({request.sql}) AS sync_query"
-        clauses, params = [], []
-        if request.where:
-            clauses.append(f"({request.where})")
-        for flt in request.filters:
-            field_ = schema.field(flt.column)
-            params.append(types.bind_text(flt.value, native_type(field_, KIND)))
-            clauses.append(f"{self.quote(flt.column)} {flt.op} {self.typed_placeholder(len(params), field_)}")
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        top = f"TOP ({int(request.limit)}) " if request.limit is not None else ""
-        if count_only:
-            return f"SELECT COUNT_BIG(*) FROM (SELECT {top}1 AS one FROM {source}{where}) AS sync_count", params
-        order = (" ORDER BY " + ", ".join(self.quote(c) for c in request.order_by)) if request.order_by else ""
-        return f"SELECT {top}{self.select_list(schema)} FROM {source}{where}{order}", params
+    def select_sql(self, columns: str, source: str, where: str, order: str, limit: int | None) -> str:
+        """T-SQL has no LIMIT: ``TOP (n)``."""
+        top = f"TOP ({int(limit)}) " if limit is not None else ""
+        return f"SELECT {top}{columns} FROM {source}{where}{order}"
+
+    def count_sql(self, source: str, where: str, limit: int | None) -> str:
+        top = f"TOP ({int(limit)}) " if limit is not None else ""
+        return f"SELECT COUNT_BIG(*) FROM (SELECT {top}1 AS one FROM {source}{where}) AS sync_count"
+
+    def add_column_sql(self, table: TableName, column: str, column_type: str) -> str:
+        return f"ALTER TABLE {self.qualified(table)} ADD {self.quote(column)} {column_type}"
 
     def open_stream(self, request: ReadRequest, schema: pa.Schema) -> SourceStream:
         def open_batches() -> pa.RecordBatchReader:

@@ -177,14 +177,6 @@ class PostgresConnector(SqlConnector):
             conn.commit()
         return conn
 
-    @contextlib.contextmanager
-    def session(self):
-        conn = self.connect()
-        try:
-            yield conn
-        finally:
-            conn.close()
-
     def execute(self, conn, sql: str, params: Sequence[Any] = ()) -> int:
         cur = conn.execute(sql, params or None)
         return cur.rowcount
