@@ -75,6 +75,28 @@ def conforming_reader(reader: pa.RecordBatchReader, schema: pa.Schema) -> pa.Rec
     return pa.RecordBatchReader.from_batches(schema, batches())
 
 
+_CATEGORIES = (
+    ("bool", pa.types.is_boolean), ("int8", pa.types.is_int8), ("int16", pa.types.is_int16),
+    ("int32", pa.types.is_int32), ("int64", pa.types.is_int64), ("uint8", pa.types.is_uint8),
+    ("uint16", pa.types.is_uint16), ("uint32", pa.types.is_uint32), ("uint64", pa.types.is_uint64),
+    ("float16", pa.types.is_float16), ("float32", pa.types.is_float32), ("float64", pa.types.is_float64),
+    ("date", pa.types.is_date), ("uuid", lambda t: isinstance(t, pa.UuidType)),
+    ("binary", lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t)),
+    ("interval", pa.types.is_interval),
+)
+
+
+def simple_type_name(arrow_type: pa.DataType, names: dict[str, str]) -> str | None:
+    """A dialect's name for a type that needs no parameters, from its table of category names
+    (``bool``, ``int8``..``uint64``, ``float16``..``float64``, ``date``, ``uuid``, ``binary``,
+    ``interval``); None when the table has no entry (decimals, timestamps and lists are
+    spelled by each dialect itself)."""
+    for category, matches in _CATEGORIES:
+        if matches(arrow_type):
+            return names.get(category)
+    return None
+
+
 _INT_RANK = {pa.int8(): 1, pa.int16(): 2, pa.int32(): 3, pa.int64(): 4,
              pa.uint8(): 1.5, pa.uint16(): 2.5, pa.uint32(): 3.5, pa.uint64(): 4.5}
 

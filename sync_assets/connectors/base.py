@@ -168,6 +168,19 @@ class Connector(ABC):
         self.spec = spec
         self.options = spec.options
 
+    @abstractmethod
+    def connect(self) -> Any:
+        """A new DB-API connection, transactions under the caller's control."""
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Any]:
+        """A connection for control statements, closed afterwards."""
+        conn = self.connect()
+        try:
+            yield conn
+        finally:
+            conn.close()
+
     # -- catalog -------------------------------------------------------------------------------
     @abstractmethod
     def table_schema(self, table: TableName) -> pa.Schema | None:
@@ -290,18 +303,6 @@ class SqlConnector(Connector):
     otherwise staging is checked for NULL and duplicate keys before applying."""
 
     # dialect hooks --------------------------------------------------------------------------
-    @abstractmethod
-    def connect(self) -> Any:
-        """A new DB-API connection, transactions under the caller's control."""
-
-    @contextlib.contextmanager
-    def session(self) -> Iterator[Any]:
-        """A connection for control statements, closed afterwards."""
-        conn = self.connect()
-        try:
-            yield conn
-        finally:
-            conn.close()
 
     @abstractmethod
     def execute(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> int:

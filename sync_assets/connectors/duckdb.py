@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
-from sync_assets.arrow_types import conforming_reader, logical_type, make_field, native_type
+from sync_assets.arrow_types import conforming_reader, logical_type, make_field, native_type, simple_type_name
 from sync_assets.connectors.base import ReadRequest, SourceStream, SqlConnector, TableInfo
 from sync_assets.spec import TableName
 
@@ -32,6 +32,13 @@ class DuckDBOptions(BaseModel):
     threads: int | None = None
 
 
+_DUCKDB_NAMES = {
+    "bool": "BOOLEAN", "int8": "TINYINT", "int16": "SMALLINT", "int32": "INTEGER", "int64": "BIGINT",
+    "uint8": "UTINYINT", "uint16": "USMALLINT", "uint32": "UINTEGER", "uint64": "UBIGINT", "float16": "FLOAT",
+    "float32": "FLOAT", "float64": "DOUBLE", "date": "DATE", "uuid": "UUID", "binary": "BLOB", "interval": "INTERVAL",
+}
+
+
 def duckdb_type_for(field: pa.Field) -> str:
     native = native_type(field, KIND)
     if native:
@@ -39,16 +46,9 @@ def duckdb_type_for(field: pa.Field) -> str:
     t = field.type
     if logical_type(field) == "json":
         return "JSON"
-    if pa.types.is_boolean(t):
-        return "BOOLEAN"
-    for check, name in ((pa.types.is_int8, "TINYINT"), (pa.types.is_int16, "SMALLINT"),
-                        (pa.types.is_int32, "INTEGER"), (pa.types.is_int64, "BIGINT"),
-                        (pa.types.is_uint8, "UTINYINT"), (pa.types.is_uint16, "USMALLINT"),
-                        (pa.types.is_uint32, "UINTEGER"), (pa.types.is_uint64, "UBIGINT"),
-                        (pa.types.is_float16, "FLOAT"), (pa.types.is_float32, "FLOAT"),
-                        (pa.types.is_float64, "DOUBLE"), (pa.types.is_date, "DATE")):
-        if check(t):
-            return name
+    simple = simple_type_name(t, _DUCKDB_NAMES)
+    if simple:
+        return simple
     if pa.types.is_decimal(t):
         return f"DECIMAL({t.precision},{t.scale})" if t.precision <= 38 else "VARCHAR"
     if pa.types.is_timestamp(t):
@@ -57,14 +57,8 @@ def duckdb_type_for(field: pa.Field) -> str:
         return {"s": "TIMESTAMP_S", "ms": "TIMESTAMP_MS", "us": "TIMESTAMP", "ns": "TIMESTAMP_NS"}[t.unit]
     if pa.types.is_time(t):
         return "TIME"
-    if isinstance(t, pa.UuidType):
-        return "UUID"
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
-        return "BLOB"
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         return duckdb_type_for(pa.field("item", t.value_type)) + "[]"
-    if pa.types.is_interval(t):
-        return "INTERVAL"
     return "VARCHAR"
 
 

@@ -32,7 +32,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sync_assets.arrow_types import logical_type, make_field, native_type
+from sync_assets.arrow_types import logical_type, make_field, native_type, simple_type_name
 
 KIND = "mssql"
 
@@ -185,6 +185,13 @@ def canonical_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
 
 
 # -- writing ---------------------------------------------------------------------------------
+_TSQL_NAMES = {
+    "bool": "bit", "uint8": "tinyint", "int8": "smallint", "int16": "smallint", "int32": "int", "uint16": "int",
+    "int64": "bigint", "uint32": "bigint", "uint64": "decimal(20,0)", "float16": "real", "float32": "real",
+    "float64": "float", "date": "date", "uuid": "uniqueidentifier", "binary": "varbinary(max)",
+}
+
+
 def ddl_type(field: pa.Field) -> str:
     """The T-SQL column type for a canonical field (exact when it came from SQL Server)."""
     native = native_type(field, KIND)
@@ -193,37 +200,18 @@ def ddl_type(field: pa.Field) -> str:
     t, logical = field.type, logical_type(field)
     if logical == "xml":
         return "xml"
-    if pa.types.is_boolean(t):
-        return "bit"
-    if pa.types.is_uint8(t):
-        return "tinyint"
-    if pa.types.is_int8(t) or pa.types.is_int16(t):
-        return "smallint"
-    if pa.types.is_int32(t) or pa.types.is_uint16(t):
-        return "int"
-    if pa.types.is_int64(t) or pa.types.is_uint32(t):
-        return "bigint"
-    if pa.types.is_uint64(t):
-        return "decimal(20,0)"
-    if pa.types.is_float16(t) or pa.types.is_float32(t):
-        return "real"
-    if pa.types.is_float64(t):
-        return "float"
+    if pa.types.is_fixed_size_binary(t) and t.byte_width <= 8000:
+        return f"binary({t.byte_width})"
+    simple = simple_type_name(t, _TSQL_NAMES)
+    if simple:
+        return simple
     if pa.types.is_decimal(t) and t.precision <= 38:
         return f"decimal({t.precision},{t.scale})"
-    if pa.types.is_date(t):
-        return "date"
     if pa.types.is_timestamp(t):
         digits = {"s": 0, "ms": 3, "us": 6, "ns": 7}[t.unit]
         return f"datetimeoffset({digits})" if t.tz else f"datetime2({digits})"
     if pa.types.is_time(t):
         return f"time({ {'s': 0, 'ms': 3, 'us': 6, 'ns': 7}[t.unit] })"
-    if isinstance(t, pa.UuidType):
-        return "uniqueidentifier"
-    if pa.types.is_fixed_size_binary(t) and t.byte_width <= 8000:
-        return f"binary({t.byte_width})"
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
-        return "varbinary(max)"
     return "nvarchar(max)"
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
-from sync_assets.arrow_types import conforming_reader, logical_type, make_field, native_type
+from sync_assets.arrow_types import conforming_reader, logical_type, make_field, native_type, simple_type_name
 from sync_assets.connectors.base import (
     ForeignKey, ReadRequest, SourceStream, SqlConnector, TableInfo, foreign_keys_from_rows,
 )
@@ -76,6 +76,14 @@ def arrow_type_for(pg_type: str) -> tuple[pa.DataType, str | None, bool]:
     return pa.string(), None, True
 
 
+_PG_NAMES = {
+    "bool": "boolean", "int8": "smallint", "int16": "smallint", "uint8": "smallint", "int32": "integer",
+    "uint16": "integer", "int64": "bigint", "uint32": "bigint", "uint64": "numeric(20,0)", "float16": "real",
+    "float32": "real", "float64": "double precision", "date": "date", "uuid": "uuid", "binary": "bytea",
+    "interval": "interval",
+}
+
+
 def pg_type_for(field: pa.Field) -> str:
     """The PostgreSQL column type for a canonical field."""
     native = native_type(field, KIND)
@@ -86,35 +94,18 @@ def pg_type_for(field: pa.Field) -> str:
         return "jsonb"
     if logical_type(field) == "decimal":
         return "numeric"
-    if pa.types.is_boolean(t):
-        return "boolean"
-    if pa.types.is_int8(t) or pa.types.is_int16(t) or pa.types.is_uint8(t):
-        return "smallint"
-    if pa.types.is_int32(t) or pa.types.is_uint16(t):
-        return "integer"
-    if pa.types.is_int64(t) or pa.types.is_uint32(t):
-        return "bigint"
-    if pa.types.is_uint64(t):
-        return "numeric(20,0)"
-    if pa.types.is_float32(t) or pa.types.is_float16(t):
-        return "real"
-    if pa.types.is_float64(t):
-        return "double precision"
+    simple = simple_type_name(t, _PG_NAMES)
+    if simple:
+        return simple
     if pa.types.is_decimal(t):
         return f"numeric({t.precision},{t.scale})"
-    if pa.types.is_date(t):
-        return "date"
     if pa.types.is_timestamp(t):
         return "timestamp with time zone" if t.tz else "timestamp without time zone"
     if pa.types.is_time(t):
         return "time without time zone"
-    if isinstance(t, pa.UuidType):
-        return "uuid"
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
-        return "bytea"
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         return pg_type_for(pa.field("item", t.value_type)) + "[]"
-    if pa.types.is_interval(t) or pa.types.is_duration(t):
+    if pa.types.is_duration(t):
         return "interval"
     return "text"
 

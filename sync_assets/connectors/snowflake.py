@@ -203,14 +203,6 @@ class SnowflakeConnector(Connector):
                 f"as {self.opts.user!r}: {exc}"
             ) from exc
 
-    @contextlib.contextmanager
-    def session(self) -> Iterator[Any]:
-        conn = self.connect()
-        try:
-            yield conn
-        finally:
-            conn.close()
-
     def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         with self.session() as conn, contextlib.closing(conn.cursor()) as cur:
             cur.execute(sql, list(params) if params else None)
