@@ -118,9 +118,12 @@ class Side:
         with duckdb.connect(str(self.duckdb_path)) as conn:
             return conn.execute(sql.replace("%s", "?"), params).fetchall()
 
-    def create_test_table(self, rows: list[tuple], table: str = TABLE) -> None:
+    def ensure_schema(self) -> None:
         if self.kind == "duckdb":
             self.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.duckdb_path.stem}"."{self.schema}"')
+
+    def create_test_table(self, rows: list[tuple], table: str = TABLE) -> None:
+        self.ensure_schema()
         self.execute(DDL[self.kind].format(t=self.qualified(table)))
         self.insert(rows, table)
 

@@ -8,7 +8,6 @@ complete with no duplicates and no gaps.
 
 from __future__ import annotations
 
-import contextlib
 from datetime import timedelta
 
 import pyarrow as pa
@@ -50,15 +49,9 @@ class FailingSource:
             reader = real.open_batches()
             return pa.RecordBatchReader.from_batches(reader.schema, _failing(reader, self._after))
 
-        @contextlib.contextmanager
-        def open_driver_batches():
-            with real.open_driver_batches() as reader:
-                yield pa.RecordBatchReader.from_batches(reader.schema, _failing(reader, self._after))
-
         open_native = (lambda: _failing(real.open_native(), self._after)) if real.open_native else None
         return SourceStream(schema=real.schema, open_batches=open_batches, native_format=real.native_format,
-                            open_native=open_native,
-                            open_driver_batches=open_driver_batches if real.open_driver_batches else None)
+                            open_native=open_native)
 
 
 def _staging_tables(side) -> list:

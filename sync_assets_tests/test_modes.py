@@ -217,3 +217,23 @@ def test_unknown_key_column_is_named_at_plan_time(pair, sync):
     source.create_test_table(_rows(2))
     with pytest.raises(ConfigError, match=r"column 'no_such' is not in source"):
         sync({"mode": "incremental", "primary_key": "no_such", "update_key": "Id"})
+
+
+def test_decimals_at_their_edges_copy_exactly(pair, sync):
+    """Scales that are not multiples of 4, integer parts that are multiples of 10^9, the widest
+    values each precision allows, and negatives: decimal encoders have got each of these wrong."""
+    source, target = pair
+    numeric = "numeric" if source.kind == "postgres" else "DECIMAL"
+    source.ensure_schema()
+    source.execute(f'CREATE TABLE {source.qualified("money")} (k integer PRIMARY KEY, a {numeric}(18,6), '
+                   f'b {numeric}(18,0), c {numeric}(12,2), d {numeric}(38,10), e {numeric}(5,5))')
+    values = [
+        (1, "5000000000.000001", "999999999999999999", "9999999999.99", "1234567890123456789012345678.0000000001", "0.99999"),
+        (2, "-999999999999.999999", "-1000000000", "-0.01", "-5000000000.0000000010", "-0.00001"),
+        (3, "1000000000.1", "0", "0.00", "0.0000000000", "0.00000"),
+        (4, None, None, None, None, None),
+    ]
+    source.execute(f'INSERT INTO {source.qualified("money")} VALUES (%s, %s, %s, %s, %s, %s)', values, many=True)
+    sync({"mode": "full_refresh", "primary_key": "k"}, stream="money")
+    query = 'SELECT k, a, b, c, d, e FROM {} ORDER BY k'
+    assert target.query(query.format(target.qualified("money"))) == source.query(query.format(source.qualified("money")))

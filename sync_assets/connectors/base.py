@@ -66,18 +66,13 @@ class ReadRequest:
 
 @dataclass
 class SourceStream:
-    """A stream being read: its canonical schema and its Arrow batches.
-
-    Two optional faster forms of the same rows: ``open_driver_batches`` gives the driver's own
-    Arrow stream (column types may differ from ``schema``, e.g. a decimal as text; a SQL target
-    can cast while it scans, with no Python between driver and engine), and ``open_native``
-    gives a database-native bulk format that a target of the same kind takes unchanged."""
+    """A stream being read: its canonical schema, its Arrow batches, and optionally the same
+    rows in a database-native bulk format that a target of the same kind can take unchanged."""
 
     schema: pa.Schema
     open_batches: Callable[[], pa.RecordBatchReader]
     native_format: str | None = None
     open_native: Callable[[], Iterator[bytes]] | None = None
-    open_driver_batches: Callable[[], contextlib.AbstractContextManager[pa.RecordBatchReader]] | None = None
     rows_read: int = 0
 
     def counted_batches(self) -> pa.RecordBatchReader:
@@ -262,15 +257,17 @@ class Connector(ABC):
 
     def render_select(
         self, request: ReadRequest, schema: pa.Schema, *, count_only: bool = False,
-        param_style: str | None = None,
+        param_style: str | None = None, select_list: str | None = None,
     ) -> tuple[str, list[Any]]:
-        """The SELECT (or COUNT) for a request, with its bind parameters in ``param_style``."""
+        """The SELECT (or COUNT) for a request, with its bind parameters in ``param_style``;
+        ``select_list`` replaces the default column expressions (a connector's own read path)."""
         source = self.qualified(request.table) if request.table else f"({request.sql}) AS sync_query"
         where, params = self.where_clause(request, schema, param_style)
         if count_only:
             return self.count_sql(source, where, request.limit), params
         order = (" ORDER BY " + ", ".join(self.quote(c) for c in request.order_by)) if request.order_by else ""
-        return self.select_sql(self.select_list(schema), source, where, order, request.limit), params
+        columns = select_list or self.select_list(schema)
+        return self.select_sql(columns, source, where, order, request.limit), params
 
     def select_sql(self, columns: str, source: str, where: str, order: str, limit: int | None) -> str:
         return f"SELECT {columns} FROM {source}{where}{order}{self.limit_clause(limit) if limit is not None else ''}"

@@ -213,27 +213,12 @@ class DuckDBConnector(SqlConnector):
         return duckdb_type_for(field)
 
     def bulk_load(self, conn, staging: TableName, stream: SourceStream, schema: pa.Schema) -> tuple[int, bool]:
-        """DuckDB scans the Arrow stream itself. Given the driver's own stream, it casts columns to
-        the staging types while scanning, so no Python runs between the driver and DuckDB."""
+        """DuckDB scans the Arrow stream itself, in parallel and without insertion order."""
         conn.execute("SET preserve_insertion_order = false").fetchall()
-        if stream.open_driver_batches is not None:
-            with stream.open_driver_batches() as reader:
-                rows = self._insert_from(conn, staging, reader, schema)
-            stream.rows_read += rows
-        else:
-            rows = self._insert_from(conn, staging, stream.counted_batches(), schema)
-        conn.commit()
-        return rows, False
-
-    def _insert_from(self, conn, staging: TableName, reader: pa.RecordBatchReader, schema: pa.Schema) -> int:
-        columns = ", ".join(
-            self.quote(field.name) if raw.type == field.type
-            else f"CAST({self.quote(field.name)} AS {self.ddl_type(field)}) AS {self.quote(field.name)}"
-            for field, raw in zip(schema, reader.schema)
-        )
-        conn.register("sync_assets_batches", reader)
+        conn.register("sync_assets_batches", stream.counted_batches())
         try:
-            return int(conn.execute(
-                f"INSERT INTO {self.qualified(staging)} SELECT {columns} FROM sync_assets_batches").fetchall()[0][0])
+            conn.execute(f"INSERT INTO {self.qualified(staging)} SELECT * FROM sync_assets_batches").fetchall()
         finally:
             conn.unregister("sync_assets_batches")
+        conn.commit()
+        return stream.rows_read, False
