@@ -61,17 +61,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _connection(project: Project, name: str):
+    if name not in project.connections:
+        raise SyncAssetsError(f"unknown connection {name!r}; defined: {', '.join(project.connections)}")
+    return connector_for(name, project.connections[name])
+
+
 def cmd_tables(args: argparse.Namespace) -> int:
-    project = _project(args)
-    if args.connection not in project.connections:
-        raise SyncAssetsError(f"unknown connection {args.connection!r}; defined: {', '.join(project.connections)}")
-    connector = connector_for(args.connection, project.connections[args.connection])
-    rows = connector.list_tables(args.schema)
-    print(f"{'table':<50} {'kind':<6} {'rows':>14} {'size':>12}")
-    for info in rows:
-        size = f"{info.size_bytes / 1e6:,.1f} MB" if info.size_bytes is not None else "-"
-        count = f"{info.row_count:,}" if info.row_count is not None else "-"
-        print(f"{str(info.table):<50} {info.kind:<6} {count:>14} {size:>12}")
+    from sync_assets.sampling import list_tables_report
+
+    rows = list_tables_report(_connection(_project(args), args.connection), args.schema)
+    print(f"{'table':<50} {'kind':<6} {'rows':>14} {'size':>12}  last altered")
+    for row in rows:
+        size = f"{row['bytes'] / 1e6:,.1f} MB" if row["bytes"] is not None else "-"
+        count = f"{row['rows']:,}" if row["rows"] is not None else "-"
+        altered = row["last_altered"].isoformat(timespec="seconds") if row["last_altered"] else "-"
+        print(f"{row['table']:<50} {row['kind']:<6} {count:>14} {size:>12}  {altered}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    """The first N rows, or a random sample, of a table as JSON, CSV or Parquet."""
+    from sync_assets.sampling import sample_table
+
+    connector = _connection(_project(args), args.connection)
+    if args.output == "-":
+        written = sample_table(connector, args.table, args.rows, args.method, args.format, sys.stdout.buffer)
+        sys.stdout.flush()
+    else:
+        written = sample_table(connector, args.table, args.rows, args.method, args.format, args.output)
+        print(f"wrote {written} rows of {args.table} to {args.output}", file=sys.stderr)
     return 0
 
 
@@ -210,6 +229,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="per table: source/target rows and watermarks, last sync and result")
     status.set_defaults(func=cmd_status)
+
+    sample = sub.add_parser("sample", help="first N rows or a random sample of a table, as JSON, CSV or Parquet")
+    sample.add_argument("connection", help="connection name (a target shows what was synced)")
+    sample.add_argument("table", help="schema.table")
+    sample.add_argument("-n", "--rows", type=int, default=10)
+    sample.add_argument("--method", choices=["first", "random"], default="first")
+    sample.add_argument("--format", choices=["json", "csv", "parquet"], default="json")
+    sample.add_argument("-o", "--output", default="-", help="file path, or - for standard output (default)")
+    sample.set_defaults(func=cmd_sample)
 
     discover = sub.add_parser("discover", help="read foreign keys from the sources into <config>/lineage.yaml")
     discover.add_argument("--dry-run", action="store_true", help="print the foreign keys, write nothing")

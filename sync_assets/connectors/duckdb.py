@@ -28,7 +28,7 @@ KIND = "duckdb"
 class DuckDBOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     path: str
-    memory_limit: str = "128MB"
+    memory_limit: str = "64MB"
     threads: int | None = None
 
 
