@@ -120,7 +120,22 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_discover(args: argparse.Namespace) -> int:
     from sync_assets.lineage import discover_foreign_keys, write_lineage_file
 
-    project = _project(args)
+    from sync_assets.spec import wildcard_schemas
+    from sync_assets.wildcards import write_catalog_file
+
+    partial = load_project(args.config, skip_unresolved_wildcards=True)
+    catalog = {
+        connection: {schema: [info.table.name for info in _connection(partial, connection).list_tables(schema)]
+                     for schema in sorted(schemas)}
+        for connection, schemas in wildcard_schemas(args.config).items()
+    }
+    for connection, schemas in catalog.items():
+        for schema, names in schemas.items():
+            print(f"{connection}: {schema}.* -> {len(names)} table(s): {', '.join(names)}")
+    if catalog and not args.dry_run:
+        print(f"wrote the tables of {sum(len(s) for s in catalog.values())} schema(s) to "
+              f"{write_catalog_file(Path(args.config), catalog)}")
+    project = load_project(args.config, skip_unresolved_wildcards=args.dry_run)
     foreign_keys = discover_foreign_keys(project)
     for fk in foreign_keys:
         print(f"{fk.connection}: {fk.child} ({', '.join(fk.columns)}) -> {fk.parent}")
@@ -239,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("-o", "--output", default="-", help="file path, or - for standard output (default)")
     sample.set_defaults(func=cmd_sample)
 
-    discover = sub.add_parser("discover", help="read foreign keys from the sources into <config>/lineage.yaml")
+    discover = sub.add_parser("discover", help="list the tables wildcard streams match into <config>/catalog.yaml, "
+                                                         "and foreign keys into <config>/lineage.yaml")
     discover.add_argument("--dry-run", action="store_true", help="print the foreign keys, write nothing")
     discover.set_defaults(func=cmd_discover)
 

@@ -223,6 +223,7 @@ class StreamOptions(_Strict):
     batch_size: int | None = Field(default=None, ge=1)
     columns: list[str] | None = None
     exclude_columns: list[str] | None = None
+    exclude_tables: list[str] | None = None
     where: str | None = None
     limit: int | None = Field(default=None, ge=0)
     group: str | None = None
@@ -359,6 +360,7 @@ class ConfigFile(_Strict):
     schedules: dict[str, ScheduleSpec] = Field(default_factory=dict)
     alerts: AlertsSpec | None = None
     lineage: LineageSpec | None = None
+    catalog: dict[str, dict[str, list[str]]] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -704,17 +706,23 @@ def _resolve_operations(where: str, opts: dict[str, Any], mode: str, update_key:
     }
 
 
-def load_project(config_dir: str | Path) -> Project:
+def load_project(config_dir: str | Path, *, skip_unresolved_wildcards: bool = False) -> Project:
     """Read every ``*.yaml`` in ``config_dir`` (not sub-folders) into a validated Project."""
     config_dir = Path(config_dir)
     files = sorted(p for p in config_dir.glob("*.y*ml") if p.is_file())
     if not files:
         raise ConfigError(f"{config_dir}: no *.yaml configuration files found")
-    return load_files(files, config_dir)
+    return load_files(files, config_dir, skip_unresolved_wildcards=skip_unresolved_wildcards)
 
 
-def load_files(files: list[Path], config_dir: Path | None = None) -> Project:
+def load_files(files: list[Path], config_dir: Path | None = None, *, skip_unresolved_wildcards: bool = False) -> Project:
+    """Load and validate config files; ``skip_unresolved_wildcards`` lets ``sync-assets discover``
+    load a project whose wildcard streams have no catalog yet (it is what writes the catalog)."""
     parsed = [(path, _read_file(path)) for path in files]
+    catalog: dict[str, dict[str, list[str]]] = {}
+    for _, cfg in parsed:
+        for connection, schemas in cfg.catalog.items():
+            catalog.setdefault(connection, {}).update(schemas)
     connections: dict[str, ConnectionSpec] = {}
     for path, cfg in parsed:
         for name, conn in cfg.connections.items():
@@ -746,10 +754,7 @@ def load_files(files: list[Path], config_dir: Path | None = None) -> Project:
                 raise ConfigError(
                     f"{path}: key 'target': connection {replication.target!r} {why} and is never written"
                 )
-            for stream_name, stream_opts in replication.streams.items():
-                opts = _merge(replication.defaults, stream_opts)
-                if opts.get("disabled"):
-                    continue
+            for stream_name, opts in _streams(path, replication, catalog, skip_unresolved_wildcards):
                 table = _resolve_table(path, stream_name, opts, replication, connections)
                 if table.asset_key in seen_keys:
                     raise ConfigError(
@@ -765,6 +770,49 @@ def load_files(files: list[Path], config_dir: Path | None = None) -> Project:
     foreign_keys = [(path, fk) for path, cfg in parsed if cfg.lineage for fk in cfg.lineage.foreign_keys]
     return Project(connections, resolve_dependencies(tables, foreign_keys), config_dir or files[0].parent,
                    schedules, alerts)
+
+
+def _streams(path: Path, replication: ReplicationFile, catalog: dict[str, dict[str, list[str]]],
+             skip_unresolved_wildcards: bool) -> list[tuple[str, dict[str, Any]]]:
+    """(stream name, merged options) for every enabled stream, wildcards expanded."""
+    from sync_assets import wildcards
+
+    streams = []
+    for stream_name, stream_opts in replication.streams.items():
+        opts = _merge(replication.defaults, stream_opts)
+        if opts.get("disabled"):
+            continue
+        if not wildcards.is_wildcard(stream_name):
+            if opts.get("exclude_tables"):
+                raise ConfigError(f"{path}: stream {stream_name!r}: key 'exclude_tables' only applies to wildcard streams")
+            streams.append((stream_name, opts))
+            continue
+        where = f"{path}: stream {stream_name!r}"
+        if opts.get("sql"):
+            raise ConfigError(f"{where}: key 'sql' cannot be used with a wildcard stream")
+        try:
+            names = wildcards.expand(stream_name, replication.source, catalog, opts.get("exclude_tables") or [], where)
+        except ConfigError:
+            if skip_unresolved_wildcards:
+                continue
+            raise
+        streams += [(name, opts) for name in names]
+    return streams
+
+
+def wildcard_schemas(config_dir: str | Path) -> dict[str, set[str]]:
+    """Source connection -> schemas named by wildcard streams (what ``discover`` must list)."""
+    from sync_assets import wildcards
+
+    wanted: dict[str, set[str]] = {}
+    for path in sorted(Path(config_dir).glob("*.y*ml")):
+        for replication in _read_file(path).replications:
+            for stream_name in replication.streams:
+                if wildcards.is_wildcard(stream_name):
+                    schema = TableName.parse(stream_name).schema
+                    if schema:
+                        wanted.setdefault(replication.source, set()).add(schema)
+    return wanted
 
 
 def _collect_schedules(parsed: list[tuple[Path, ConfigFile]], tables: list[TableSpec]) -> dict[str, ScheduleSpec]:

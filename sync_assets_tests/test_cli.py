@@ -64,3 +64,21 @@ def test_plan_then_run_then_random_sample_of_the_target(config_dir, capsys):
 def test_unknown_connection_is_a_clear_error(config_dir, capsys):
     assert main(["--config", str(config_dir), "tables", "nowhere"]) == 2
     assert "unknown connection 'nowhere'" in capsys.readouterr().err
+
+
+def test_discover_lists_wildcard_tables_then_definitions_expand_them(config_dir, capsys):
+    (config_dir / "wild.yaml").write_text(yaml.safe_dump({
+        "source": "chinook", "target": "warehouse",
+        "defaults": {"object": "raw.{stream_table}"},
+        "streams": {"main.*": {"exclude_tables": ["Playlist*", "Invoice*"]}},
+    }))
+    assert main(["--config", str(config_dir), "plan", "raw/Album"]) == 2
+    assert "run `sync-assets discover`" in capsys.readouterr().err
+    assert main(["--config", str(config_dir), "discover"]) == 0
+    assert "main.* -> 11 table(s)" in capsys.readouterr().out
+    from sync_assets.spec import load_project
+
+    keys = {"/".join(t.asset_key) for t in load_project(config_dir).tables}
+    assert {"raw/Album", "raw/Track", "raw/Genre"} <= keys and not any(k.startswith("raw/Playlist") for k in keys)
+    assert main(["--config", str(config_dir), "run", "raw/Album"]) == 0
+    assert "347 written" in capsys.readouterr().out

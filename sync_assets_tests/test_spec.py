@@ -83,3 +83,24 @@ def test_empty_config_dir_is_an_error(tmp_path):
 
 def test_quoted_names_keep_dots_and_quotes():
     assert TableName.parse('"my.schema"."Odd ""Name"""') == TableName("my.schema", 'Odd "Name"')
+
+
+def test_wildcard_streams_expand_against_the_discovered_catalog(write_project):
+    project = write_project(config(
+        {"SALES.*": {"exclude_tables": ["tmp_*"], "mode": "full_refresh"}, "SALES.orders": {"object": "x.o"}},
+        catalog={"pg": {"SALES": ["customers", "tmp_load", "Order Lines"]}},
+    ))
+    names = sorted(t.name for t in project.tables)
+    assert names == ['"SALES"."Order Lines"', '"SALES"."customers"', "SALES.orders"]
+    assert project.table('"SALES"."Order Lines"').source_table == TableName("SALES", "Order Lines")
+
+
+def test_wildcard_without_a_catalog_names_the_fix(write_project):
+    with pytest.raises(ConfigError, match=r"stream 'SALES\.\*': wildcard 'SALES\.\*' needs the tables of schema "
+                                          r"'SALES' on connection 'pg'; run `sync-assets discover`"):
+        write_project(config({"SALES.*": None}))
+
+
+def test_exclude_tables_only_on_wildcards(write_project):
+    with pytest.raises(ConfigError, match=r"key 'exclude_tables' only applies to wildcard streams"):
+        write_project(config({"a.b": {"exclude_tables": ["x"]}}))
