@@ -153,6 +153,7 @@ def test_cli_materializes_and_history_persists(demo_config, tmp_path):
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     first = _cli(["--select", "chinook/Artist,chinook/InvoiceLine"], demo_config, home)
     assert first.returncode == 0, first.stderr[-3000:]
+    assert "loaded 275 rows into staging" in first.stderr  # sync_assets' own log lines reach the run log
     second = _cli(["--select", "chinook/Invoice", "--partition", "2021-02-01"], demo_config, home)
     assert second.returncode == 0, second.stderr[-3000:]
     bad = _cli(["--select", "chinook/NoSuchTable"], demo_config, home)

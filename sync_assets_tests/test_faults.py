@@ -92,3 +92,13 @@ def test_failure_mid_load_leaves_target_and_watermark_unchanged(pair, write_proj
     ids = [row[0] for row in target.rows()]
     assert len(ids) == len(set(ids)) == 1200
     assert result.watermark_after > before_watermark
+
+
+def test_long_loads_report_progress(caplog):
+    from sync_assets.connectors.base import Progress
+
+    progress = Progress("rows", every_s=0)
+    with caplog.at_level("INFO", logger="sync_assets"):
+        progress.advance(1_500)
+        progress.advance(500)
+    assert "2,000 rows so far" in caplog.text

@@ -76,15 +76,40 @@ class SourceStream:
     rows_read: int = 0
 
     def counted_batches(self) -> pa.RecordBatchReader:
-        """The Arrow reader, counting rows as they pass (no copies)."""
+        """The Arrow reader, counting rows as they pass (no copies) and logging progress."""
         reader = self.open_batches()
+        progress = Progress("rows")
 
         def batches():
             for batch in reader:
                 self.rows_read += batch.num_rows
+                progress.advance(batch.num_rows)
                 yield batch
 
         return pa.RecordBatchReader.from_batches(self.schema, batches())
+
+    def counted_native(self) -> Iterator[bytes]:
+        """The native bulk stream, logging progress in bytes (rows are known when it ends)."""
+        progress = Progress("bytes")
+        for chunk in self.open_native():  # type: ignore[misc]
+            progress.advance(len(chunk))
+            yield chunk
+
+
+class Progress:
+    """Logs how far a long load has got, at most every ``every_s`` seconds (to the run log)."""
+
+    def __init__(self, unit: str, every_s: float = 10.0):
+        self.unit, self.every_s, self.done = unit, every_s, 0
+        self.started = self.last = time.monotonic()
+
+    def advance(self, amount: int) -> None:
+        self.done += amount
+        now = time.monotonic()
+        if now - self.last >= self.every_s:
+            self.last = now
+            rate = self.done / (now - self.started)
+            log.info("... %s %s so far (%s %s/s)", f"{self.done:,}", self.unit, f"{rate:,.0f}", self.unit)
 
 
 @dataclass(frozen=True)

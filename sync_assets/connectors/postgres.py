@@ -340,7 +340,7 @@ class PostgresConnector(SqlConnector):
         if self.native_load_possible(stream, [native_type(f, KIND) or "" for f in schema]) and stream.open_native:
             with conn.cursor() as cur:
                 with cur.copy(f"COPY {self.qualified(staging)} FROM STDIN (FORMAT binary)") as copy:
-                    for chunk in stream.open_native():
+                    for chunk in stream.counted_native():
                         copy.write(chunk)
                 rows = cur.rowcount
             conn.commit()
