@@ -168,10 +168,14 @@ def cmd_pools(args: argparse.Namespace) -> int:
     if instance is None:
         raise SyncAssetsError("set DAGSTER_HOME to the instance whose pools should be limited")
     with instance:
-        for pool, limit in limits.items():
-            instance.event_log_storage.set_concurrency_slots(pool, limit)
+        apply_pool_limits(instance, limits)
     print(f"applied {len(limits)} pool limit(s) to the instance at {os.environ['DAGSTER_HOME']}")
     return 0
+
+
+def apply_pool_limits(instance, limits: dict[str, int]) -> None:
+    for pool, limit in limits.items():
+        instance.event_log_storage.set_concurrency_slots(pool, limit)
 
 
 def _dagster_home(home: str | None) -> Path:
@@ -195,6 +199,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     env = {**os.environ, "DAGSTER_HOME": str(_dagster_home(args.dagster_home)),
            "SYNC_ASSETS_CONFIG": str(Path(args.config).resolve())}
     print(f"DAGSTER_HOME={env['DAGSTER_HOME']} (run history and metadata persist here)")
+    from dagster import DagsterInstance
+
+    with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        apply_pool_limits(instance, pool_limits(project))  # one writer at a time per DuckDB file
     base = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "sync_assets.definitions"]
     partitioned = [t for t in project.tables if t.partition is not None]
     plain = [t for t in project.tables if t.partition is None]

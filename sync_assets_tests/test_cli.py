@@ -82,3 +82,30 @@ def test_discover_lists_wildcard_tables_then_definitions_expand_them(config_dir,
     assert {"raw/Album", "raw/Track", "raw/Genre"} <= keys and not any(k.startswith("raw/Playlist") for k in keys)
     assert main(["--config", str(config_dir), "run", "raw/Album"]) == 0
     assert "347 written" in capsys.readouterr().out
+
+
+def test_demo_command_syncs_every_table_and_limits_the_duckdb_writer(tmp_path):
+    """The README's first command, minus the install and the UI: every demo asset materialized
+    through `dagster asset materialize`, history kept in the given DAGSTER_HOME."""
+    import subprocess
+    import sys
+
+    import dagster as dg
+    import duckdb
+
+    root = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((root / "config" / "chinook_demo.yaml").read_text())
+    config["connections"]["chinook"]["options"]["path"] = str(tmp_path / "chinook.duckdb")
+    config["connections"]["warehouse"]["options"]["path"] = str(tmp_path / "warehouse.duckdb")
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "demo.yaml").write_text(yaml.safe_dump(config))
+    home = tmp_path / "home"
+    done = subprocess.run([sys.executable, "-m", "sync_assets.cli", "--config", str(tmp_path / "config"), "demo",
+                           "--no-ui", "--dagster-home", str(home)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        tables = {r[0] for r in con.execute("SELECT table_schema || '.' || table_name FROM information_schema.tables").fetchall()}
+    assert len(tables) == 12 and "analytics.revenue_by_country" in tables
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.event_log_storage.get_concurrency_info("warehouse_writer").slot_count == 1
+        assert instance.get_latest_materialization_event(dg.AssetKey(["chinook", "Invoice"])) is not None
