@@ -189,3 +189,18 @@ def test_instance_storage_on_postgres(demo_config, tmp_path, pg_conninfo):
     finally:
         with psycopg.connect(pg_conninfo, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
+
+
+def test_multiprocess_executor_runs_duckdb_writers_one_at_a_time(demo_config, tmp_path):
+    home = tmp_path / "mp_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    result = _cli(["--select", "chinook/Genre,chinook/MediaType"], demo_config, home,
+                  SYNC_ASSETS_EXECUTOR="multiprocess")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        (run,) = instance.get_runs()
+        messages = [entry.user_message for entry in instance.all_logs(run.run_id)]
+    assert any("multiprocess executor" in m for m in messages)
+    with _warehouse(demo_config) as con:
+        assert con.execute('SELECT COUNT(*) FROM chinook."MediaType"').fetchall()[0][0] == 5
