@@ -169,19 +169,13 @@ def build_table_asset(project: Project, table: TableSpec) -> dg.AssetsDefinition
             context.log.warning(f"{table.name}: transient error, retry {context.retry_number + 1} of "
                                 f"{table.retries.max_retries} in {wait:.1f}s: {exc}")
             raise dg.RetryRequested(max_retries=table.retries.max_retries, seconds_to_wait=wait) from exc
-        result = synced.result
-        context.log.info(result.plan.describe())
+        result = synced.result  # the engine has logged the plan, progress and figures (sync_assets logger)
         if config.dry_run:
             context.log.info(
                 f"DRY RUN for {table.name}: {result.expected_rows:,} rows would be read with:\n"
                 f"{result.source_sql}\n" + "\n".join(result.statements)
             )
             return
-        context.log.info(
-            f"{table.name}: {result.rows_read:,} rows read, {result.rows_written:,} written in "
-            f"{result.duration_s:.2f}s ({result.rows_per_second:,.0f} rows/s); target now has "
-            f"{result.target_rows:,} rows"
-        )
         metadata = materialization_metadata(result)
         if synced.chunk is not None:
             metadata.update(chunk_metadata(synced.chunk))

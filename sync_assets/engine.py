@@ -73,9 +73,10 @@ def run_plan(plan: SyncPlan, source: Connector, target: Connector) -> SyncResult
         result.watermark_after = target.max_value(table.target_table, table.update_key)
     result.target_rows = int(target.scalar(f"SELECT COUNT(*) FROM {target.qualified(table.target_table)}") or 0)
     result.target_schema = target.table_schema(table.target_table)
-    log.info("%s: %s rows read, %s written in %.2fs (%.0f rows/s)%s", table.name, f"{result.rows_read:,}",
-             f"{result.rows_written:,}", result.duration_s, result.rows_per_second,
-             f", watermark {plan.watermark_before!r} -> {result.watermark_after!r}" if table.update_key else "")
+    log.info("%s: %s rows read, %s written in %.2fs (%.0f rows/s); target has %s rows%s", table.name,
+             f"{result.rows_read:,}", f"{result.rows_written:,}", result.duration_s, result.rows_per_second,
+             f"{result.target_rows:,}",
+             f"; watermark {plan.watermark_before!r} -> {result.watermark_after!r}" if table.update_key else "")
     return result
 
 
