@@ -108,7 +108,8 @@ def pg(pg_conninfo: str) -> Iterator[psycopg.Connection]:
 
 @pytest.fixture
 def schema_name(pg: psycopg.Connection) -> Iterator[callable]:
-    """Make uniquely named PostgreSQL schemas for one test and drop them afterwards."""
+    """Make uniquely named PostgreSQL schemas for one test and drop them (and schemas named
+    after them, such as sync targets ``<name>_copy``) afterwards."""
     made: list[str] = []
 
     def make(prefix: str = "t") -> str:
@@ -118,8 +119,11 @@ def schema_name(pg: psycopg.Connection) -> Iterator[callable]:
         return name
 
     yield make
-    for name in made:
-        pg.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+    for name in made:  # and the schemas a test's syncs derived from it (e.g. "<name>_copy" targets)
+        derived = pg.execute("SELECT nspname FROM pg_namespace WHERE nspname = %s OR starts_with(nspname, %s)",
+                             (name, name + "_")).fetchall()
+        for (schema,) in derived:
+            pg.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @pytest.fixture
