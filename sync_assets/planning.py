@@ -58,16 +58,22 @@ class SyncPlan:
         return "\n".join(lines)
 
 
-def source_schema(table: TableSpec, source: Connector) -> pa.Schema:
-    """The canonical schema of the columns this table selects from its source."""
-    if table.source_table is not None:
-        schema = source.table_schema(table.source_table)
-        if schema is None:
-            raise ConfigError(
-                f"{table.label}: source table {table.source_table} does not exist in connection {table.source!r}"
-            )
-    else:
-        schema = source.query_schema(table.sql or "")
+def source_columns(table: TableSpec, source: Connector) -> pa.Schema:
+    """Every column of the table's source (table or query), read from the source's catalog."""
+    if table.source_table is None:
+        return source.query_schema(table.sql or "")
+    schema = source.table_schema(table.source_table)
+    if schema is None:
+        raise ConfigError(
+            f"{table.label}: source table {table.source_table} does not exist in connection {table.source!r}"
+        )
+    return schema
+
+
+def source_schema(table: TableSpec, source: Connector, columns: pa.Schema | None = None) -> pa.Schema:
+    """The canonical schema of the columns this table selects from its source (``columns``: the
+    source's columns when the caller has already read them)."""
+    schema = columns if columns is not None else source_columns(table, source)
     names = schema.names
     for column in (*(table.columns or ()), *table.exclude_columns, *table.primary_key,
                    *([table.update_key] if table.update_key else []),
@@ -89,8 +95,9 @@ def base_read(table: TableSpec, schema: pa.Schema) -> ReadRequest:
     )
 
 
-def plan_sync(table: TableSpec, source: Connector, target: Connector, options: RunOptions) -> SyncPlan:
-    schema = source_schema(table, source)
+def plan_sync(table: TableSpec, source: Connector, target: Connector, options: RunOptions,
+              columns: pa.Schema | None = None) -> SyncPlan:
+    schema = source_schema(table, source, columns)
     read = base_read(table, schema)
     replace = WriteOp("replace", table.target_table, table.primary_key, schema_changes=table.schema_changes)  # type: ignore[arg-type]
     if table.mode == "date_partitioned":

@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import pyarrow as pa
+
 from sync_assets.chunking import ChunkProgress, bound_to_chunk, progress
 from sync_assets.connectors.base import Connector
 from sync_assets.engine import SyncResult, dry_run, run_plan
-from sync_assets.planning import RunOptions, plan_sync, source_schema
+from sync_assets.planning import RunOptions, plan_sync, source_columns, source_schema
 from sync_assets.schema_drift import SchemaDrift, compare, enforce
 from sync_assets.spec import TableSpec
 
@@ -28,18 +30,20 @@ class PolicySyncResult:
     chunk: ChunkProgress | None = None
 
 
-def current_drift(table: TableSpec, source: Connector, target: Connector) -> SchemaDrift:
+def current_drift(table: TableSpec, source: Connector, target: Connector,
+                  columns: pa.Schema | None = None) -> SchemaDrift:
     """Source columns (as this table selects them) against the target table's; none if it is missing."""
     target_schema = target.table_schema(table.target_table)
     if target_schema is None:
         return SchemaDrift()
-    return compare(source_schema(table, source), target_schema)
+    return compare(source_schema(table, source, columns), target_schema)
 
 
 def sync_with_policies(table: TableSpec, source: Connector, target: Connector,
                        options: RunOptions = RunOptions()) -> PolicySyncResult:
-    drift = current_drift(table, source, target)
-    plan = plan_sync(enforce(table, drift), source, target, options)
+    columns = source_columns(table, source)  # one catalog read serves the drift check and the plan
+    drift = current_drift(table, source, target, columns)
+    plan = plan_sync(enforce(table, drift), source, target, options, columns)
     explicit_window = options.window_start is not None or options.window_end is not None
     if not explicit_window:
         bound_to_chunk(plan, source)

@@ -50,12 +50,6 @@ def parse_duration(value: Any) -> timedelta:
     return parsed
 
 
-class EnvRef(_Strict):
-    """``{env: NAME}``: a value read from an environment variable when the config is loaded."""
-
-    env: str
-
-
 class ChangeSensorSpec(_Strict):
     """Poll this source's tables for changes (one cheap query per table per tick)."""
 
@@ -122,9 +116,6 @@ def parse_lookback(value: Any) -> timedelta | int | float | None:
             f"{', '.join(u + 's' for u in LOOKBACK_UNITS)}"
         )
     return timedelta(seconds=float(match.group(1)) * LOOKBACK_UNITS[match.group(2)])
-
-
-MODES = ("full_refresh", "incremental", "smart", "date_partitioned")
 
 
 class SyncWindow(_Strict):

@@ -238,7 +238,7 @@ def test_example_configs_load(monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["_COLUMNS_SQL", "_DESCRIBE_SQL", "_TABLES_SQL", "_PRIMARY_KEY_SQL",
-                                  "_FOREIGN_KEYS_SQL", "_IDENTITY_SQL", "_SCHEMAS_SQL", "_DATABASES_SQL"])
+                                  "_FOREIGN_KEYS_SQL", "_IDENTITY_SQL"])
 def test_catalog_queries_parse_and_use_catalog_views_not_count(name):
     from sync_assets.connectors import mssql
 

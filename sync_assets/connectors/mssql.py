@@ -250,9 +250,6 @@ _FOREIGN_KEYS_SQL = (
     "ORDER BY 1, 2, fk.name, fkc.constraint_column_id"
 )
 _IDENTITY_SQL = "SELECT name FROM sys.identity_columns WHERE object_id = OBJECT_ID(?)"
-_SCHEMAS_SQL = ("SELECT name FROM sys.schemas WHERE schema_id < 16384 "
-                "AND name NOT IN ('sys', 'INFORMATION_SCHEMA', 'guest') ORDER BY name")
-_DATABASES_SQL = "SELECT name FROM sys.databases WHERE database_id > 4 AND state_desc = 'ONLINE' ORDER BY name"
 
 _UNBOUNDED_KEY_TYPES = {"nvarchar(max)": "nvarchar(450)", "varchar(max)": "varchar(900)",
                         "varbinary(max)": "varbinary(900)"}
@@ -338,12 +335,6 @@ class MssqlConnector(SqlConnector):
         return [TableInfo(TableName(s, t), None if n is None else int(n), None if size is None else int(size),
                           kind, modified)
                 for s, t, n, size, kind, modified in rows]
-
-    def list_schemas(self) -> list[str]:
-        return [row[0] for row in self.fetch(_SCHEMAS_SQL)]
-
-    def list_databases(self) -> list[str]:
-        return [row[0] for row in self.fetch(_DATABASES_SQL)]
 
     def primary_key(self, table: TableName) -> tuple[str, ...]:
         return tuple(row[0] for row in self.fetch(_PRIMARY_KEY_SQL, (self.qualified(table),)))
