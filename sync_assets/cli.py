@@ -3,8 +3,9 @@
 Dagster remains the way to run syncs with history (``dagster asset materialize``, ``dagster
 dev``); this command covers what a data engineer wants from a shell: set up and start the demo,
 see what a table's next run would do, run one table outside Dagster (scripts, benchmarks), list
-a connection's tables with sizes, print the status of every table, discover foreign keys into
-``lineage.yaml``, and apply the per-connection read limits to the Dagster instance's pools.
+a connection's databases and schemas, list its tables with sizes, print the status of every
+table, discover foreign keys into ``lineage.yaml``, and apply the per-connection read limits to
+the Dagster instance's pools.
 """
 
 from __future__ import annotations
@@ -77,6 +78,19 @@ def cmd_tables(args: argparse.Namespace) -> int:
         count = f"{row['rows']:,}" if row["rows"] is not None else "-"
         altered = row["last_altered"].isoformat(timespec="seconds") if row["last_altered"] else "-"
         print(f"{row['table']:<50} {row['kind']:<6} {count:>14} {size:>12}  {altered}")
+    return 0
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    from sync_assets.sampling import list_schemas_report
+
+    report = list_schemas_report(_connection(_project(args), args.connection))
+    print("databases (* = this connection's)")
+    for row in report["databases"]:
+        print(f"{'*' if row['current'] else ' '} {row['database']}")
+    print(f"\n{'schemas of ' + report['database']:<50} {'tables+views':>12}")
+    for row in report["schemas"]:
+        print(f"{row['schema']:<50} {row['tables']:>12,}")
     return 0
 
 
@@ -244,6 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("table")
     run.add_argument("--full-refresh", action="store_true")
     run.set_defaults(func=cmd_run)
+
+    schemas = sub.add_parser("schemas", help="list the server's databases and the connection database's "
+                                             "schemas with their table counts")
+    schemas.add_argument("connection")
+    schemas.set_defaults(func=cmd_schemas)
 
     tables = sub.add_parser("tables", help="list a connection's tables with row counts and sizes")
     tables.add_argument("connection")

@@ -1,9 +1,12 @@
-"""Discovery and sample data for the CLI: what tables a connection has, and a look at their rows.
+"""Discovery and sample data for the CLI: what databases, schemas and tables a connection has,
+and a look at their rows.
 
-Both work on any connector through the connector interface, so the same commands list a
+All work on any connector through the connector interface, so the same commands list a
 Snowflake schema before a table is added to the config, and sample the synced copy in DuckDB or
 PostgreSQL afterwards.
 
+- ``list_schemas_report``: the server's databases the login can use (the connection's own one
+  marked), then the schemas of the connection's database with their numbers of tables and views.
 - ``list_tables_report``: table, kind, rows, bytes and last-altered time, as the catalog keeps
   them (Snowflake's exact counts; PostgreSQL and DuckDB estimates; missing values are None).
 - ``sample_table``: the first N rows (in whatever order the engine returns them: a preview, not
@@ -33,6 +36,17 @@ from sync_assets.spec import TableName
 SampleMethod = Literal["first", "random"]
 SampleFormat = Literal["json", "csv", "parquet"]
 _RANDOM_KEY = "__sync_assets_sample_key"
+
+
+def list_schemas_report(connector: Connector) -> dict[str, Any]:
+    """``database`` (the connection's own), ``databases`` (dicts of ``database`` and ``current``)
+    and ``schemas`` (dicts of ``schema`` and ``tables``, the number of tables and views)."""
+    return {
+        "database": connector.database_name,
+        "databases": [{"database": name, "current": name == connector.database_name}
+                      for name in connector.list_databases()],
+        "schemas": [{"schema": info.name, "tables": info.table_count} for info in connector.list_schemas()],
+    }
 
 
 def list_tables_report(connector: Connector, schema: str | None) -> list[dict[str, Any]]:

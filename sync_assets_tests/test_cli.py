@@ -1,5 +1,5 @@
-"""The ``sync-assets`` command in-process against the Chinook demo files: listing tables with
-their sizes, sampling a table in every format, a dry-run plan and a one-off run."""
+"""The ``sync-assets`` command in-process against the Chinook demo files: listing schemas and
+tables with their sizes, sampling a table in every format, a dry-run plan and a one-off run."""
 
 from __future__ import annotations
 
@@ -28,6 +28,12 @@ def config_dir(tmp_path: Path) -> Path:
         "streams": {"main.Genre": {"object": "chinook.Genre", "primary_key": "GenreId"}},
     }))
     return folder
+
+
+def test_schemas_lists_the_database_and_its_schemas_with_table_counts(config_dir, capsys):
+    assert main(["--config", str(config_dir), "schemas", "chinook"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "* chinook" in lines and lines[-1].split() == ["main", "11"]
 
 
 def test_tables_lists_row_counts(config_dir, capsys):

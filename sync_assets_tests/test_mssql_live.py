@@ -1,5 +1,6 @@
-"""The mode contract against a real SQL Server: full_refresh, incremental (identity, datetime2
-with look-back, rowversion), smart and date_partitioned, SQL Server to SQL Server.
+"""The mode contract against a real SQL Server: full_refresh (rename, and switch into a partitioned
+target), incremental (identity, datetime2 with look-back, rowversion), smart and date_partitioned,
+SQL Server to SQL Server; and the catalog's databases and schemas.
 
 Skipped unless ``MSSQL_TEST_DSN`` is set; CI does not run it (no SQL Server exists on the CI
 machines). ``MSSQL_TEST_DSN`` holds connection options as ``key=value`` pairs separated by ``;``:
@@ -93,6 +94,15 @@ def _compare(admin, src, dst, columns="[Id], [Changed], [Legacy], [Amount], [Gui
         f"SELECT {columns} FROM {admin.quote(dst)}.[Order Lines]] x]) UNION ALL "
         f"(SELECT {columns} FROM {admin.quote(dst)}.[Order Lines]] x] EXCEPT "
         f"SELECT {columns} FROM {admin.quote(src)}.[Order Lines]] x])) AS d")
+
+
+def test_discovery_lists_databases_and_schemas_from_the_catalog(live):
+    _, admin, src, dst = live
+    assert admin.database_name.lower() == admin.opts.database.lower() and admin.database_name in admin.list_databases()
+    schemas = {info.name: info.table_count for info in admin.list_schemas()}
+    assert schemas[src] == 1 and schemas[dst] == 0 and "dbo" in schemas
+    assert not {"sys", "INFORMATION_SCHEMA", "guest", "db_owner", "db_datareader"} & set(schemas)
+    assert schemas[src] == len(admin.list_tables(src))
 
 
 def test_full_refresh_copies_every_type_exactly(live):

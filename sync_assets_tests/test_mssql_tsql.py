@@ -238,15 +238,17 @@ def test_example_configs_load(monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["_COLUMNS_SQL", "_DESCRIBE_SQL", "_TABLES_SQL", "_PRIMARY_KEY_SQL",
-                                  "_FOREIGN_KEYS_SQL", "_IDENTITY_SQL"])
+                                  "_FOREIGN_KEYS_SQL", "_IDENTITY_SQL", "_DATABASES_SQL", "_SCHEMAS_SQL"])
 def test_catalog_queries_parse_and_use_catalog_views_not_count(name):
+    """Only catalog views are read, so a COUNT can only count catalog rows (objects of a schema),
+    never the rows of a table; COUNT(*) is refused outright."""
     from sync_assets.connectors import mssql
 
     sql = getattr(mssql, name)
     tree = parse(sql)
     tables = {f"{t.db}.{t.name}" if t.db else t.name for t in tree.find_all(exp.Table)}
     assert tables and all(t.startswith("sys.") or t == "dm_exec_describe_first_result_set" for t in tables)
-    assert "COUNT(" not in sql.upper()
+    assert not any(isinstance(count.this, exp.Star) for count in tree.find_all(exp.Count))
     assert sql.count("?") == {"_DESCRIBE_SQL": 1, "_COLUMNS_SQL": 1, "_PRIMARY_KEY_SQL": 1, "_IDENTITY_SQL": 1}.get(name, 0)
 
 
@@ -254,6 +256,30 @@ def test_table_listing_takes_counts_and_sizes_from_partitions():
     from sync_assets.connectors import mssql
 
     assert "sys.partitions" in mssql._TABLES_SQL and "sys.allocation_units" in mssql._TABLES_SQL
+
+
+def test_database_listing_keeps_online_databases_the_login_can_open():
+    from sync_assets.connectors import mssql
+
+    where = parse(mssql._DATABASES_SQL).find(exp.Where).sql(dialect="tsql")
+    assert "HAS_DBACCESS(name) = 1" in where and "state = 0" in where
+
+
+def test_schema_listing_counts_tables_and_views_and_leaves_out_built_in_schemas():
+    from sync_assets.connectors import mssql
+
+    tree = parse(mssql._SCHEMAS_SQL)
+    join = tree.find(exp.Join)
+    assert join.side == "LEFT" and join.this.name == "objects"
+    assert "o.type IN ('U', 'V')" in join.sql(dialect="tsql")
+    assert [c.sql(dialect="tsql") for c in tree.find_all(exp.Count)] == ["COUNT(o.object_id)"]
+    where = tree.find(exp.Where)
+    built_in = where.find(exp.In)
+    assert isinstance(built_in.parent, exp.Not) and built_in.this.sql() == "s.name"
+    assert {value.name for value in built_in.expressions} == {"sys", "INFORMATION_SCHEMA", "guest"}
+    fixed_roles = where.find(exp.Exists)
+    assert isinstance(fixed_roles.parent, exp.Not)
+    assert fixed_roles.find(exp.Table).name == "database_principals" and "is_fixed_role = 1" in fixed_roles.sql()
 
 
 def test_new_column_uses_t_sql_add_without_column_keyword(conn):

@@ -27,7 +27,7 @@ from sync_assets.arrow_types import logical_type, native_type
 from sync_assets.assets import build_table_asset, io_manager_key
 from sync_assets.checks import build_row_count_check
 from sync_assets.connectors import connector_for
-from sync_assets.connectors.base import Filter, ReadRequest
+from sync_assets.connectors.base import Filter, ReadRequest, SchemaInfo
 from sync_assets.connectors.snowflake import SnowflakeConnector
 from sync_assets.engine import sync_table
 from sync_assets.errors import ConfigError, ConnectionFailed
@@ -150,6 +150,14 @@ def test_discovery_lists_tables_and_row_counts(sf):
     assert report["SRC.EMPTY"]["rows"] == 0
     assert all(isinstance(row["last_altered"], datetime) for row in report.values())
     assert "OTHER.ELSEWHERE" in {row["table"] for row in list_tables_report(sf.connector, None)}
+
+
+def test_discovery_lists_databases_and_schemas_with_table_counts(sf):
+    """fakesnow keeps views out of INFORMATION_SCHEMA.TABLES, so they are not counted here: see the live suite."""
+    sf.run('CREATE TABLE "SRC"."ORDERS" ("ID" INT)', 'CREATE TABLE "SRC"."LINES" ("ID" INT)', 'CREATE SCHEMA "EMPTY"')
+    databases = sf.connector.list_databases()
+    assert sf.connector.database_name == sf.database and sf.database in databases and databases == sorted(databases)
+    assert sf.connector.list_schemas() == [SchemaInfo("EMPTY", 0), SchemaInfo("SRC", 2)]
 
 
 def test_table_schema_maps_every_type(sf):

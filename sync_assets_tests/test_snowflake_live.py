@@ -7,9 +7,10 @@ optional. The role needs CREATE SCHEMA in the database: each run makes its own s
 ``SYNC_ASSETS_TEST_<random>`` and drops it. CI does not run this suite.
 
 Covered here: 38-digit integers, TIMESTAMP_LTZ and TIMESTAMP_TZ instants, nanosecond values
-failing loudly, VARIANT as compact JSON, views and byte sizes in discovery, case-sensitive
-names, a wrong password, and the stage-unload fast path (COPY INTO @stage, GET, cleanup) end to
-end into DuckDB, with its time printed next to the streamed path's (no timing is asserted).
+failing loudly, VARIANT as compact JSON, views and byte sizes in discovery, views in schema
+counts, case-sensitive names, a wrong password, and the stage-unload fast path (COPY INTO
+@stage, GET, cleanup) end to end into DuckDB, with its time printed next to the streamed path's
+(no timing is asserted).
 """
 
 from __future__ import annotations
@@ -107,6 +108,15 @@ def test_discovery_reports_sizes_and_views(live_schema):
     assert report[f"{schema}.SIZED"]["rows"] == 10000 and report[f"{schema}.SIZED"]["bytes"] > 0
     assert report[f"{schema}.SIZED_VIEW"]["kind"] == "view"
     assert report[f"{schema}.SIZED"]["last_altered"] is not None
+
+
+def test_schema_counts_include_views(live_schema):
+    schema, connector, cur = live_schema
+    cur.execute(f'CREATE TABLE "{schema}"."COUNTED" ("ID" INT)')
+    cur.execute(f'CREATE VIEW "{schema}"."COUNTED_VIEW" AS SELECT * FROM "{schema}"."COUNTED"')
+    counts = {info.name: info.table_count for info in connector.list_schemas()}
+    assert counts[schema] == len(connector.list_tables(schema)) >= 2 and "INFORMATION_SCHEMA" not in counts
+    assert connector.database_name in connector.list_databases()
 
 
 def test_names_are_case_sensitive(live_schema):

@@ -1,9 +1,10 @@
 """The connector interface every database implements, and the SQL write path they share.
 
-A connector knows one database: its catalog (tables, columns), how to read a request as a
-stream of Arrow record batches, and how to write a stream with a write operation. Everything
-dialect-specific (quoting, types, bulk load, merge syntax) stays inside the connector; the
-shared ``SqlConnector.write`` runs the same safe sequence on every engine:
+A connector knows one database: its catalog (the server's databases, its schemas, tables,
+columns), how to read a request as a stream of Arrow record batches, and how to write a stream
+with a write operation. Everything dialect-specific (quoting, types, bulk load, merge syntax)
+stays inside the connector; the shared ``SqlConnector.write`` runs the same safe sequence on
+every engine:
 
     create staging -> bulk load the stream into it -> one transaction: evolve the target and
     apply (swap, append, merge or window overwrite) -> drop staging
@@ -143,6 +144,14 @@ class TableInfo:
 
 
 @dataclass(frozen=True)
+class SchemaInfo:
+    """A schema of the connection's database and how many tables and views the catalog lists in it."""
+
+    name: str
+    table_count: int
+
+
+@dataclass(frozen=True)
 class ForeignKey:
     """``child`` (``columns``) references ``parent``, as the source catalog declares it."""
 
@@ -226,6 +235,20 @@ class Connector(ABC):
     def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         rows = self.fetch(sql, params)
         return rows[0][0] if rows else None
+
+    @property
+    @abstractmethod
+    def database_name(self) -> str:
+        """The database this connection works in, named as ``list_databases`` names it."""
+
+    @abstractmethod
+    def list_databases(self) -> list[str]:
+        """Names of the databases on the server that this login can use (its own included), sorted."""
+
+    @abstractmethod
+    def list_schemas(self) -> list[SchemaInfo]:
+        """The schemas of the connection's database, sorted by name, with their number of tables and
+        views from the catalog; empty schemas included, the engine's system schemas left out."""
 
     @abstractmethod
     def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:

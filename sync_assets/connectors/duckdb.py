@@ -19,7 +19,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
 from sync_assets.arrow_types import conforming_reader, logical_type, make_field, native_type, simple_type_name
-from sync_assets.connectors.base import ReadRequest, SourceStream, SqlConnector, TableInfo
+from sync_assets.connectors.base import ReadRequest, SchemaInfo, SourceStream, SqlConnector, TableInfo
 from sync_assets.spec import TableName
 
 KIND = "duckdb"
@@ -140,10 +140,10 @@ class DuckDBConnector(SqlConnector):
 
     def qualified(self, table: TableName) -> str:
         """Catalog-qualified: a schema named like the file (``tgt`` in ``tgt.duckdb``) is unambiguous."""
-        return f"{self.quote(self.path.stem)}.{self.quote(table.schema or 'main')}.{self.quote(table.name)}"
+        return f"{self.quote(self.database_name)}.{self.quote(table.schema or 'main')}.{self.quote(table.name)}"
 
     def create_schema_sql(self, schema: str) -> str:
-        return f"CREATE SCHEMA IF NOT EXISTS {self.quote(self.path.stem)}.{self.quote(schema)}"
+        return f"CREATE SCHEMA IF NOT EXISTS {self.quote(self.database_name)}.{self.quote(schema)}"
 
     def _schema_of(self, conn, relation_sql: str) -> pa.Schema:
         arrow_schema = conn.sql(f"SELECT * FROM {relation_sql} LIMIT 0").to_arrow_table().schema
@@ -181,6 +181,26 @@ class DuckDBConnector(SqlConnector):
 
     def schema_exists(self, schema: str) -> bool:
         return bool(self.fetch("SELECT 1 FROM information_schema.schemata WHERE schema_name = ?", (schema,)))
+
+    @property
+    def database_name(self) -> str:
+        """The file's catalog, named after the file (``tgt`` for ``tgt.duckdb``)."""
+        return self.path.stem
+
+    def list_databases(self) -> list[str]:
+        """The attached catalogs (the file's own; ``system`` and ``temp`` left out); none while
+        the file does not exist yet."""
+        return [row[0] for row in self.fetch(
+            "SELECT database_name FROM duckdb_databases() WHERE NOT internal ORDER BY database_name")]
+
+    def list_schemas(self) -> list[SchemaInfo]:
+        """The schemas of the file's own catalog (``main`` included) with their tables and views."""
+        rows = self.fetch(
+            "SELECT s.schema_name, COUNT(t.table_name) FROM information_schema.schemata AS s "
+            "LEFT JOIN information_schema.tables AS t "
+            "ON t.table_catalog = s.catalog_name AND t.table_schema = s.schema_name "
+            "WHERE s.catalog_name = ? GROUP BY s.schema_name ORDER BY s.schema_name", (self.database_name,))
+        return [SchemaInfo(name, count) for name, count in rows]
 
     def list_tables(self, schema: str | None = None) -> list[TableInfo]:
         rows = self.fetch(

@@ -33,6 +33,7 @@ from sync_assets.connectors import mssql_types as types
 from sync_assets.connectors.base import (
     ForeignKey,
     ReadRequest,
+    SchemaInfo,
     SourceStream,
     SqlConnector,
     TableInfo,
@@ -235,6 +236,19 @@ _TABLES_SQL = (
     "JOIN sys.allocation_units AS a ON a.container_id = p.partition_id WHERE p.object_id = o.object_id) AS sz "
     "WHERE o.type IN ('U', 'V') AND o.is_ms_shipped = 0"
 )
+_DATABASES_SQL = "SELECT name FROM sys.databases WHERE HAS_DBACCESS(name) = 1 AND state = 0 ORDER BY name"
+"""Online databases (state 0) this login can open, system databases included."""
+_SCHEMAS_SQL = (
+    "SELECT s.name, COUNT(o.object_id) FROM sys.schemas AS s "
+    "LEFT JOIN sys.objects AS o ON o.schema_id = s.schema_id AND o.type IN ('U', 'V') AND o.is_ms_shipped = 0 "
+    "WHERE s.name NOT IN ('sys', 'INFORMATION_SCHEMA', 'guest') "
+    "AND NOT EXISTS (SELECT 1 FROM sys.database_principals AS r "
+    "WHERE r.principal_id = s.principal_id AND r.name = s.name AND r.is_fixed_role = 1) "
+    "GROUP BY s.name ORDER BY s.name"
+)
+"""Schemas with the tables and views ``_TABLES_SQL`` lists in each; the built-in ``sys``,
+``INFORMATION_SCHEMA`` and ``guest`` and the ``db_*`` schemas owned by their namesake fixed
+database roles are left out."""
 _PRIMARY_KEY_SQL = (
     "SELECT c.name FROM sys.indexes AS i "
     "JOIN sys.index_columns AS ic ON ic.object_id = i.object_id AND ic.index_id = i.index_id "
@@ -326,6 +340,19 @@ class MssqlConnector(SqlConnector):
 
     def schema_exists(self, schema: str) -> bool:
         return bool(self.fetch("SELECT 1 FROM sys.schemas WHERE name = ?", (schema,)))
+
+    @property
+    def database_name(self) -> str:
+        """The server's spelling of ``options.database`` (names are usually case-insensitive)."""
+        return self.scalar("SELECT DB_NAME()")
+
+    def list_databases(self) -> list[str]:
+        """Online databases of the server that this login can open (``sys.databases``)."""
+        return [row[0] for row in self.fetch(_DATABASES_SQL)]
+
+    def list_schemas(self) -> list[SchemaInfo]:
+        """User schemas (``dbo`` included) with their tables and views, from ``sys.schemas``."""
+        return [SchemaInfo(name, count) for name, count in self.fetch(_SCHEMAS_SQL)]
 
     def list_tables(self, schema: str | None = None) -> list[TableInfo]:
         sql, params = _TABLES_SQL, ()

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from sync_assets.arrow_types import conform_batch, logical_type, make_field, native_type, simple_type_name
 from sync_assets.connectors.base import (
-    ForeignKey, ReadRequest, SourceStream, SqlConnector, TableInfo, foreign_keys_from_rows,
+    ForeignKey, ReadRequest, SchemaInfo, SourceStream, SqlConnector, TableInfo, foreign_keys_from_rows,
 )
 from sync_assets.errors import ConnectionFailed
 from sync_assets.spec import TableName
@@ -127,6 +127,11 @@ WHERE c.oid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
 """
 
+_LISTED_RELATIONS = "c.relkind IN ('r', 'p', 'v', 'm') AND NOT c.relispartition"
+"""Tables, partitioned tables, views and materialized views; partitions count as their parent."""
+_USER_SCHEMAS = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp_)'"
+"""Every schema but the system catalogs, TOAST storage and sessions' temporary schemas."""
+
 
 class PostgresConnector(SqlConnector):
     kind = KIND
@@ -224,13 +229,34 @@ class PostgresConnector(SqlConnector):
     def schema_exists(self, schema: str) -> bool:
         return bool(self.fetch("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)))
 
+    @property
+    def database_name(self) -> str:
+        return self.opts.database
+
+    def list_databases(self) -> list[str]:
+        """Databases that accept connections and grant this login CONNECT (templates left out)."""
+        return [row[0] for row in self.fetch(
+            """SELECT datname FROM pg_database
+               WHERE datallowconn AND NOT datistemplate AND has_database_privilege(oid, 'CONNECT')
+               ORDER BY datname"""
+        )]
+
+    def list_schemas(self) -> list[SchemaInfo]:
+        """Schemas with the number of relations ``list_tables`` would list in each."""
+        rows = self.fetch(
+            f"""SELECT n.nspname, COUNT(c.oid)
+                FROM pg_namespace n LEFT JOIN pg_class c ON c.relnamespace = n.oid AND {_LISTED_RELATIONS}
+                WHERE {_USER_SCHEMAS}
+                GROUP BY n.nspname ORDER BY n.nspname"""
+        )
+        return [SchemaInfo(name, count) for name, count in rows]
+
     def list_tables(self, schema: str | None = None) -> list[TableInfo]:
         rows = self.fetch(
-            """SELECT n.nspname, c.relname, GREATEST(c.reltuples, 0)::bigint, pg_total_relation_size(c.oid),
+            f"""SELECT n.nspname, c.relname, GREATEST(c.reltuples, 0)::bigint, pg_total_relation_size(c.oid),
                       CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'view' ELSE 'table' END
                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-               WHERE c.relkind IN ('r', 'p', 'v', 'm') AND NOT c.relispartition
-                 AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%'
+               WHERE {_LISTED_RELATIONS} AND {_USER_SCHEMAS}
                  AND (%s::text IS NULL OR n.nspname = %s)
                ORDER BY 1, 2""",
             (schema, schema),

@@ -46,7 +46,9 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sync_assets.arrow_types import conform_batch, logical_type, make_field, native_type
-from sync_assets.connectors.base import Connector, ReadRequest, SourceStream, TableInfo, WriteOp, WriteResult
+from sync_assets.connectors.base import (
+    Connector, ReadRequest, SchemaInfo, SourceStream, TableInfo, WriteOp, WriteResult,
+)
 from sync_assets.errors import ConfigError, ConnectionFailed, DataError, SyncAssetsError
 from sync_assets.spec import TableName
 
@@ -270,6 +272,28 @@ class SnowflakeConnector(Connector):
                         nullable=bool(col.is_nullable))
             for col in description
         ])
+
+    @property
+    def database_name(self) -> str:
+        return self.opts.database
+
+    def list_databases(self) -> list[str]:
+        """The account's databases that the session's role can access (INFORMATION_SCHEMA.DATABASES)."""
+        return [row[0] for row in self.fetch(
+            f"SELECT database_name FROM {self.quote(self.opts.database)}.INFORMATION_SCHEMA.DATABASES "
+            "ORDER BY database_name"
+        )]
+
+    def list_schemas(self) -> list[SchemaInfo]:
+        """The database's schemas visible to the role, with the tables and views of each that
+        INFORMATION_SCHEMA.TABLES lists (the INFORMATION_SCHEMA itself left out)."""
+        information_schema = f"{self.quote(self.opts.database)}.INFORMATION_SCHEMA"
+        rows = self.fetch(
+            f"SELECT s.schema_name, COUNT(t.table_name) FROM {information_schema}.SCHEMATA AS s "
+            f"LEFT JOIN {information_schema}.TABLES AS t ON t.table_schema = s.schema_name "
+            "WHERE s.schema_name <> 'INFORMATION_SCHEMA' GROUP BY s.schema_name ORDER BY s.schema_name"
+        )
+        return [SchemaInfo(name, count) for name, count in rows]
 
     def list_tables(self, schema: str | None = None) -> list[TableInfo]:
         """Tables and views with Snowflake's own row counts, bytes and last-altered times."""
