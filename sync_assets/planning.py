@@ -99,7 +99,8 @@ def plan_sync(table: TableSpec, source: Connector, target: Connector, options: R
               columns: pa.Schema | None = None) -> SyncPlan:
     schema = source_schema(table, source, columns)
     read = base_read(table, schema)
-    replace = WriteOp("replace", table.target_table, table.primary_key, schema_changes=table.schema_changes)  # type: ignore[arg-type]
+    replace = WriteOp("replace", table.target_table, table.primary_key, schema_changes=table.schema_changes,  # type: ignore[arg-type]
+                      load_method=table.load_method)  # type: ignore[arg-type]
     if table.mode == "date_partitioned":
         return _plan_partition(table, schema, read, options)
     if table.mode == "full_refresh" or options.full_refresh:

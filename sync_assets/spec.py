@@ -221,6 +221,11 @@ class StreamOptions(_Strict):
     description: str | None = None
     asset_key: list[str] | None = None
     schema_changes: Literal["evolve", "fail"] | None = None
+    load_method: Literal["auto", "rename", "switch"] | None = None
+    """How a full load replaces an existing target: ``rename`` builds a new table and renames it
+    into place; ``switch`` (SQL Server) keeps the target's indexes, partition scheme and
+    constraints and switches the new rows in; ``auto``: switch when a SQL Server target is
+    partitioned, else rename."""
     disabled: bool = False
     schedule: str | None = None
     """Name of a schedule under the top-level ``schedules`` key."""
@@ -428,6 +433,7 @@ class TableSpec:
     description: str | None
     asset_key: tuple[str, ...]
     schema_changes: str
+    load_method: str = "auto"
     schedule: str | None = None
     window: SyncWindow | None = None
     chunk: ChunkSpec | None = None
@@ -656,8 +662,17 @@ def _resolve_table(
         description=opts.get("description"),
         asset_key=asset_key,
         schema_changes=opts.get("schema_changes") or "evolve",
+        load_method=_load_method(where, opts, connections[replication.target]),
         **operations,
     )
+
+
+def _load_method(where: str, opts: dict[str, Any], target: ConnectionSpec) -> str:
+    method = opts.get("load_method") or "auto"
+    if method == "switch" and target.kind != "mssql":
+        raise ConfigError(f"{where}: key 'load_method': 'switch' is SQL Server's ALTER TABLE ... SWITCH, but the "
+                          f"target is a {target.kind} connection; use 'auto' or 'rename'")
+    return method
 
 
 def _as_model(model: type[BaseModel], value: Any) -> Any:

@@ -159,3 +159,48 @@ def test_date_partition_overwrites_exactly_its_window(live):
     assert result.rows_written == 29
     again, _, _ = _run(project(spec), options=RunOptions(partition_window=window))
     assert again.rows_deleted == 29 and again.target_rows == 29
+
+
+def test_full_refresh_of_a_partitioned_target_switches_and_keeps_its_structure(live):
+    """load_method auto on a partitioned target: staging + partition switch, indexes, partition
+    scheme, compression and constraints of the UAT table survive the refresh."""
+    project, admin, src, dst = live
+    spec = {"Order Lines] x": {"mode": "full_refresh", "primary_key": "Id"}}
+    _run(project(spec))  # creates the target (rename path)
+    suffix = src.rsplit("_", 1)[1]
+    function, scheme = f"pf_live_{suffix}", f"ps_live_{suffix}"
+    target = f"{admin.quote(dst)}.[Order Lines]] x]"
+    with admin.session() as conn:
+        for sql in (f"CREATE PARTITION FUNCTION [{function}] (int) AS RANGE RIGHT FOR VALUES (34, 67)",
+                    f"CREATE PARTITION SCHEME [{scheme}] AS PARTITION [{function}] ALL TO ([PRIMARY])"):
+            admin.execute(conn, sql)
+        admin.commit(conn)
+    try:
+        with admin.session() as conn:
+            (pk,) = admin.fetch_on(conn, "SELECT name FROM sys.key_constraints WHERE parent_object_id = OBJECT_ID(?)",
+                                   (target,))[0]
+            for sql in (f"ALTER TABLE {target} DROP CONSTRAINT {admin.quote(pk)}",
+                        f"ALTER TABLE {target} ADD CONSTRAINT [PK_live_{suffix}] PRIMARY KEY CLUSTERED ([Id]) "
+                        f"WITH (DATA_COMPRESSION = PAGE) ON [{scheme}]([Id])",
+                        f"CREATE NONCLUSTERED INDEX [IX_Changed] ON {target} ([Changed] DESC) INCLUDE ([Amount]) "
+                        f"ON [{scheme}]([Id])",
+                        f"ALTER TABLE {target} ADD CONSTRAINT [CK_live_{suffix}] CHECK ([Amount] >= 0)"):
+                admin.execute(conn, sql)
+            admin.execute(conn, f"UPDATE {admin.quote(src)}.[Order Lines]] x] SET [Note] = N'after' WHERE [Id] = 50")
+            admin.commit(conn)
+        result, _, _ = _run(project(spec))
+        assert result.rows_written == 100 and _compare(admin, src, dst) == 0
+        structure = admin.fetch(
+            "SELECT i.name, COUNT(*), MAX(p.data_compression_desc) FROM sys.indexes AS i JOIN sys.partitions AS p "
+            "ON p.object_id = i.object_id AND p.index_id = i.index_id WHERE i.object_id = OBJECT_ID(?) "
+            "GROUP BY i.name ORDER BY i.name", (target,))
+        assert structure == [("IX_Changed", 3, "NONE"), (f"PK_live_{suffix}", 3, "PAGE")]
+        assert admin.scalar("SELECT COUNT(*) FROM sys.check_constraints WHERE parent_object_id = OBJECT_ID(?)",
+                            (target,)) == 1
+        assert admin.scalar("SELECT COUNT(*) FROM sys.tables WHERE name LIKE '%__sync_switch'") == 0
+    finally:
+        with admin.session() as conn:
+            admin.execute(conn, f"DROP TABLE IF EXISTS {target}")
+            admin.execute(conn, f"DROP PARTITION SCHEME [{scheme}]")
+            admin.execute(conn, f"DROP PARTITION FUNCTION [{function}]")
+            admin.commit(conn)

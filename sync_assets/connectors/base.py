@@ -123,6 +123,9 @@ class WriteOp:
     window_column: str | None = None
     window: tuple[Any, Any] | None = None
     schema_changes: Literal["evolve", "fail"] = "evolve"
+    load_method: Literal["auto", "rename", "switch"] = "auto"
+    """How a replace lands: ``rename`` rebuilds the table from staging; ``switch`` keeps the
+    existing target's structure and swaps its rows (SQL Server); ``auto`` lets the engine choose."""
 
 
 @dataclass
@@ -382,6 +385,16 @@ class SqlConnector(Connector):
     def after_swap_sql(self, table: TableName, key: Sequence[str]) -> list[str]:
         return []
 
+    def replace_keeps_structure(self, conn: Any, op: WriteOp) -> bool:
+        """True when this replace of an existing target keeps its structure (indexes, partitioning)
+        and swaps only its rows; by default a replace rebuilds the table from staging."""
+        return False
+
+    def structure_keeping_replace_sql(self, conn: Any, op: WriteOp, staging: TableName, schema: pa.Schema,
+                                      casts: dict[str, str]) -> list[str]:
+        """The statements of a replace for which ``replace_keeps_structure`` said yes."""
+        raise NotImplementedError(f"{self.kind} targets have no structure-keeping replace")
+
     def merge_sql(self, target: TableName, staging: TableName, columns: Sequence[str],
                   key: Sequence[str], casts: dict[str, str]) -> list[str]:
         """Upsert every staging row into the target on ``key`` (default: delete then insert)."""
@@ -424,8 +437,9 @@ class SqlConnector(Connector):
         result = WriteResult(rows_written=0)
         with self.session() as conn:
             existing = self.table_schema(op.table)
+            keep_structure = existing is not None and op.kind == "replace" and self.replace_keeps_structure(conn, op)
             final_types = [self.ddl_type(f) for f in schema]
-            if op.kind == "replace" or existing is None:
+            if existing is None or (op.kind == "replace" and not keep_structure):
                 target_types = dict(zip(schema.names, final_types))
             else:
                 target_types = self._reconcile(op, schema, existing, result)
@@ -446,7 +460,7 @@ class SqlConnector(Connector):
                 rows, result.native_path = self.bulk_load(conn, staging, stream, schema)
                 log.info("loaded %s rows into staging %s in %.2fs (%s path)", f"{rows:,}", staging,
                          time.monotonic() - started, "native" if result.native_path else "arrow")
-                self._apply(conn, op, staging, schema, existing, casts, target_types, rows, result)
+                self._apply(conn, op, staging, schema, existing, casts, target_types, rows, result, keep_structure)
             except BaseException as exc:
                 self.rollback(conn)
                 if self.keys_enforced_by_constraint and self.is_key_violation(exc):
@@ -489,10 +503,14 @@ class SqlConnector(Connector):
 
     def _apply(self, conn: Any, op: WriteOp, staging: TableName, schema: pa.Schema,
                existing: pa.Schema | None, casts: dict[str, str], target_types: dict[str, str],
-               rows: int, result: WriteResult) -> None:
+               rows: int, result: WriteResult, keep_structure: bool) -> None:
         columns = schema.names
         statements: list[str] = []
-        if op.kind == "replace" or existing is None:
+        if keep_structure:
+            self._check_unique_before_apply(conn, op, staging)
+            statements += self.structure_keeping_replace_sql(conn, op, staging, schema, casts)
+            result.rows_written = rows
+        elif op.kind == "replace" or existing is None:
             self._check_unique_before_apply(conn, op, staging)
             source_table = staging
             if casts:

@@ -9,7 +9,8 @@ Two layers live here:
   (``bulk_insert``, arrow-odbc's array-bound INSERT). The tests run these for real against
   PostgreSQL through psqlODBC.
 - ``MssqlConnector``: the T-SQL dialect (``[quoting]``, ``TOP``, ``sp_rename`` swap, ``MERGE``,
-  ``IDENTITY_INSERT``, ``ALTER TABLE ... SWITCH`` templates) and the catalog views.
+  ``IDENTITY_INSERT``) and the catalog views; the structure-keeping full refresh (staging +
+  partition switch) is scripted by ``mssql_switch``.
 
 Types and value conversions are in ``mssql_types``. Driver choice: ``options.driver`` (a name
 registered with unixODBC or a path to the driver library), else Microsoft ODBC Driver 18/17 when
@@ -22,6 +23,7 @@ from __future__ import annotations
 import platform
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,7 +31,9 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sync_assets.arrow_types import native_type
+from sync_assets.connectors import mssql_switch as switch
 from sync_assets.connectors import mssql_types as types
+from sync_assets.connectors.mssql_types import nstring
 from sync_assets.connectors.base import (
     ForeignKey,
     ReadRequest,
@@ -212,11 +216,6 @@ def bulk_insert(batches: pa.RecordBatchReader, table_sql: str, quoted_names: lis
 
 
 # -- the connector ---------------------------------------------------------------------------
-def nstring(text: str) -> str:
-    """A T-SQL Unicode literal (for procedure arguments such as ``sp_rename``'s names)."""
-    return "N'" + text.replace("'", "''") + "'"
-
-
 _COLUMNS_SQL = (
     "SELECT c.name, TYPE_NAME(CASE WHEN c.system_type_id = 240 THEN c.user_type_id ELSE c.system_type_id END), "
     "c.max_length, c.precision, c.scale, c.is_nullable "
@@ -504,21 +503,18 @@ class MssqlConnector(SqlConnector):
             return [self.identity_insert_sql(target, True), merge, self.identity_insert_sql(target, False)]
         return [merge]
 
-    def truncate_sql(self, table: TableName, partitions: Sequence[int] = ()) -> str:
-        numbers = ", ".join(str(int(p)) for p in partitions)
-        return f"TRUNCATE TABLE {self.qualified(table)}" + (f" WITH (PARTITIONS ({numbers}))" if numbers else "")
+    def replace_keeps_structure(self, conn, op: WriteOp) -> bool:
+        """``switch`` always; ``auto`` when the target is partitioned (a rename would lose its
+        partition scheme and indexes); ``rename`` never."""
+        if op.load_method == "auto":
+            return switch.is_partitioned(partial(self.fetch_on, conn), self.qualified(op.table))
+        return op.load_method == "switch"
 
-    def switch_swap_sql(self, staging: TableName, target: TableName, partitions: Sequence[int] = ()) -> list[str]:
-        """The seeds' "staging + partition switch" swap, for one transaction: empty the target (or
-        the given partitions) and switch the staging table's data in as a metadata operation. The
-        staging table must match the target exactly (columns, indexes, constraints, filegroup or
-        partition scheme); ``partitions`` switches those partition numbers of an aligned staging table."""
-        if not partitions:
-            return [self.truncate_sql(target), f"ALTER TABLE {self.qualified(staging)} SWITCH TO {self.qualified(target)}"]
-        return [self.truncate_sql(target, partitions)] + [
-            f"ALTER TABLE {self.qualified(staging)} SWITCH PARTITION {int(p)} TO {self.qualified(target)} PARTITION {int(p)}"
-            for p in partitions
-        ]
+    def structure_keeping_replace_sql(self, conn, op: WriteOp, staging: TableName, schema: pa.Schema,
+                                      casts: dict[str, str]) -> list[str]:
+        """Staging + partition switch (``mssql_switch``): a stage built like the target, switched in."""
+        layout = switch.read_layout(partial(self.fetch_on, conn), self.qualified(op.table))
+        return switch.switch_replace_sql(self, layout, op.table, staging, schema.names, casts)
 
     def bulk_load(self, conn, staging: TableName, stream: SourceStream, schema: pa.Schema) -> tuple[int, bool]:
         rows = bulk_insert(stream.counted_batches(), self.qualified(staging), [self.quote(n) for n in schema.names],

@@ -72,6 +72,11 @@ class MssqlColumn:
         return t
 
 
+def nstring(text: str) -> str:
+    """A T-SQL Unicode literal (for procedure arguments such as ``sp_rename``'s names)."""
+    return "N'" + text.replace("'", "''") + "'"
+
+
 _TYPE_TEXT = re.compile(r"^\s*(\w+)\s*(?:\(\s*(max|\d+)\s*(?:,\s*(\d+)\s*)?\))?\s*$", re.IGNORECASE)
 
 
