@@ -76,6 +76,9 @@ def definition_metadata(project: Project, table: TableSpec) -> dict:
 
 
 def _watermark_text(value) -> str:
+    """A watermark, window end or keyset position (a tuple) as text for the UI."""
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_watermark_text(v) for v in value) + ")"
     return "(none)" if value is None else (value.isoformat() if hasattr(value, "isoformat") else str(value))
 
 

@@ -46,13 +46,13 @@ def sync_with_policies(table: TableSpec, source: Connector, target: Connector,
     plan = plan_sync(enforce(table, drift), source, target, options, columns)
     explicit_window = options.window_start is not None or options.window_end is not None
     if not explicit_window:
-        bound_to_chunk(plan, source)
+        bound_to_chunk(plan, source, target)
     log.info("plan: %s", plan.describe().replace("\n", "; "))
     if options.dry_run:
         return PolicySyncResult(dry_run(plan, source), drift)
     result = run_plan(plan, source, target)
     chunk = None
     if table.chunk is not None and not explicit_window:
-        chunk = progress(table, source, plan, result.watermark_after, result.target_rows or 0)
+        chunk = progress(table, source, target, plan, result.watermark_after, result.target_rows or 0)
         log.info("%s: %s", table.name, chunk.describe())
     return PolicySyncResult(result, drift, chunk)

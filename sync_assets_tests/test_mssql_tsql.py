@@ -276,3 +276,29 @@ def test_new_column_uses_t_sql_add_without_column_keyword(conn):
     sql = conn.add_column_sql(ODD, "Extra]Col", "datetime2(7)")
     assert sql == "ALTER TABLE [sales]]x].[Order Lines]]] ADD [Extra]]Col] datetime2(7)"
     assert isinstance(sqlglot.parse_one(sql, read="tsql"), exp.Alter)
+
+
+def test_keyset_page_end_and_chunk_read_use_seekable_t_sql(conn):
+    from sync_assets.connectors.base import KeysetFilter
+
+    keys = ("Changed At", "Id", "Note]")
+    cursor = (datetime(2024, 3, 1, 12, 0, 0, 123000), 7, "b")
+    page_end = ReadRequest(table=ODD, columns=keys, filters=(KeysetFilter(keys, ">", cursor),), order_by=keys,
+                           offset=9_999, limit=1)
+    schema = pa.schema([SCHEMA.field(k) for k in keys])
+    sql, params = conn.render_select(page_end, schema)
+    assert sql == (
+        "SELECT [Changed At], [Id], [Note]]] FROM [sales]]x].[Order Lines]]] WHERE [Changed At] >= CAST(? AS datetime) "
+        "AND ([Changed At] > CAST(? AS datetime) OR ([Changed At] = CAST(? AS datetime) AND ([Id] > CAST(? AS int) "
+        "OR ([Id] = CAST(? AS int) AND [Note]]] > CAST(? AS nvarchar(40)))))) "
+        "ORDER BY [Changed At], [Id], [Note]]] OFFSET 9999 ROWS FETCH NEXT 1 ROWS ONLY")
+    assert params == ["2024-03-01T12:00:00.123"] * 3 + ["7", "7", "b"]  # in placeholder order
+    tree = parse(sql)
+    assert tree.args.get("offset") is not None and {c.name for c in tree.find_all(exp.Column)} == set(keys)
+    chunk = ReadRequest(table=ODD, columns=keys).with_filters(KeysetFilter(keys, ">", cursor),
+                                                              KeysetFilter(keys, "<=", cursor))
+    chunk_sql, chunk_params = conn.render_select(chunk, schema)
+    assert "ORDER BY" not in chunk_sql and len(chunk_params) == chunk_sql.count("?") == 12
+    assert "[Changed At] <= CAST(? AS datetime) AND ([Changed At] < CAST(? AS datetime) OR" in chunk_sql
+    assert chunk_sql.endswith("[Note]]] <= CAST(? AS nvarchar(40))))))")
+    parse(chunk_sql)

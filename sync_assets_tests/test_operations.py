@@ -48,22 +48,57 @@ def source(pg, schema_name):
     return schema_name("src")
 
 
-def test_large_table_is_copied_in_chunks_with_progress_then_incrementally(write_project, pg_options, pg, source):
-    pg.execute(f'CREATE TABLE "{source}".events (id bigint PRIMARY KEY, seq bigint NOT NULL)')
+@pytest.mark.parametrize("keyed, chunks, first_bound", [
+    # keyset pages on (seq, id): exactly 10 rows per run although seq values repeat
+    (True, [(10, 15), (20, 5), (25, 0)], "(5, 10)"),
+    # no primary key to break ties: rows 10 and 11 share seq 5, so one chunk holds both
+    (False, [(11, 14), (21, 4), (25, 0)], "5"),
+])
+def test_large_table_is_copied_in_chunks_with_progress_then_incrementally(write_project, pg_options, pg, source,
+                                                                          keyed, chunks, first_bound):
+    pg.execute(f'CREATE TABLE "{source}".events (id bigint {"PRIMARY KEY" if keyed else "NOT NULL"}, seq bigint NOT NULL)')
     pg.execute(f'INSERT INTO "{source}".events SELECT i, i / 2 FROM generate_series(1, 25) AS i')
     project = pg_project(write_project, pg_options, source, {
-        "events": {"mode": "incremental", "primary_key": "id", "update_key": "seq", "chunk": {"rows": 10}}})
+        "events": {"mode": "incremental", "update_key": "seq", "chunk": {"rows": 10},
+                   **({"primary_key": "id"} if keyed else {})}})
     instance = dg.DagsterInstance.ephemeral()
     progress = []
     for _ in range(3):
         progress.append(metadata_of(materialize(project, f"{source}.events", instance=instance)))
-    assert [(m["dagster/row_count"], m["rows_left"]) for m in progress] == [(11, 14), (21, 4), (25, 0)]
-    assert progress[0]["chunk_upper_bound"] == "5"  # rows 10 and 11 share seq 5: one chunk holds both
+    assert [(m["dagster/row_count"], m["rows_left"]) for m in progress] == chunks
+    assert progress[0]["chunk_upper_bound"] == first_bound
     assert progress[0]["strategy"] == "full_refresh" and progress[1]["strategy"] == "incremental"
     assert progress[2]["background_copy"].startswith("caught up") and progress[2]["progress_pct"] == 100.0
     pg.execute(f'INSERT INTO "{source}".events VALUES (26, 13), (27, 13)')
     after = metadata_of(materialize(project, f"{source}.events", instance=instance))
     assert after["dagster/row_count"] == 27 and after["chunk_upper_bound"] == "(none)"
+    copied = pg.execute(f'SELECT count(*), count(DISTINCT id) FROM "{source}_copy".events').fetchone()
+    assert copied == (27, 27)  # no duplicates, no gaps
+
+
+def test_keyset_chunks_on_duckdb_with_a_composite_key_and_timestamps(write_project, tmp_path):
+    """Keyset pages with a two-column primary key and a timestamp update key shared by many rows."""
+    import duckdb
+
+    path = tmp_path / "src.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE main.ledger (account int, line int, posted_at timestamp NOT NULL, amount decimal(12,2), "
+                    "PRIMARY KEY (account, line))")
+        con.execute("INSERT INTO main.ledger SELECT a, l, TIMESTAMP '2024-01-01 00:00:00.123456' + "
+                    "INTERVAL 1 HOUR * (l // 4), a * l FROM range(3) t(a), range(1, 8) u(l)")
+    project = write_project({
+        "connections": {"src": {"kind": "duckdb", "role": "source", "options": {"path": str(path)}},
+                        "wh": {"kind": "duckdb", "options": {"path": str(tmp_path / "wh.duckdb")}}},
+        "source": "src", "target": "wh",
+        "streams": {"main.ledger": {"mode": "incremental", "primary_key": ["account", "line"], "update_key": "posted_at",
+                                    "chunk": {"rows": 5}}}})
+    instance = dg.DagsterInstance.ephemeral()
+    counts = [metadata_of(materialize(project, "main.ledger", instance=instance))["dagster/row_count"]
+              for _ in range(5)]
+    assert counts == [5, 10, 15, 20, 21]
+    with duckdb.connect(str(tmp_path / "wh.duckdb")) as con:
+        assert con.execute("SELECT count(*), count(DISTINCT (account, line)), sum(amount) FROM main.ledger").fetchone() \
+            == (21, 21, 84)
 
 
 def test_range_chunks_follow_the_update_key(write_project, pg_options, pg, source):

@@ -15,6 +15,7 @@ so a target is never half-loaded, and a failure leaves it exactly as it was.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from datetime import datetime
@@ -44,21 +45,35 @@ class Filter:
 
 
 @dataclass(frozen=True)
+class KeysetFilter:
+    """``(columns) op (values)`` in lexicographic order: keyset pagination on an update key with
+    the primary key as tiebreak. Rendered as ``c1 >= v1 AND (c1 > v1 OR (c1 = v1 AND ...))`` (the
+    leading range keeps it an index seek on engines without row-value comparison, T-SQL)."""
+
+    columns: tuple[str, ...]
+    op: Literal[">", "<="]
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
 class ReadRequest:
     """What to read from a source, free of any SQL dialect."""
 
     table: TableName | None = None
     sql: str | None = None
     columns: tuple[str, ...] | None = None
-    filters: tuple[Filter, ...] = ()
+    filters: tuple[Filter | KeysetFilter, ...] = ()
     where: str | None = None
     order_by: tuple[str, ...] = ()
     limit: int | None = None
     batch_size: int = 100_000
+    offset: int = 0
+    """Rows skipped after ordering (with ``limit``): how a keyset page finds its last row."""
+    descending: bool = False
+    """Order by ``order_by`` descending."""
 
-    def with_filters(self, *filters: Filter) -> ReadRequest:
-        return ReadRequest(self.table, self.sql, self.columns, self.filters + filters, self.where,
-                           self.order_by, self.limit, self.batch_size)
+    def with_filters(self, *filters: Filter | KeysetFilter) -> ReadRequest:
+        return dataclasses.replace(self, filters=self.filters + filters)
 
     @property
     def label(self) -> str:
@@ -222,6 +237,20 @@ class Connector(ABC):
     def query_schema(self, sql: str) -> pa.Schema:
         """The result columns of a custom SQL query."""
 
+    @property
+    @abstractmethod
+    def database_name(self) -> str:
+        """The database this connection works in, named as ``list_databases`` names it."""
+
+    @abstractmethod
+    def list_databases(self) -> list[str]:
+        """Names of the databases on the server that this login can use (its own included), sorted."""
+
+    @abstractmethod
+    def list_schemas(self) -> list[SchemaInfo]:
+        """The schemas of the connection's database, sorted by name, with their number of tables and
+        views from the catalog; empty schemas included, the engine's system schemas left out."""
+
     @abstractmethod
     def list_tables(self, schema: str | None = None) -> list[TableInfo]:
         """Tables with row counts and sizes from the catalog (estimates where the engine keeps them)."""
@@ -238,20 +267,6 @@ class Connector(ABC):
     def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         rows = self.fetch(sql, params)
         return rows[0][0] if rows else None
-
-    @property
-    @abstractmethod
-    def database_name(self) -> str:
-        """The database this connection works in, named as ``list_databases`` names it."""
-
-    @abstractmethod
-    def list_databases(self) -> list[str]:
-        """Names of the databases on the server that this login can use (its own included), sorted."""
-
-    @abstractmethod
-    def list_schemas(self) -> list[SchemaInfo]:
-        """The schemas of the connection's database, sorted by name, with their number of tables and
-        views from the catalog; empty schemas included, the engine's system schemas left out."""
 
     @abstractmethod
     def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
@@ -301,10 +316,35 @@ class Connector(ABC):
         if request.where:
             clauses.append(f"({request.where})")
         for flt in request.filters:
+            if isinstance(flt, KeysetFilter):
+                clauses.append(self._keyset_clause(flt, schema, params, style))
+                continue
             field_ = schema.field(flt.column)
             params.append(self.bind_value(flt.value, field_))
             clauses.append(f"{self.quote(flt.column)} {flt.op} {self.typed_placeholder(len(params), field_, style)}")
         return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), params
+
+    def _keyset_clause(self, flt: KeysetFilter, schema: pa.Schema, params: list[Any], style: str | None) -> str:
+        def compare(column: str, value: Any, op: str) -> str:
+            field_ = schema.field(column)
+            params.append(self.bind_value(value, field_))
+            return f"{self.quote(column)} {op} {self.typed_placeholder(len(params), field_, style)}"
+
+        strict, last = ("<", "<=") if flt.op == "<=" else (">", ">")
+        pairs = list(zip(flt.columns, flt.values))
+
+        def from_column(i: int) -> str:  # built in text order: placeholders and params line up
+            column, value = pairs[i]
+            if i == len(pairs) - 1:
+                return compare(column, value, last)
+            earlier = compare(column, value, strict)
+            tied = compare(column, value, "=")
+            return f"({earlier} OR ({tied} AND {from_column(i + 1)}))"
+
+        if len(pairs) == 1:
+            return from_column(0)
+        leading = compare(*pairs[0], ">=" if flt.op == ">" else "<=")
+        return f"{leading} AND {from_column(0)}"
 
     def render_select(
         self, request: ReadRequest, schema: pa.Schema, *, count_only: bool = False,
@@ -316,12 +356,14 @@ class Connector(ABC):
         where, params = self.where_clause(request, schema, param_style)
         if count_only:
             return self.count_sql(source, where, request.limit), params
-        order = (" ORDER BY " + ", ".join(self.quote(c) for c in request.order_by)) if request.order_by else ""
+        direction = " DESC" if request.descending else ""
+        order = (" ORDER BY " + ", ".join(self.quote(c) + direction for c in request.order_by)) if request.order_by else ""
         columns = select_list or self.select_list(schema)
-        return self.select_sql(columns, source, where, order, request.limit), params
+        return self.select_sql(columns, source, where, order, request.limit, request.offset), params
 
-    def select_sql(self, columns: str, source: str, where: str, order: str, limit: int | None) -> str:
-        return f"SELECT {columns} FROM {source}{where}{order}{self.limit_clause(limit) if limit is not None else ''}"
+    def select_sql(self, columns: str, source: str, where: str, order: str, limit: int | None, offset: int = 0) -> str:
+        paging = self.limit_clause(limit) + (f" OFFSET {int(offset)}" if offset else "") if limit is not None else ""
+        return f"SELECT {columns} FROM {source}{where}{order}{paging}"
 
     def count_sql(self, source: str, where: str, limit: int | None) -> str:
         inner = f"SELECT 1 AS one FROM {source}{where}{self.limit_clause(limit) if limit is not None else ''}"

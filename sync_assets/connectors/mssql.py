@@ -41,6 +41,7 @@ from sync_assets.connectors.base import (
     SourceStream,
     SqlConnector,
     TableInfo,
+    WriteOp,
     foreign_keys_from_rows,
 )
 from sync_assets.errors import ConnectionFailed
@@ -400,8 +401,10 @@ class MssqlConnector(SqlConnector):
     def limit_clause(self, limit: int) -> str:
         return f" ORDER BY (SELECT NULL) OFFSET 0 ROWS FETCH NEXT {int(limit)} ROWS ONLY"
 
-    def select_sql(self, columns: str, source: str, where: str, order: str, limit: int | None) -> str:
-        """T-SQL has no LIMIT: ``TOP (n)``."""
+    def select_sql(self, columns: str, source: str, where: str, order: str, limit: int | None, offset: int = 0) -> str:
+        """T-SQL has no LIMIT: ``TOP (n)``, or ``OFFSET .. FETCH`` after the ORDER BY to skip rows."""
+        if offset and limit is not None and order:
+            return f"SELECT {columns} FROM {source}{where}{order} OFFSET {int(offset)} ROWS FETCH NEXT {int(limit)} ROWS ONLY"
         top = f"TOP ({int(limit)}) " if limit is not None else ""
         return f"SELECT {top}{columns} FROM {source}{where}{order}"
 
