@@ -197,15 +197,25 @@ def test_write_path_asks_the_catalog_when_auto_and_builds_the_switch_script():
     answers = dict(zip(switch.CATALOG_QUERIES, [COLUMN_ROWS, INDEX_ROWS, INDEX_COLUMN_ROWS, PARTITION_ROWS,
                                                 CHECK_ROWS, FOREIGN_KEY_ROWS, [], [("PS",)]]))
     uat.answers = answers
-    assert uat.replace_keeps_structure(None, WriteOp("replace", TARGET, load_method="auto"))
-    assert uat.replace_keeps_structure(None, WriteOp("replace", TARGET, load_method="switch"))
-    assert not uat.replace_keeps_structure(None, WriteOp("replace", TARGET, load_method="rename"))
+    assert uat.structure_keeping_replace(None, WriteOp("replace", TARGET, load_method="auto")) is not None
+    assert uat.structure_keeping_replace(None, WriteOp("replace", TARGET, load_method="switch")) is not None
+    assert uat.structure_keeping_replace(None, WriteOp("replace", TARGET, load_method="rename")) is None
     uat.answers = {**answers, switch.CATALOG_QUERIES[-1]: [("FG",)]}
-    assert not uat.replace_keeps_structure(None, WriteOp("replace", TARGET, load_method="auto"))
+    assert uat.structure_keeping_replace(None, WriteOp("replace", TARGET, load_method="auto")) is None
+    keeper = uat.structure_keeping_replace(None, WriteOp("replace", TARGET, load_method="switch"))
     schema = pa.schema([pa.field(r[0], pa.int64()) for r in COLUMN_ROWS])
-    statements = uat.structure_keeping_replace_sql(None, WriteOp("replace", TARGET), STAGING, schema, {})
+    statements = keeper(STAGING, schema, {})
     assert statements[0].startswith("CREATE TABLE [sales].[Order Lines]]__sync_switch]")
     assert "TRUNCATE TABLE [sales].[Order Lines]]]" in statements
+
+
+def test_other_engines_refuse_a_switch_write_naming_the_table(tmp_path):
+    from sync_assets.connectors.duckdb import DuckDBConnector
+
+    warehouse = DuckDBConnector("wh", ConnectionSpec(kind="duckdb", options={"path": str(tmp_path / "wh.duckdb")}))
+    assert warehouse.structure_keeping_replace(None, WriteOp("replace", TARGET)) is None
+    with pytest.raises(ConfigError, match=r"table sales\.Order Lines\]: load_method 'switch' needs a SQL Server"):
+        warehouse.structure_keeping_replace(None, WriteOp("replace", TARGET, load_method="switch"))
 
 
 def test_switch_is_refused_at_load_time_for_a_target_that_is_not_sql_server(tmp_path):

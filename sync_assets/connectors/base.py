@@ -27,7 +27,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from sync_assets.arrow_types import fits_in
-from sync_assets.errors import DataError, SchemaMismatchError
+from sync_assets.errors import ConfigError, DataError, SchemaMismatchError
 from sync_assets.spec import ConnectionSpec, TableName
 
 log = logging.getLogger("sync_assets")
@@ -141,6 +141,10 @@ class WriteOp:
     load_method: Literal["auto", "rename", "switch"] = "auto"
     """How a replace lands: ``rename`` rebuilds the table from staging; ``switch`` keeps the
     existing target's structure and swaps its rows (SQL Server); ``auto`` lets the engine choose."""
+
+
+StructureKeepingReplace = Callable[[TableName, pa.Schema, dict[str, str]], list[str]]
+"""(staging table, schema, casts) -> the statements that replace a target's rows in place."""
 
 
 @dataclass
@@ -427,15 +431,13 @@ class SqlConnector(Connector):
     def after_swap_sql(self, table: TableName, key: Sequence[str]) -> list[str]:
         return []
 
-    def replace_keeps_structure(self, conn: Any, op: WriteOp) -> bool:
-        """True when this replace of an existing target keeps its structure (indexes, partitioning)
-        and swaps only its rows; by default a replace rebuilds the table from staging."""
-        return False
-
-    def structure_keeping_replace_sql(self, conn: Any, op: WriteOp, staging: TableName, schema: pa.Schema,
-                                      casts: dict[str, str]) -> list[str]:
-        """The statements of a replace for which ``replace_keeps_structure`` said yes."""
-        raise NotImplementedError(f"{self.kind} targets have no structure-keeping replace")
+    def structure_keeping_replace(self, conn: Any, op: WriteOp) -> StructureKeepingReplace | None:
+        """For a replace of an existing target: the builder of statements that swap its rows and
+        keep its structure (indexes, partitioning), or None to rebuild the table from staging, which
+        is what every engine but SQL Server (``load_method: switch``) does."""
+        if op.load_method == "switch":
+            raise ConfigError(f"table {op.table}: load_method 'switch' needs a SQL Server target, not {self.kind}")
+        return None
 
     def merge_sql(self, target: TableName, staging: TableName, columns: Sequence[str],
                   key: Sequence[str], casts: dict[str, str]) -> list[str]:
@@ -479,9 +481,9 @@ class SqlConnector(Connector):
         result = WriteResult(rows_written=0)
         with self.session() as conn:
             existing = self.table_schema(op.table)
-            keep_structure = existing is not None and op.kind == "replace" and self.replace_keeps_structure(conn, op)
+            keeper = self.structure_keeping_replace(conn, op) if existing is not None and op.kind == "replace" else None
             final_types = [self.ddl_type(f) for f in schema]
-            if existing is None or (op.kind == "replace" and not keep_structure):
+            if existing is None or (op.kind == "replace" and keeper is None):
                 target_types = dict(zip(schema.names, final_types))
             else:
                 target_types = self._reconcile(op, schema, existing, result)
@@ -502,7 +504,7 @@ class SqlConnector(Connector):
                 rows, result.native_path = self.bulk_load(conn, staging, stream, schema)
                 log.info("loaded %s rows into staging %s in %.2fs (%s path)", f"{rows:,}", staging,
                          time.monotonic() - started, "native" if result.native_path else "arrow")
-                self._apply(conn, op, staging, schema, existing, casts, target_types, rows, result, keep_structure)
+                self._apply(conn, op, staging, schema, existing, casts, target_types, rows, result, keeper)
             except BaseException as exc:
                 self.rollback(conn)
                 if self.keys_enforced_by_constraint and self.is_key_violation(exc):
@@ -545,12 +547,12 @@ class SqlConnector(Connector):
 
     def _apply(self, conn: Any, op: WriteOp, staging: TableName, schema: pa.Schema,
                existing: pa.Schema | None, casts: dict[str, str], target_types: dict[str, str],
-               rows: int, result: WriteResult, keep_structure: bool) -> None:
+               rows: int, result: WriteResult, keeper: StructureKeepingReplace | None) -> None:
         columns = schema.names
         statements: list[str] = []
-        if keep_structure:
+        if keeper is not None:
             self._check_unique_before_apply(conn, op, staging)
-            statements += self.structure_keeping_replace_sql(conn, op, staging, schema, casts)
+            statements += keeper(staging, schema, casts)
             result.rows_written = rows
         elif op.kind == "replace" or existing is None:
             self._check_unique_before_apply(conn, op, staging)

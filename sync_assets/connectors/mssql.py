@@ -40,6 +40,7 @@ from sync_assets.connectors.base import (
     SchemaInfo,
     SourceStream,
     SqlConnector,
+    StructureKeepingReplace,
     TableInfo,
     WriteOp,
     foreign_keys_from_rows,
@@ -506,18 +507,16 @@ class MssqlConnector(SqlConnector):
             return [self.identity_insert_sql(target, True), merge, self.identity_insert_sql(target, False)]
         return [merge]
 
-    def replace_keeps_structure(self, conn, op: WriteOp) -> bool:
-        """``switch`` always; ``auto`` when the target is partitioned (a rename would lose its
-        partition scheme and indexes); ``rename`` never."""
-        if op.load_method == "auto":
-            return switch.is_partitioned(partial(self.fetch_on, conn), self.qualified(op.table))
-        return op.load_method == "switch"
-
-    def structure_keeping_replace_sql(self, conn, op: WriteOp, staging: TableName, schema: pa.Schema,
-                                      casts: dict[str, str]) -> list[str]:
-        """Staging + partition switch (``mssql_switch``): a stage built like the target, switched in."""
-        layout = switch.read_layout(partial(self.fetch_on, conn), self.qualified(op.table))
-        return switch.switch_replace_sql(self, layout, op.table, staging, schema.names, casts)
+    def structure_keeping_replace(self, conn, op: WriteOp) -> StructureKeepingReplace | None:
+        """Staging + partition switch (``mssql_switch``) for ``switch``, and for ``auto`` when the
+        target is partitioned (a rename would lose its partition scheme and indexes)."""
+        catalog = partial(self.fetch_on, conn)
+        if op.load_method == "rename" or (
+                op.load_method == "auto" and not switch.is_partitioned(catalog, self.qualified(op.table))):
+            return None
+        layout = switch.read_layout(catalog, self.qualified(op.table))
+        return lambda staging, schema, casts: switch.switch_replace_sql(self, layout, op.table, staging,
+                                                                        schema.names, casts)
 
     def bulk_load(self, conn, staging: TableName, stream: SourceStream, schema: pa.Schema) -> tuple[int, bool]:
         rows = bulk_insert(stream.counted_batches(), self.qualified(staging), [self.quote(n) for n in schema.names],
