@@ -61,12 +61,14 @@ def ensure_database(admin_conninfo: str, name: str) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def write_config(folder: Path, conninfo: str, duckdb_path: Path) -> Path:
+def write_config(folder: Path, conninfo: str, duckdb_path: Path, fast_duckdb_path: Path) -> Path:
     params = psycopg.conninfo.conninfo_to_dict(conninfo)
     pg = {"kind": "postgres", "options": {"host": params.get("host", "127.0.0.1"), "port": int(params.get("port", 5432)),
                                           "database": params["dbname"], "user": params.get("user", "postgres")}}
     config = {
-        "connections": {"pg": pg, "duck": {"kind": "duckdb", "role": "target", "options": {"path": str(duckdb_path)}}},
+        "connections": {"pg": pg, "duck": {"kind": "duckdb", "role": "target", "options": {"path": str(duckdb_path)}},
+                        "duck_fast": {"kind": "duckdb", "role": "target",
+                                      "options": {"path": str(fast_duckdb_path), "string_compression": False}}},
         "replications": [
             {"source": "pg", "target": "pg", "streams": {
                 "src.orders": {"object": "bench_full.orders", "mode": "full_refresh"}}},
@@ -75,6 +77,8 @@ def write_config(folder: Path, conninfo: str, duckdb_path: Path) -> Path:
                                "update_key": "updated_at"}}},
             {"source": "pg", "target": "duck", "streams": {
                 "src.orders": {"object": "dst.orders", "mode": "full_refresh"}}},
+            {"source": "pg", "target": "duck_fast", "streams": {
+                "src.orders": {"object": "dst_fast.orders", "mode": "full_refresh"}}},
         ],
     }
     folder.mkdir(parents=True, exist_ok=True)
@@ -119,8 +123,8 @@ def rows_read(output: str) -> int:
 def bench_size(n: int, conninfo: str, work: Path, with_dagster: bool) -> list[tuple]:
     print(f"\n== {n:,} rows: generating src.orders ...", flush=True)
     psql(conninfo, "-v", f"n={n}", "-f", str(SQL / "gen_data.sql"))
-    duck = work / "warehouse.duckdb"
-    config = write_config(work / "config", conninfo, duck)
+    duck, fast_duck = work / "warehouse.duckdb", work / "warehouse_fast.duckdb"
+    config = write_config(work / "config", conninfo, duck, fast_duck)
     env = {"SYNC_ASSETS_CONFIG": str(config)}
     cli = [str(BIN / "sync-assets"), "--config", str(config), "run"]
     rows = []
@@ -138,7 +142,12 @@ def bench_size(n: int, conninfo: str, work: Path, with_dagster: bool) -> list[tu
 
     duck.unlink(missing_ok=True)
     wall, rss, out = run_measured([*cli, "dst/orders"], env)
-    rows.append(("sync-assets full PG->DuckDB", n, wall, sync_seconds(out), rss, sync_seconds(out) / raw_wall))
+    rows.append((f"sync-assets full PG->DuckDB (file {duck.stat().st_size / 1e6:,.0f} MB)", n, wall,
+                 sync_seconds(out), rss, sync_seconds(out) / raw_wall))
+    fast_duck.unlink(missing_ok=True)
+    wall, rss, out = run_measured([*cli, "dst_fast/orders"], env)
+    rows.append((f"sync-assets full PG->DuckDB, string_compression off (file {fast_duck.stat().st_size / 1e6:,.0f} MB)",
+                 n, wall, sync_seconds(out), rss, sync_seconds(out) / raw_wall))
 
     if with_dagster:
         duck.unlink(missing_ok=True)

@@ -237,3 +237,28 @@ def test_decimals_at_their_edges_copy_exactly(pair, sync):
     sync({"mode": "full_refresh", "primary_key": "k"}, stream="money")
     query = 'SELECT k, a, b, c, d, e FROM {} ORDER BY k'
     assert target.query(query.format(target.qualified("money"))) == source.query(query.format(source.qualified("money")))
+
+
+@pytest.mark.parametrize("string_compression", [True, False])
+def test_duckdb_string_compression_option_changes_storage_not_data(write_project, tmp_path, string_compression):
+    import duckdb
+
+    source_path, target_path = tmp_path / "src.duckdb", tmp_path / "wh.duckdb"
+    with duckdb.connect(str(source_path)) as con:
+        con.execute("CREATE TABLE main.notes AS SELECT i AS id, 'category ' || (i % 7) || ' of a repetitive label' AS label "
+                    "FROM range(150000) t(i)")
+    project = write_project({
+        "connections": {"src": {"kind": "duckdb", "role": "source", "options": {"path": str(source_path)}},
+                        "wh": {"kind": "duckdb", "options": {"path": str(target_path),
+                                                            "string_compression": string_compression}}},
+        "source": "src", "target": "wh", "streams": {"main.notes": {"object": "copy.notes"}}})
+    table = project.tables[0]
+    assert sync_table(table, *connectors(project, table)).rows_written == 150000
+    with duckdb.connect(str(target_path)) as con:
+        assert con.execute("SELECT count(*), sum(hash(id, label)) FROM copy.notes").fetchone() == \
+            con.execute(f"ATTACH '{source_path}' AS s (READ_ONLY); "
+                        "SELECT count(*), sum(hash(id, label)) FROM s.main.notes").fetchone()
+        methods = {row[0] for row in con.execute(
+            "SELECT DISTINCT compression FROM pragma_storage_info('copy.notes') WHERE column_name = 'label' "
+            "AND segment_type = 'VARCHAR'").fetchall()}
+    assert ("DICT_FSST" in methods) == string_compression, methods

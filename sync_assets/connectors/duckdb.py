@@ -30,6 +30,9 @@ class DuckDBOptions(BaseModel):
     path: str
     memory_limit: str = "64MB"
     threads: int | None = None
+    string_compression: bool = True
+    """False skips DuckDB's dictionary+FSST string compression on loads: about 1.3-1.6x faster
+    bulk loads of text-heavy tables (less CPU), for files about 60% larger (measured in bench/)."""
 
 
 _DUCKDB_NAMES = {
@@ -235,6 +238,8 @@ class DuckDBConnector(SqlConnector):
     def bulk_load(self, conn, staging: TableName, stream: SourceStream, schema: pa.Schema) -> tuple[int, bool]:
         """DuckDB scans the Arrow stream itself, in parallel and without insertion order."""
         conn.execute("SET preserve_insertion_order = false").fetchall()
+        if not self.opts.string_compression:
+            conn.execute("SET disabled_compression_methods = 'dict_fsst'").fetchall()
         conn.register("sync_assets_batches", stream.counted_batches())
         try:
             conn.execute(f"INSERT INTO {self.qualified(staging)} SELECT * FROM sync_assets_batches").fetchall()

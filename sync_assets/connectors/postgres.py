@@ -1,9 +1,11 @@
 """PostgreSQL: catalog, Arrow reads, bulk writes and the PostgreSQL-to-PostgreSQL COPY fast path.
 
-Drivers: psycopg 3 for control statements and COPY (its ``copy()`` iterator streams
-``COPY ... TO STDOUT`` straight into ``COPY ... FROM STDIN`` in one thread with bounded memory),
-and the ADBC PostgreSQL driver for Arrow (it decodes binary COPY into Arrow batches, and encodes
-Arrow batches into binary COPY, in C++; no Python object is made per row).
+Drivers: psycopg 3 for control statements and COPY (``COPY ... TO STDOUT`` streams straight
+into ``COPY ... FROM STDIN`` with bounded memory: rows are joined into ~1 MB chunks as they
+arrive, and a writer thread sends them while the next chunk is read), and the ADBC PostgreSQL
+driver for Arrow (it decodes binary COPY into Arrow batches, and encodes Arrow batches into
+binary COPY, in C++; no Python object is made per row). ADBC is used through its low-level API:
+its DB-API module imports polars eagerly, which costs ~60 MB of resident memory per process.
 
 Types: every column maps to a canonical Arrow type; the exact PostgreSQL type travels in the
 field metadata so a PostgreSQL target recreates ``varchar(40)`` or ``numeric(12,2)`` exactly, and
@@ -12,6 +14,7 @@ binary COPY bytes can pass through untouched when source and target types match.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -29,6 +32,8 @@ from sync_assets.spec import TableName
 
 KIND = "postgres"
 NATIVE_COPY = "postgres-binary-copy"
+COPY_CHUNK_BYTES = 1 << 20
+"""Binary COPY rows are passed on in chunks of about this size (one Python call per chunk, not per row)."""
 
 
 class PostgresOptions(BaseModel):
@@ -289,26 +294,17 @@ class PostgresConnector(SqlConnector):
         def open_batches() -> pa.RecordBatchReader:
             """ADBC decodes binary COPY into Arrow in C++; numeric(p<=18, s) travels as a scaled
             bigint (ADBC would format every numeric as text, costing ~1 s per 2 M values)."""
-            import adbc_driver_postgresql.dbapi as adbc
-
             sql, params = self.render_select(request, schema, param_style="numeric",
                                              select_list=_arrow_select_list(self, schema))
-            conn = adbc.connect(self.uri())
-            cur = conn.cursor()
-            cur.adbc_statement.set_options(
-                **{"adbc.postgresql.batch_size_hint_bytes": str(_batch_bytes(request.batch_size))}
-            )
-            cur.execute(sql, parameters=params or None)
-            raw = cur.fetch_record_batch()
+            session = contextlib.ExitStack()
+            connection = session.enter_context(_adbc_session(self.uri()))
+            raw = _adbc_query(connection, sql, params, _batch_bytes(request.batch_size))
             scaled = [i for i, f in enumerate(schema) if _travels_scaled(f)]
 
             def batches():
-                try:
+                with session:
                     for batch in raw:
                         yield conform_batch(_unscale(batch, schema, scaled), schema)
-                finally:
-                    cur.close()
-                    conn.close()
 
             return pa.RecordBatchReader.from_batches(schema, batches())
 
@@ -317,7 +313,17 @@ class PostgresConnector(SqlConnector):
             with self.session() as conn, conn.cursor().copy(
                 f"COPY ({sql}) TO STDOUT (FORMAT binary)", params or None
             ) as copy:
-                yield from copy
+                rows: list[memoryview] = []
+                size = 0
+                for row in copy:  # one binary COPY row per message
+                    rows.append(row)
+                    size += len(row)
+                    if size >= COPY_CHUNK_BYTES:
+                        yield b"".join(rows)
+                        rows.clear()
+                        size = 0
+                if rows:
+                    yield b"".join(rows)
 
         return SourceStream(schema=schema, open_batches=open_batches, native_format=NATIVE_COPY,
                             open_native=open_native)
@@ -365,22 +371,75 @@ class PostgresConnector(SqlConnector):
     def bulk_load(self, conn, staging: TableName, stream: SourceStream, schema: pa.Schema) -> tuple[int, bool]:
         if self.native_load_possible(stream, [native_type(f, KIND) or "" for f in schema]) and stream.open_native:
             with conn.cursor() as cur:
-                with cur.copy(f"COPY {self.qualified(staging)} FROM STDIN (FORMAT binary)") as copy:
+                with cur.copy(f"COPY {self.qualified(staging)} FROM STDIN (FORMAT binary)",
+                              writer=_bounded_queued_writer(cur)) as copy:  # sends while the next chunk is read
                     for chunk in stream.counted_native():
                         copy.write(chunk)
                 rows = cur.rowcount
             conn.commit()
             stream.rows_read += rows
             return rows, True
-        import adbc_driver_postgresql.dbapi as adbc
-
-        with adbc.connect(self.uri()) as adbc_conn:
-            cur = adbc_conn.cursor()
-            rows = cur.adbc_ingest(staging.name, stream.counted_batches(), mode="append",
-                                   db_schema_name=staging.schema or "public")
-            adbc_conn.commit()
-            cur.close()
+        with _adbc_session(self.uri()) as connection:
+            rows = _adbc_ingest(connection, staging, stream.counted_batches())
         return int(rows if rows is not None and rows >= 0 else stream.rows_read), False
+
+
+def _bounded_queued_writer(cursor: Any) -> Any:
+    """psycopg's COPY writer thread with a short queue: at most 64 buffers of <= 128 KiB (8 MiB)
+    wait to be sent, instead of its default 1024 (128 MiB), so memory stays flat when the target
+    is slower than the source."""
+    from queue import Queue
+
+    from psycopg.copy import QueuedLibpqWriter
+
+    writer = QueuedLibpqWriter(cursor)
+    writer._queue = Queue(maxsize=64)  # the queue its worker thread drains; replaced before first use
+    return writer
+
+
+@contextlib.contextmanager
+def _adbc_session(uri: str) -> Iterator[Any]:
+    """An ADBC PostgreSQL connection (autocommit), closed with its database handle afterwards."""
+    import adbc_driver_manager
+    import adbc_driver_postgresql
+
+    with adbc_driver_postgresql.connect(uri) as database, adbc_driver_manager.AdbcConnection(database) as connection:
+        yield connection
+
+
+def _adbc_query(connection: Any, sql: str, params: Sequence[Any], batch_bytes: int) -> pa.RecordBatchReader:
+    """Run ``sql`` (``$n`` placeholders, text parameters) and stream its result as Arrow batches."""
+    import adbc_driver_manager
+
+    statement = adbc_driver_manager.AdbcStatement(connection)
+    statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(batch_bytes)})
+    statement.set_sql_query(sql)
+    if params:
+        values = pa.record_batch([pa.array([p], pa.string()) for p in params], names=[f"p{i}" for i in range(len(params))])
+        schema_capsule, array_capsule = values.__arrow_c_array__()
+        statement.bind(array_capsule, schema_capsule)
+    handle, _ = statement.execute_query()
+    reader = pa.RecordBatchReader.from_stream(handle)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        with statement:
+            yield from reader
+
+    return pa.RecordBatchReader.from_batches(reader.schema, batches())
+
+
+def _adbc_ingest(connection: Any, table: TableName, batches: pa.RecordBatchReader) -> int:
+    """Append every batch to ``table`` through binary COPY; returns the rows written (-1 if unknown)."""
+    import adbc_driver_manager
+
+    with adbc_driver_manager.AdbcStatement(connection) as statement:
+        statement.set_options(**{
+            adbc_driver_manager.INGEST_OPTION_TARGET_TABLE: table.name,
+            "adbc.ingest.target_db_schema": table.schema or "public",
+            adbc_driver_manager.INGEST_OPTION_MODE: adbc_driver_manager.INGEST_OPTION_MODE_APPEND,
+        })
+        statement.bind_stream(batches.__arrow_c_stream__())
+        return statement.execute_update()
 
 
 def _travels_scaled(field: pa.Field) -> bool:
