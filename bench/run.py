@@ -8,7 +8,8 @@ in PostgreSQL ($BENCH_PG, default the local server, database ``sync_bench``), th
 its own process so peak RSS is that process's own:
 
 - baseline: ``psql COPY ... TO STDOUT (FORMAT binary) | psql COPY ... FROM STDIN (FORMAT binary)``
-- full PG -> PG and full PG -> DuckDB with ``sync-assets run`` (the sync step, no Dagster),
+- full PG -> PG and full PG -> DuckDB with ``sync-assets run`` (the sync step, no Dagster), the
+  latter also with ``string_compression: false`` (file sizes printed),
 - the same PG -> DuckDB table through ``dagster asset materialize`` (whole process, start-up included),
 - incremental: initial load, then ``delta.sql`` (1% updated, 1% added) and one incremental run,
   against a hand-written watermark + COPY + ``INSERT ... ON CONFLICT`` merge on the same change.
