@@ -41,9 +41,10 @@ _RANDOM_KEY = "__sync_assets_sample_key"
 def list_schemas_report(connector: Connector) -> dict[str, Any]:
     """``database`` (the connection's own), ``databases`` (dicts of ``database`` and ``current``)
     and ``schemas`` (dicts of ``schema`` and ``tables``, the number of tables and views)."""
+    current = connector.database_name  # one catalog query on SQL Server
     return {
-        "database": connector.database_name,
-        "databases": [{"database": name, "current": name == connector.database_name}
+        "database": current,
+        "databases": [{"database": name, "current": name == current}
                       for name in connector.list_databases()],
         "schemas": [{"schema": info.name, "tables": info.table_count} for info in connector.list_schemas()],
     }

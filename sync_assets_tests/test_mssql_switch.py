@@ -54,6 +54,7 @@ PARTITION_ROWS = [
 ]
 CHECK_ROWS = [("CK_Amount", "([Amount]>=(0))")]
 FOREIGN_KEY_ROWS = [("FK_Customer", "CustomerId", "sales", "Customers", "Id", "NO_ACTION", "SET_NULL")]
+NAMES = [row[0] for row in COLUMN_ROWS]
 
 
 def layout(**overrides) -> switch.TableLayout:
@@ -179,7 +180,7 @@ def test_columnstore_indexes_are_reproduced(conn):
 ])
 def test_what_cannot_be_switched_is_refused_naming_table_and_object(conn, overrides, names, message):
     with pytest.raises(SchemaMismatchError, match=r"table sales\.Order Lines\]: .*" + message):
-        switch.switch_replace_sql(conn, layout(**overrides), TARGET, STAGING, names or [r[0] for r in COLUMN_ROWS], {})
+        switch.check_switchable(layout(**overrides), TARGET, names or [r[0] for r in COLUMN_ROWS])
 
 
 class CatalogAnswers(MssqlConnector):
@@ -197,25 +198,28 @@ def test_write_path_asks_the_catalog_when_auto_and_builds_the_switch_script():
     answers = dict(zip(switch.CATALOG_QUERIES, [COLUMN_ROWS, INDEX_ROWS, INDEX_COLUMN_ROWS, PARTITION_ROWS,
                                                 CHECK_ROWS, FOREIGN_KEY_ROWS, [], [("PS",)]]))
     uat.answers = answers
-    assert uat.structure_keeping_replace(None, WriteOp("replace", TARGET, load_method="auto")) is not None
-    assert uat.structure_keeping_replace(None, WriteOp("replace", TARGET, load_method="switch")) is not None
-    assert uat.structure_keeping_replace(None, WriteOp("replace", TARGET, load_method="rename")) is None
+    assert uat.structure_keeping_replace(None, WriteOp("replace", TARGET, load_method="auto"), NAMES) is not None
+    assert uat.structure_keeping_replace(None, WriteOp("replace", TARGET, load_method="switch"), NAMES) is not None
+    assert uat.structure_keeping_replace(None, WriteOp("replace", TARGET, load_method="rename"), NAMES) is None
     uat.answers = {**answers, switch.CATALOG_QUERIES[-1]: [("FG",)]}
-    assert uat.structure_keeping_replace(None, WriteOp("replace", TARGET, load_method="auto")) is None
-    keeper = uat.structure_keeping_replace(None, WriteOp("replace", TARGET, load_method="switch"))
+    assert uat.structure_keeping_replace(None, WriteOp("replace", TARGET, load_method="auto"), NAMES) is None
+    keeper = uat.structure_keeping_replace(None, WriteOp("replace", TARGET, load_method="switch"), NAMES)
     schema = pa.schema([pa.field(r[0], pa.int64()) for r in COLUMN_ROWS])
     statements = keeper(STAGING, schema, {})
     assert statements[0].startswith("CREATE TABLE [sales].[Order Lines]]__sync_switch]")
     assert "TRUNCATE TABLE [sales].[Order Lines]]]" in statements
+    uat.answers = {**answers, switch.CATALOG_QUERIES[6]: [("FK_Child_Order", "sales", "Child")]}
+    with pytest.raises(SchemaMismatchError, match="foreign keys reference it"):  # refused before any row loads
+        uat.structure_keeping_replace(None, WriteOp("replace", TARGET, load_method="switch"), NAMES)
 
 
 def test_other_engines_refuse_a_switch_write_naming_the_table(tmp_path):
     from sync_assets.connectors.duckdb import DuckDBConnector
 
     warehouse = DuckDBConnector("wh", ConnectionSpec(kind="duckdb", options={"path": str(tmp_path / "wh.duckdb")}))
-    assert warehouse.structure_keeping_replace(None, WriteOp("replace", TARGET)) is None
+    assert warehouse.structure_keeping_replace(None, WriteOp("replace", TARGET), NAMES) is None
     with pytest.raises(ConfigError, match=r"table sales\.Order Lines\]: load_method 'switch' needs a SQL Server"):
-        warehouse.structure_keeping_replace(None, WriteOp("replace", TARGET, load_method="switch"))
+        warehouse.structure_keeping_replace(None, WriteOp("replace", TARGET, load_method="switch"), NAMES)
 
 
 def test_switch_is_refused_at_load_time_for_a_target_that_is_not_sql_server(tmp_path):

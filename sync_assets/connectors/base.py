@@ -431,10 +431,11 @@ class SqlConnector(Connector):
     def after_swap_sql(self, table: TableName, key: Sequence[str]) -> list[str]:
         return []
 
-    def structure_keeping_replace(self, conn: Any, op: WriteOp) -> StructureKeepingReplace | None:
-        """For a replace of an existing target: the builder of statements that swap its rows and
-        keep its structure (indexes, partitioning), or None to rebuild the table from staging, which
-        is what every engine but SQL Server (``load_method: switch``) does."""
+    def structure_keeping_replace(self, conn: Any, op: WriteOp, columns: Sequence[str]) -> StructureKeepingReplace | None:
+        """For a replace of an existing target with the source ``columns``: the builder of statements
+        that swap its rows and keep its structure (indexes, partitioning), or None to rebuild the
+        table from staging, which is what every engine but SQL Server (``load_method: switch``) does.
+        Called before the load, so a target that cannot take the rows fails before any is read."""
         if op.load_method == "switch":
             raise ConfigError(f"table {op.table}: load_method 'switch' needs a SQL Server target, not {self.kind}")
         return None
@@ -481,7 +482,8 @@ class SqlConnector(Connector):
         result = WriteResult(rows_written=0)
         with self.session() as conn:
             existing = self.table_schema(op.table)
-            keeper = self.structure_keeping_replace(conn, op) if existing is not None and op.kind == "replace" else None
+            keeper = (self.structure_keeping_replace(conn, op, schema.names)
+                      if existing is not None and op.kind == "replace" else None)
             final_types = [self.ddl_type(f) for f in schema]
             if existing is None or (op.kind == "replace" and keeper is None):
                 target_types = dict(zip(schema.names, final_types))

@@ -507,7 +507,7 @@ class MssqlConnector(SqlConnector):
             return [self.identity_insert_sql(target, True), merge, self.identity_insert_sql(target, False)]
         return [merge]
 
-    def structure_keeping_replace(self, conn, op: WriteOp) -> StructureKeepingReplace | None:
+    def structure_keeping_replace(self, conn, op: WriteOp, columns: Sequence[str]) -> StructureKeepingReplace | None:
         """Staging + partition switch (``mssql_switch``) for ``switch``, and for ``auto`` when the
         target is partitioned (a rename would lose its partition scheme and indexes)."""
         catalog = partial(self.fetch_on, conn)
@@ -515,6 +515,7 @@ class MssqlConnector(SqlConnector):
                 op.load_method == "auto" and not switch.is_partitioned(catalog, self.qualified(op.table))):
             return None
         layout = switch.read_layout(catalog, self.qualified(op.table))
+        switch.check_switchable(layout, op.table, columns)  # before hours of loading, not after
         return lambda staging, schema, casts: switch.switch_replace_sql(self, layout, op.table, staging,
                                                                         schema.names, casts)
 

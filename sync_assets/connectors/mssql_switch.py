@@ -16,7 +16,8 @@ drops the indexes, partition scheme, compression and constraints a DBA gave a bi
    partitioned), and the drop of the emptied stage. Switching is a metadata change: readers of
    the target see the old rows until the commit and the new ones after it.
 
-What SQL Server cannot switch is refused up front with the table, column or index named: a
+What SQL Server cannot switch is refused by ``check_switchable`` before any row is loaded, with
+the table, column or index named: a
 target referenced by foreign keys (TRUNCATE is not allowed), computed, sparse or FILESTREAM
 columns, typed xml, XML/spatial/hash indexes and disabled indexes.
 """
@@ -236,8 +237,9 @@ def layout_from_catalog(*, columns: Sequence[tuple], indexes: Sequence[tuple], i
     )
 
 
-def refuse_unswitchable(layout: TableLayout, table: TableName) -> None:
-    """Raise, naming the table and the object, for what SQL Server cannot switch."""
+def check_switchable(layout: TableLayout, table: TableName, columns: Sequence[str]) -> None:
+    """Raise, naming the table and the object, for what SQL Server cannot switch or the stage
+    cannot take from ``columns`` (the source's); called before any row is loaded."""
     hint = "; load it with load_method: rename instead (which rebuilds the table)"
     if layout.referenced_by:
         raise SchemaMismatchError(
@@ -258,6 +260,18 @@ def refuse_unswitchable(layout: TableLayout, table: TableName) -> None:
         if index.disabled:
             raise SchemaMismatchError(f"table {table}: index {index.name!r} is disabled; rebuild or drop it "
                                       f"before a switch load{hint}")
+    target_names = [c.column.name for c in layout.columns]
+    extra = [c for c in columns if c not in target_names]
+    if extra:
+        raise SchemaMismatchError(
+            f"table {table}: source column(s) {', '.join(map(repr, extra))} are not in the target; a switch "
+            "load keeps the target's structure, so add them to the target (and its indexes) first, "
+            "or load with load_method: rename")
+    missing = [c.column.name for c in layout.columns if c.column.name not in columns and not c.column.nullable]
+    if missing:
+        raise SchemaMismatchError(
+            f"table {table}: target column(s) {', '.join(map(repr, missing))} are NOT NULL but the source "
+            "does not provide them; select them from the source or make them nullable")
 
 
 def stage_for(table: TableName) -> TableName:
@@ -267,20 +281,8 @@ def stage_for(table: TableName) -> TableName:
 def switch_replace_sql(sql: Dialect, layout: TableLayout, target: TableName, staging: TableName,
                        columns: Sequence[str], casts: Mapping[str, str]) -> list[str]:
     """The statements of one transaction that replace every row of ``target`` with the rows of
-    ``staging`` (the bulk-loaded source columns) through a switch stage built like the target."""
-    refuse_unswitchable(layout, target)
-    target_names = [c.column.name for c in layout.columns]
-    extra = [c for c in columns if c not in target_names]
-    if extra:
-        raise SchemaMismatchError(
-            f"table {target}: source column(s) {', '.join(map(repr, extra))} are not in the target; a switch "
-            "load keeps the target's structure, so add them to the target (and its indexes) first, "
-            "or load with load_method: rename")
-    missing = [c.column.name for c in layout.columns if c.column.name not in columns and not c.column.nullable]
-    if missing:
-        raise SchemaMismatchError(
-            f"table {target}: target column(s) {', '.join(map(repr, missing))} are NOT NULL but the source "
-            "does not provide them; select them from the source or make them nullable")
+    ``staging`` (the bulk-loaded source columns) through a switch stage built like the target;
+    ``check_switchable`` has accepted ``layout`` and ``columns``."""
     quote, qualified = sql.quote, sql.qualified
     stage = stage_for(target)
     suffix = _constraint_suffixer(quote)
