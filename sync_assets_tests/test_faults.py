@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import psycopg
 import pyarrow as pa
 import pytest
 
@@ -102,3 +103,42 @@ def test_long_loads_report_progress(caplog):
         progress.advance(1_500)
         progress.advance(500)
     assert "2,000 rows so far" in caplog.text
+
+
+def test_source_server_error_mid_copy_leaves_postgres_target_unchanged(pg, schema_name, write_project, pg_conninfo):
+    """A real server-side failure half-way through the PostgreSQL-to-PostgreSQL COPY pass-through
+    (several ~1 MB chunks already sent to staging) fails the run with the server's own message;
+    the target and the next run are unaffected."""
+    src, tgt = schema_name("src"), schema_name("tgt")
+    pg.execute(f"""
+        CREATE TABLE "{src}".events AS SELECT g AS id, repeat('x', 100) AS payload FROM generate_series(1, 60000) g;
+        CREATE TABLE "{src}".corrupt (id int);
+        CREATE FUNCTION "{src}".checked(id int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
+        BEGIN IF EXISTS (SELECT FROM "{src}".corrupt c WHERE c.id = checked.id) THEN
+            RAISE EXCEPTION 'row % is corrupt', id; END IF; RETURN id; END $$;
+        CREATE VIEW "{src}".checked_events AS SELECT "{src}".checked(id) AS id, payload FROM "{src}".events;
+    """)
+    params = psycopg.conninfo.conninfo_to_dict(pg_conninfo)
+    connection = {"kind": "postgres", "options": {"host": params["host"], "port": int(params.get("port", 5432)),
+                                                  "database": params["dbname"], "user": params.get("user", "postgres")}}
+    project = write_project({
+        "connections": {"pg": connection}, "source": "pg", "target": "pg",
+        "defaults": {"object": f"{tgt}.{{stream_table}}", "mode": "full_refresh"},
+        "streams": {f"{src}.checked_events": {}},
+    })
+    table = project.tables[0]
+    source, target = connectors(project, table)
+    assert sync_table(table, source, target).native_path
+    before = pg.execute(f"SELECT count(*), sum(id) FROM {tgt}.checked_events").fetchone()
+
+    pg.execute(f'UPDATE "{src}".events SET payload = \'changed\'')
+    pg.execute(f'INSERT INTO "{src}".corrupt VALUES (50000)')
+    with pytest.raises(psycopg.Error, match="row 50000 is corrupt"):
+        sync_table(table, source, target)
+    pg.execute(f'DELETE FROM "{src}".corrupt')
+    assert pg.execute(f"SELECT count(*), sum(id) FROM {tgt}.checked_events").fetchone() == before
+    assert pg.execute(f"SELECT count(*) FROM {tgt}.checked_events WHERE payload = 'changed'").fetchone()[0] == 0
+    assert pg.execute(f"SELECT to_regclass('{tgt}.checked_events__sync_staging')").fetchone()[0] is None
+
+    sync_table(table, source, target)
+    assert pg.execute(f"SELECT count(*) FROM {tgt}.checked_events WHERE payload = 'changed'").fetchone()[0] == 60000

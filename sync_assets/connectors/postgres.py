@@ -1,8 +1,8 @@
 """PostgreSQL: catalog, Arrow reads, bulk writes and the PostgreSQL-to-PostgreSQL COPY fast path.
 
 Drivers: psycopg 3 for control statements and COPY (``COPY ... TO STDOUT`` streams straight
-into ``COPY ... FROM STDIN`` with bounded memory: rows are joined into ~1 MB chunks as they
-arrive, and a writer thread sends them while the next chunk is read), and the ADBC PostgreSQL
+into ``COPY ... FROM STDIN`` in ~1 MB chunks with bounded memory, on libpq directly: see
+``postgres_copy``), and the ADBC PostgreSQL
 driver for Arrow (it decodes binary COPY into Arrow batches, and encodes Arrow batches into
 binary COPY, in C++; no Python object is made per row). ADBC is used through its low-level API:
 its DB-API module imports polars eagerly, which costs ~60 MB of resident memory per process.
@@ -27,13 +27,12 @@ from sync_assets.arrow_types import conform_batch, logical_type, make_field, nat
 from sync_assets.connectors.base import (
     ForeignKey, ReadRequest, SchemaInfo, SourceStream, SqlConnector, TableInfo, foreign_keys_from_rows,
 )
+from sync_assets.connectors.postgres_copy import copy_in_chunks, copy_out_chunks
 from sync_assets.errors import ConnectionFailed
 from sync_assets.spec import TableName
 
 KIND = "postgres"
 NATIVE_COPY = "postgres-binary-copy"
-COPY_CHUNK_BYTES = 1 << 20
-"""Binary COPY rows are passed on in chunks of about this size (one Python call per chunk, not per row)."""
 
 
 class PostgresOptions(BaseModel):
@@ -309,21 +308,12 @@ class PostgresConnector(SqlConnector):
             return pa.RecordBatchReader.from_batches(schema, batches())
 
         def open_native() -> Iterator[bytes]:
+            import psycopg
+
             sql, params = self.render_select(request, schema, param_style="format")
-            with self.session() as conn, conn.cursor().copy(
-                f"COPY ({sql}) TO STDOUT (FORMAT binary)", params or None
-            ) as copy:
-                rows: list[memoryview] = []
-                size = 0
-                for row in copy:  # one binary COPY row per message
-                    rows.append(row)
-                    size += len(row)
-                    if size >= COPY_CHUNK_BYTES:
-                        yield b"".join(rows)
-                        rows.clear()
-                        size = 0
-                if rows:
-                    yield b"".join(rows)
+            with self.session() as conn:
+                copy_sql = psycopg.ClientCursor(conn).mogrify(f"COPY ({sql}) TO STDOUT (FORMAT binary)", params or None)
+                yield from copy_out_chunks(conn, copy_sql)
 
         return SourceStream(schema=schema, open_batches=open_batches, native_format=NATIVE_COPY,
                             open_native=open_native)
@@ -370,31 +360,13 @@ class PostgresConnector(SqlConnector):
 
     def bulk_load(self, conn, staging: TableName, stream: SourceStream, schema: pa.Schema) -> tuple[int, bool]:
         if self.native_load_possible(stream, [native_type(f, KIND) or "" for f in schema]) and stream.open_native:
-            with conn.cursor() as cur:
-                with cur.copy(f"COPY {self.qualified(staging)} FROM STDIN (FORMAT binary)",
-                              writer=_bounded_queued_writer(cur)) as copy:  # sends while the next chunk is read
-                    for chunk in stream.counted_native():
-                        copy.write(chunk)
-                rows = cur.rowcount
-            conn.commit()
+            rows = copy_in_chunks(conn, f"COPY {self.qualified(staging)} FROM STDIN (FORMAT binary)",
+                                  stream.counted_native())
             stream.rows_read += rows
             return rows, True
         with _adbc_session(self.uri()) as connection:
             rows = _adbc_ingest(connection, staging, stream.counted_batches())
         return int(rows if rows is not None and rows >= 0 else stream.rows_read), False
-
-
-def _bounded_queued_writer(cursor: Any) -> Any:
-    """psycopg's COPY writer thread with a short queue: at most 64 buffers of <= 128 KiB (8 MiB)
-    wait to be sent, instead of its default 1024 (128 MiB), so memory stays flat when the target
-    is slower than the source."""
-    from queue import Queue
-
-    from psycopg.copy import QueuedLibpqWriter
-
-    writer = QueuedLibpqWriter(cursor)
-    writer._queue = Queue(maxsize=64)  # the queue its worker thread drains; replaced before first use
-    return writer
 
 
 @contextlib.contextmanager
