@@ -9,12 +9,16 @@ freshness.
 - ``primary_key_unique`` (merge tables) finds duplicate keys in the target; it is blocking, so
   downstream assets do not run on a broken table.
 - Freshness (``freshness: "6 hours"``) uses Dagster's last-update freshness checks, evaluated by
-  their sensor; a failed one is an alert like any failed check.
+  their sensor; a failed one is an alert like any failed check. Dagster 1.13 marks these checks
+  superseded by ``FreshnessPolicy``, but that API is a preview that needs ``freshness: enabled``
+  in ``dagster.yaml``, records no check result and offers alerts only in Dagster+; the checks
+  stay until it is stable, and their supersession warning is silenced here, in one place.
 
 The checks are separate from the sync step, so a dry run records nothing and each can be re-run
 from the UI on its own.
 """
 
+import warnings
 from collections import defaultdict
 
 import dagster as dg
@@ -127,13 +131,20 @@ def is_merge_table(table: TableSpec) -> bool:
     return table.mode in ("incremental", "smart") and bool(table.primary_key)
 
 
-def build_freshness_checks(project: Project) -> list[dg.AssetChecksDefinition]:
-    """One last-update freshness check per table with ``freshness``, grouped by maximum age."""
+def build_freshness_checks(project: Project) -> tuple[list[dg.AssetChecksDefinition], list[dg.SensorDefinition]]:
+    """One last-update freshness check per table with ``freshness`` (grouped by maximum age),
+    and the sensor that evaluates them (running by default); both empty when no table asks."""
     by_age = defaultdict(list)
     for table in project.tables:
         if table.freshness is not None:
             by_age[table.freshness].append(dg.AssetKey(list(table.asset_key)))
+    if not by_age:
+        return [], []
     checks: list[dg.AssetChecksDefinition] = []
-    for age, keys in sorted(by_age.items()):
-        checks += dg.build_last_update_freshness_checks(assets=keys, lower_bound_delta=age)
-    return checks
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=dg.SupersessionWarning)
+        for age, keys in sorted(by_age.items()):
+            checks += dg.build_last_update_freshness_checks(assets=keys, lower_bound_delta=age)
+        sensor = dg.build_sensor_for_freshness_checks(
+            freshness_checks=checks, name=FRESHNESS_SENSOR, default_status=dg.DefaultSensorStatus.RUNNING)
+    return checks, [sensor]

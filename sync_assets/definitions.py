@@ -22,7 +22,7 @@ from sync_assets.alerts import build_alert_sensors
 from sync_assets.assets import build_table_asset, io_manager_key
 from sync_assets.automation import build_schedules
 from sync_assets.checks import (
-    FRESHNESS_SENSOR, build_freshness_checks, build_primary_key_check, build_row_count_check,
+    build_freshness_checks, build_primary_key_check, build_row_count_check,
     build_schema_drift_check, is_merge_table,
 )
 from sync_assets.demo import demo_downstream_assets
@@ -42,11 +42,8 @@ def build_definitions(project: Project) -> dg.Definitions:
     checks = [build_row_count_check(project, table) for table in project.tables]
     checks += [build_schema_drift_check(project, table) for table in project.tables]
     checks += [build_primary_key_check(project, table) for table in project.tables if is_merge_table(table)]
-    freshness_checks = build_freshness_checks(project)
-    sensors = build_change_sensors(project) + build_alert_sensors(project)
-    if freshness_checks:
-        sensors.append(dg.build_sensor_for_freshness_checks(
-            freshness_checks=freshness_checks, name=FRESHNESS_SENSOR, default_status=dg.DefaultSensorStatus.RUNNING))
+    freshness_checks, freshness_sensors = build_freshness_checks(project)
+    sensors = build_change_sensors(project) + build_alert_sensors(project) + freshness_sensors
     writable = sorted(name for name, conn in project.connections.items() if conn.writable)
     resources = {
         io_manager_key(name): SyncTargetIOManager(config_dir=str(project.config_dir), connection=name)
