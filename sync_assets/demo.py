@@ -7,13 +7,10 @@ no server. ``demo_downstream_assets`` shows a user's own asset reading a synced 
 polars DataFrame and writing its result through the same target's IO manager.
 """
 
-from __future__ import annotations
-
 import sqlite3
 from pathlib import Path
 
 import dagster as dg
-import polars as pl
 
 CHINOOK_SQLITE = Path(__file__).parent / "demo_data" / "Chinook_Sqlite.sqlite"
 INVOICE_KEY = dg.AssetKey(["chinook", "Invoice"])
@@ -35,6 +32,7 @@ def _duckdb_type(declared: str) -> str:
 def prepare_demo_source(path: str | Path, *, force: bool = False) -> Path:
     """Build the Chinook DuckDB file at ``path`` unless it is already there."""
     import duckdb
+    import polars as pl
 
     path = Path(path)
     if path.exists() and not force:
@@ -69,6 +67,8 @@ def demo_downstream_assets(asset_keys: set[dg.AssetKey], io_manager_key: str) ->
     """A user's own asset on top of synced tables (only when the demo tables are configured)."""
     if not has_demo_tables(asset_keys):
         return []
+    import polars as pl  # only with the demo tables: polars costs a Dagster process ~28 MB
+
 
     @dg.asset(
         key=REVENUE_KEY,

@@ -6,16 +6,21 @@ polars DataFrame through the same connector write path as a full-refresh sync (s
 swap), so it is atomic too.
 """
 
+from __future__ import annotations
+
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import polars as pl
 import pyarrow as pa
 
 from sync_assets.arrow_types import make_field
 from sync_assets.connectors import connector_for
 from sync_assets.connectors.base import ReadRequest, SourceStream, WriteOp
 from sync_assets.spec import Project, TableName, load_project
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 class SyncTargetIOManager(dg.ConfigurableIOManager):
@@ -46,12 +51,16 @@ class SyncTargetIOManager(dg.ConfigurableIOManager):
         if schema is None:
             raise dg.Failure(f"table {table} does not exist on connection {self.connection!r}; "
                              f"materialize {context.asset_key.to_user_string()} first")
+        import polars as pl  # here, not at import: it costs every Dagster process ~28 MB
+
         stream = connector.open_stream(ReadRequest(table=table, columns=tuple(schema.names)), schema)
         return pl.from_arrow(stream.open_batches().read_all())
 
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame) -> None:
         if obj is None:
             return
+        import polars as pl
+
         table = self._table_for(context.asset_key)
         arrow = obj.to_arrow(compat_level=pl.CompatLevel.oldest())
         schema = pa.schema([make_field(f.name, f.type) for f in arrow.schema])
