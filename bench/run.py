@@ -14,7 +14,10 @@ its own process so peak RSS is that process's own:
 - incremental: initial load, then ``delta.sql`` (1% updated, 1% added) and one incremental run,
   against a hand-written watermark + COPY + ``INSERT ... ON CONFLICT`` merge on the same change.
 
-It prints rows/s, peak RSS and ratios against the baselines; tests never assert on these.
+The full copies run in ``--rounds`` interleaved rounds (default 3; whole runs vary by ±15% on a
+shared 2-core machine): it prints the median time, the median of each round's ratio to that
+round's raw pipe, and the highest peak RSS. It prints rows/s, peak RSS and ratios against the
+baselines; tests never assert on these.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from statistics import median
 
 import psycopg
 import yaml
@@ -121,44 +126,65 @@ def rows_read(output: str) -> int:
     return int(re.search(r"([\d,]+) rows read", output).group(1).replace(",", ""))
 
 
-def bench_size(n: int, conninfo: str, work: Path, with_dagster: bool) -> list[tuple]:
+def bench_size(n: int, conninfo: str, work: Path, with_dagster: bool, rounds: int) -> list[tuple]:
     print(f"\n== {n:,} rows: generating src.orders ...", flush=True)
     psql(conninfo, "-v", f"n={n}", "-f", str(SQL / "gen_data.sql"))
     duck, fast_duck = work / "warehouse.duckdb", work / "warehouse_fast.duckdb"
     config = write_config(work / "config", conninfo, duck, fast_duck)
     env = {"SYNC_ASSETS_CONFIG": str(config)}
     cli = [str(BIN / "sync-assets"), "--config", str(config), "run"]
-    rows = []
 
-    psql(conninfo, "-c", "DROP SCHEMA IF EXISTS bench_raw CASCADE; CREATE SCHEMA bench_raw; "
-                         "CREATE TABLE bench_raw.orders (LIKE src.orders); CHECKPOINT")
-    raw_wall, raw_rss, _ = run_measured(
-        f"psql '{conninfo}' -Xqc 'COPY src.orders TO STDOUT (FORMAT binary)' | "
-        f"psql '{conninfo}' -Xqc 'COPY bench_raw.orders FROM STDIN (FORMAT binary)'", shell=True)
-    rows.append(("raw COPY binary pipe PG->PG (baseline)", n, raw_wall, None, raw_rss, 1.0))
+    def raw_pipe() -> tuple[float, float | None, float, str]:
+        psql(conninfo, "-c", "DROP SCHEMA IF EXISTS bench_raw CASCADE; CREATE SCHEMA bench_raw; "
+                             "CREATE TABLE bench_raw.orders (LIKE src.orders); CHECKPOINT")
+        wall, rss, _ = run_measured(
+            f"psql '{conninfo}' -Xqc 'COPY src.orders TO STDOUT (FORMAT binary)' | "
+            f"psql '{conninfo}' -Xqc 'COPY bench_raw.orders FROM STDIN (FORMAT binary)'", shell=True)
+        return wall, None, rss, ""
 
-    psql(conninfo, "-c", "CHECKPOINT")
-    wall, rss, out = run_measured([*cli, "bench_full/orders"], env)
-    rows.append(("sync-assets full PG->PG", n, wall, sync_seconds(out), rss, sync_seconds(out) / raw_wall))
+    def sync_run(stream: str, duckdb_file: Path | None = None) -> Callable[[], tuple[float, float, float, str]]:
+        def run() -> tuple[float, float, float, str]:
+            psql(conninfo, "-c", "CHECKPOINT")
+            if duckdb_file:
+                duckdb_file.unlink(missing_ok=True)
+            wall, rss, out = run_measured([*cli, stream], env)
+            return wall, sync_seconds(out), rss, f" (file {duckdb_file.stat().st_size / 1e6:,.0f} MB)" if duckdb_file else ""
+        return run
 
-    duck.unlink(missing_ok=True)
-    wall, rss, out = run_measured([*cli, "dst/orders"], env)
-    rows.append((f"sync-assets full PG->DuckDB (file {duck.stat().st_size / 1e6:,.0f} MB)", n, wall,
-                 sync_seconds(out), rss, sync_seconds(out) / raw_wall))
-    fast_duck.unlink(missing_ok=True)
-    wall, rss, out = run_measured([*cli, "dst_fast/orders"], env)
-    rows.append((f"sync-assets full PG->DuckDB, string_compression off (file {fast_duck.stat().st_size / 1e6:,.0f} MB)",
-                 n, wall, sync_seconds(out), rss, sync_seconds(out) / raw_wall))
-
-    if with_dagster:
+    def dagster_run() -> tuple[float, float, float, str]:
         duck.unlink(missing_ok=True)
         home = Path(tempfile.mkdtemp(prefix="bench_dagster_home_"))
         shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-        wall, rss, out = run_measured([str(BIN / "dagster"), "asset", "materialize", "-m", "sync_assets.definitions",
-                                       "--select", "dst/orders"], {**env, "DAGSTER_HOME": str(home)})
-        rows.append(("dagster asset materialize PG->DuckDB (whole process)", n, wall, sync_seconds(out), rss,
-                     wall / raw_wall))
-        shutil.rmtree(home, ignore_errors=True)
+        try:
+            wall, rss, out = run_measured([str(BIN / "dagster"), "asset", "materialize", "-m", "sync_assets.definitions",
+                                           "--select", "dst/orders"], {**env, "DAGSTER_HOME": str(home)})
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+        return wall, sync_seconds(out), rss, ""
+
+    scenarios: list[tuple[str, Callable[[], tuple[float, float | None, float, str]]]] = [
+        ("raw COPY binary pipe PG->PG (baseline)", raw_pipe),
+        ("sync-assets full PG->PG", sync_run("bench_full/orders")),
+        ("sync-assets full PG->DuckDB", sync_run("dst/orders", duck)),
+        ("sync-assets full PG->DuckDB, string_compression off", sync_run("dst_fast/orders", fast_duck)),
+    ]
+    if with_dagster:
+        scenarios.append(("dagster asset materialize PG->DuckDB (whole process)", dagster_run))
+    measured: dict[str, list[tuple[float, float | None, float, str]]] = {name: [] for name, _ in scenarios}
+    for round_ in range(rounds):  # interleaved, so a slow minute of the machine hits every scenario
+        print(f"   round {round_ + 1}/{rounds}", flush=True)
+        for name, run in scenarios:
+            measured[name].append(run())
+
+    raw_walls = [wall for wall, *_ in measured[scenarios[0][0]]]
+    rows = []
+    for name, _ in scenarios:
+        runs = measured[name]
+        whole_process = name.startswith(("raw", "dagster"))
+        ratios = [(wall if whole_process else sync) / raw for (wall, sync, _, _), raw in zip(runs, raw_walls)]
+        sync = median([r[1] for r in runs]) if runs[0][1] is not None else None
+        rows.append((name + runs[-1][3], n, median([r[0] for r in runs]), sync, max(r[2] for r in runs),
+                     median(ratios)))
 
     psql(conninfo, "-c", "DROP SCHEMA IF EXISTS bench_incr CASCADE; DROP SCHEMA IF EXISTS bench_hand CASCADE")
     wall, rss, out = run_measured([*cli, "bench_incr/orders"], env)
@@ -187,6 +213,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default="2000000", help="comma-separated table sizes")
     parser.add_argument("--no-dagster", action="store_true", help="skip the whole-process Dagster run")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds of the full copies; medians are printed (default 3)")
     args = parser.parse_args()
     admin = os.environ.get("BENCH_PG_ADMIN", "host=127.0.0.1 port=5432 dbname=test user=postgres")
     conninfo = os.environ.get("BENCH_PG", "host=127.0.0.1 port=5432 dbname=sync_bench user=postgres")
@@ -195,7 +223,7 @@ def main() -> None:
     results = []
     try:
         for n in (int(x) for x in args.rows.split(",")):
-            results += bench_size(n, conninfo, work, not args.no_dagster)
+            results += bench_size(n, conninfo, work, not args.no_dagster, args.rounds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"\n{'scenario':<72} {'rows':>10} {'wall s':>7} {'sync s':>7} {'rows/s (sync)':>14} {'peak RSS MB':>11} {'ratio':>6}")
@@ -205,6 +233,22 @@ def main() -> None:
               f"{(f'{ratio:.2f}x' if ratio else '-'):>6}")
     print("ratio: full copies against the raw COPY pipe of the same size; incremental against the hand-written "
           "merge's sync time; the Dagster row is its whole process against the raw pipe.")
+    print_machine_scale(results)
+
+
+REFERENCE_RAW_PIPE_ROWS_PER_S = 2_000_000 / 4.0
+"""Issue 2 set its targets on a machine where the raw pipe copied 2 M rows in about 4 s."""
+
+
+def print_machine_scale(results: list[tuple]) -> None:
+    """Absolute rows/s depend on the machine: restate the 400k rows/s PG->DuckDB target for this
+    machine, scaled by how fast the raw pipe ran here against the machine the target was set on."""
+    for name, n, wall, *_ in results:
+        if name.startswith("raw COPY"):
+            here = n / wall
+            print(f"{n:,} rows: raw pipe {here:,.0f} rows/s here against {REFERENCE_RAW_PIPE_ROWS_PER_S:,.0f} on the "
+                  f"target's machine; 400k rows/s there corresponds to {400_000 * here / REFERENCE_RAW_PIPE_ROWS_PER_S:,.0f} "
+                  "rows/s here")
 
 
 if __name__ == "__main__":
