@@ -31,7 +31,7 @@ class DuckDBOptions(BaseModel):
     memory_limit: str = "64MB"
     threads: int | None = None
     string_compression: bool = True
-    """False skips DuckDB's dictionary+FSST string compression on loads: about 1.3-1.6x faster
+    """False skips DuckDB's dictionary+FSST string compression on loads: about 1.15-1.6x faster
     bulk loads of text-heavy tables (less CPU), for files about 60% larger (measured in bench/)."""
 
 
