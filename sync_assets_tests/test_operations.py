@@ -211,7 +211,7 @@ def test_freshness_checks_and_their_sensor_are_defined_per_table(write_project, 
     defs = build_definitions(project)
     key = dg.AssetCheckKey(dg.AssetKey([f"{source}_copy", "items"]), "freshness_check")
     assert defs.get_asset_checks_def(key) is not None
-    sensor = defs.get_sensor_def("sync_freshness_checks")
+    sensor = next(s for s in defs.sensors if s.name == "sync_freshness_checks")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
 
 
