@@ -4,7 +4,7 @@
 the speed. psycopg's ``Copy`` object spends a generator round-trip and a readiness wait on every
 row, and its writer thread then competes for the GIL: measured on 2 M rows, the pass-through
 cost 7.2 s of CPU that way and 3.0 s through ``PGconn.get_copy_data`` / ``put_copy_data``
-directly (1.2-1.4x of the ``psql | psql`` pipe instead of 1.6-1.7x). So both ends use psycopg's
+directly (``bench/run.py``: 1.04-1.23x of the ``psql | psql`` pipe, was 1.5-1.7x). Both ends use psycopg's
 low-level ``pq`` layer on the session's own connection, in blocking mode for the duration of the
 COPY, and one thread: while the target server ingests a chunk, the source server keeps filling
 its socket buffer.
