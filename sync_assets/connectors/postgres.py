@@ -362,6 +362,7 @@ class PostgresConnector(SqlConnector):
         if self.native_load_possible(stream, [native_type(f, KIND) or "" for f in schema]) and stream.open_native:
             rows = copy_in_chunks(conn, f"COPY {self.qualified(staging)} FROM STDIN (FORMAT binary)",
                                   stream.counted_native())
+            conn.commit()
             stream.rows_read += rows
             return rows, True
         with _adbc_session(self.uri()) as connection:

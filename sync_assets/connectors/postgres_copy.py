@@ -4,10 +4,10 @@
 the speed. psycopg's ``Copy`` object spends a generator round-trip and a readiness wait on every
 row, and its writer thread then competes for the GIL: measured on 2 M rows, the pass-through
 cost 7.2 s of CPU that way and 3.0 s through ``PGconn.get_copy_data`` / ``put_copy_data``
-directly (``bench/run.py``: 1.04-1.23x of the ``psql | psql`` pipe, was 1.5-1.7x). Both ends use psycopg's
-low-level ``pq`` layer on the session's own connection, in blocking mode for the duration of the
-COPY, and one thread: while the target server ingests a chunk, the source server keeps filling
-its socket buffer.
+directly (``bench/run.py``: 1.04-1.23x of the ``psql | psql`` pipe, was 1.5-1.7x). Both ends
+use psycopg's low-level ``pq`` layer on the session's own connection, in blocking mode for the
+duration of the COPY, and one thread: while the target server ingests a chunk, the source
+server keeps filling its socket buffer.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ def copy_out_chunks(conn: Any, sql: str) -> Iterator[bytes]:
 
 
 def copy_in_chunks(conn: Any, sql: str, chunks: Iterable[bytes]) -> int:
-    """Run ``COPY ... FROM STDIN`` on a psycopg connection (outside any open transaction, so the
-    COPY commits on its own), send every chunk, and return the rows the server loaded.
+    """Run ``COPY ... FROM STDIN`` on a psycopg connection (in its open transaction, if any; the
+    caller commits), send every chunk, and return the rows the server loaded.
 
     If the chunks raise (the source failed, or the run was interrupted), the COPY is ended with
     an error so the server discards everything it received, and the exception propagates."""
