@@ -14,10 +14,10 @@ its own process so peak RSS is that process's own:
 - incremental: initial load, then ``delta.sql`` (1% updated, 1% added) and one incremental run,
   against a hand-written watermark + COPY + ``INSERT ... ON CONFLICT`` merge on the same change.
 
-The full copies run in ``--rounds`` interleaved rounds (default 3; whole runs vary by ±15% on a
-shared 2-core machine): it prints the median time, the median of each round's ratio to that
-round's raw pipe, and the highest peak RSS. It prints rows/s, peak RSS and ratios against the
-baselines; tests never assert on these.
+The full copies run in ``--rounds`` interleaved rounds (default 3; this shared 2-core machine's
+speed swings by about ±25% within an hour): for each it prints the median time and rows/s, the
+median of each round's ratio to that round's raw pipe, and the highest peak RSS. Tests never
+assert on these figures.
 """
 
 from __future__ import annotations
