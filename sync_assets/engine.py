@@ -51,8 +51,8 @@ def dry_run(plan: SyncPlan, source: Connector) -> SyncResult:
     """Everything a run would do, without touching the target: the plan, SQL and rows expected."""
     result = SyncResult(plan, source_sql=describe_source_sql(plan, source))
     result.expected_rows = source.count(plan.read, plan.schema)
-    result.statements = [f"-- write: {plan.write.kind} into {plan.write.table} via staging "
-                         f"{plan.write.table.name}__sync_staging"]
+    result.statements = [f"-- write: {plan.write.kind} into {plan.write.table} via a staging table of "
+                         f"this run ({plan.write.table.name}__sync_staging_<8 hex>), under the table's writer lock"]
     return result
 
 

@@ -23,3 +23,9 @@ class DataError(SyncAssetsError):
 
 class ConnectionFailed(SyncAssetsError):
     """A database could not be reached (transient: worth a retry)."""
+
+
+class TargetLocked(SyncAssetsError):
+    """Another run holds the target table's writer lock past ``lock_timeout``; the message names
+    the table, and the holder and since when where the engine can say. Not retried: the run has
+    already waited ``lock_timeout`` (raise that setting to wait longer)."""

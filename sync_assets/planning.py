@@ -100,7 +100,7 @@ def plan_sync(table: TableSpec, source: Connector, target: Connector, options: R
     schema = source_schema(table, source, columns)
     read = base_read(table, schema)
     replace = WriteOp("replace", table.target_table, table.primary_key, schema_changes=table.schema_changes,  # type: ignore[arg-type]
-                      load_method=table.load_method)  # type: ignore[arg-type]
+                      load_method=table.load_method, lock_timeout_s=table.lock_timeout.total_seconds())  # type: ignore[arg-type]
     if table.mode == "date_partitioned":
         return _plan_partition(table, schema, read, options)
     if table.mode == "full_refresh" or options.full_refresh:
@@ -124,7 +124,7 @@ def _plan_incremental(table: TableSpec, schema: pa.Schema, read: ReadRequest, wa
                       options: RunOptions) -> SyncPlan:
     key = table.update_key or ""
     write = WriteOp("merge" if table.primary_key else "append", table.target_table, table.primary_key,
-                    schema_changes=table.schema_changes)  # type: ignore[arg-type]
+                    schema_changes=table.schema_changes, lock_timeout_s=table.lock_timeout.total_seconds())  # type: ignore[arg-type]
     plan = SyncPlan(table, "incremental", read, schema, write, watermark_before=watermark)
     if options.window_start or options.window_end:
         filters = []
@@ -168,7 +168,8 @@ def _plan_partition(table: TableSpec, schema: pa.Schema, read: ReadRequest, opti
     column = table.partition.column
     start, end = (as_column_value(v, schema.field(column), table.partition.timezone) for v in options.partition_window)
     write = WriteOp("overwrite_window", table.target_table, table.primary_key, window_column=column,
-                    window=(start, end), schema_changes=table.schema_changes)  # type: ignore[arg-type]
+                    window=(start, end), schema_changes=table.schema_changes,  # type: ignore[arg-type]
+                    lock_timeout_s=table.lock_timeout.total_seconds())
     plan = SyncPlan(table, "date_partitioned", read.with_filters(Filter(column, ">=", start), Filter(column, "<", end)),
                     schema, write, window=(start, end))
     plan.notes.append(f"overwrites {column} in [{start}, {end}) in one transaction")

@@ -3,11 +3,14 @@
 Around the plan-and-run of ``engine``: the schema-drift policy is enforced before planning (a
 ``fail`` policy writes nothing; ``added: warn`` leaves new source columns out), a chunked table
 is bounded to its next chunk, and after the commit the chunk progress is measured against the
-target's new watermark.
+target's new watermark. A run that writes holds the target table's writer lock throughout, from
+the drift check and the watermark read to the commit (``connectors.locking``): a second run of
+the table waits for it, then plans from what the first one committed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -41,6 +44,13 @@ def current_drift(table: TableSpec, source: Connector, target: Connector,
 
 def sync_with_policies(table: TableSpec, source: Connector, target: Connector,
                        options: RunOptions = RunOptions()) -> PolicySyncResult:
+    lock = (contextlib.nullcontext() if options.dry_run
+            else target.writer_lock(table.target_table, table.lock_timeout.total_seconds()))
+    with lock:
+        return _sync(table, source, target, options)
+
+
+def _sync(table: TableSpec, source: Connector, target: Connector, options: RunOptions) -> PolicySyncResult:
     columns = source_columns(table, source)  # one catalog read serves the drift check and the plan
     drift = current_drift(table, source, target, columns)
     plan = plan_sync(enforce(table, drift), source, target, options, columns)

@@ -3,7 +3,8 @@
 A transient error is one where the same work can succeed a moment later: a connection that
 could not be opened or was dropped, a deadlock, a serialization failure, a server shutting down
 or out of connection slots. Data and configuration errors (``DataError``,
-``SchemaMismatchError``, ``ConfigError``) never are: retrying them only repeats the failure.
+``SchemaMismatchError``, ``ConfigError``) never are: retrying them only repeats the failure;
+nor is ``TargetLocked``: the run has already waited its ``lock_timeout`` for the other writer.
 Errors are classified by their class and by the SQLSTATE that PostgreSQL, ODBC and ADBC drivers
 attach, following the ``__cause__``/``__context__`` chain.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 
-from sync_assets.errors import ConfigError, ConnectionFailed, DataError, SchemaMismatchError
+from sync_assets.errors import ConfigError, ConnectionFailed, DataError, SchemaMismatchError, TargetLocked
 from sync_assets.spec import RetrySpec, parse_duration
 
 TRANSIENT_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03", "53300", "08S01"}
@@ -42,7 +43,7 @@ def _sqlstate(error: BaseException) -> str | None:
 def is_transient(error: BaseException) -> bool:
     """True for errors worth retrying; never for data, schema or configuration errors."""
     chain = list(_chain(error))
-    if any(isinstance(e, (DataError, SchemaMismatchError, ConfigError)) for e in chain):
+    if any(isinstance(e, (DataError, SchemaMismatchError, ConfigError, TargetLocked)) for e in chain):
         return False
     for link in chain:
         if isinstance(link, ConnectionFailed):

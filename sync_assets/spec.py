@@ -237,6 +237,9 @@ class StreamOptions(_Strict):
     """Maximum age of the last successful sync (``"6 hours"``), checked by a freshness check."""
     schema_drift: SchemaDriftPolicy | None = None
     retries: RetrySpec | None = None
+    lock_timeout: str | int | None = None
+    """How long a run waits while another run writes the same target table (``"5 minutes"``, the
+    default, or seconds) before it fails naming the table and the other run."""
     on_change: bool = True
     """Include this table in its source connection's change sensor (when it has one)."""
     depends_on: list[str] | None = None
@@ -256,7 +259,7 @@ class StreamOptions(_Strict):
         parse_lookback(value)
         return value
 
-    @field_validator("freshness")
+    @field_validator("freshness", "lock_timeout")
     @classmethod
     def _valid_freshness(cls, value: Any) -> Any:
         if value is not None:
@@ -441,6 +444,7 @@ class TableSpec:
     freshness: timedelta | None = None
     schema_drift: SchemaDriftPolicy = SchemaDriftPolicy(added="add")
     retries: RetrySpec = RetrySpec()
+    lock_timeout: timedelta = timedelta(minutes=5)
     on_change: bool = True
     depends_on: tuple[str, ...] = ()
     ignore_dependencies: tuple[str, ...] = ()
@@ -706,6 +710,8 @@ def _resolve_operations(where: str, opts: dict[str, Any], mode: str, update_key:
         "freshness": parse_duration(freshness) if freshness is not None else None,
         "schema_drift": drift,
         "retries": _as_model(RetrySpec, opts.get("retries")) or RetrySpec(),
+        "lock_timeout": parse_duration(opts["lock_timeout"]) if opts.get("lock_timeout") is not None
+        else timedelta(minutes=5),
         "on_change": opts.get("on_change", True),
         "depends_on": tuple(opts.get("depends_on") or ()),
         "ignore_dependencies": tuple(opts.get("ignore_dependencies") or ()),

@@ -302,3 +302,28 @@ def test_keyset_page_end_and_chunk_read_use_seekable_t_sql(conn):
     assert "[Changed At] <= CAST(? AS datetime) AND ([Changed At] < CAST(? AS datetime) OR" in chunk_sql
     assert chunk_sql.endswith("[Note]]] <= CAST(? AS nvarchar(40))))))")
     parse(chunk_sql)
+
+
+def test_writer_lock_template_takes_an_exclusive_session_applock_without_waiting_server_side():
+    from sync_assets.connectors.mssql import GET_WRITER_LOCK
+
+    assert GET_WRITER_LOCK == (
+        "SET NOCOUNT ON; DECLARE @granted int; EXEC @granted = sp_getapplock @Resource = ?, "
+        "@LockMode = 'Exclusive', @LockOwner = 'Session', @LockTimeout = 0; SELECT @granted")
+    statements = sqlglot.parse(GET_WRITER_LOCK, read="tsql")
+    assert [type(s) for s in statements][-1] is exp.Select and len(statements) == 4
+
+
+def test_leftover_staging_lookup_parses_and_uses_left_on_the_table_name(conn):
+    from sync_assets.connectors.locking import staging_prefix
+
+    prefix = staging_prefix(ODD.name, conn.max_identifier_bytes)
+    sql = (f"SELECT table_name FROM information_schema.tables WHERE table_schema = ? "
+           f"AND (LEFT(table_name, {len(prefix)}) = ? OR table_name = ?)")
+    seen: list[tuple] = []
+    conn.fetch_on = lambda _conn, text, params=(): seen.append((text, params)) or [
+        (prefix + "0badcafe",), (prefix + "0badcafe_typed",), (ODD.name + "__sync_staging",), (prefix + "mine",)]
+    assert conn.leftover_staging(None, ODD) == [TableName(ODD.schema, n) for n in
+                                                (prefix + "0badcafe", prefix + "0badcafe_typed", ODD.name + "__sync_staging")]
+    assert seen == [(sql, ("sales]x", prefix, "Order Lines]__sync_staging"))]
+    assert isinstance(sqlglot.parse_one(sql, read="tsql"), exp.Select)

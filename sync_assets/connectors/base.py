@@ -6,10 +6,13 @@ with a write operation. Everything dialect-specific (quoting, types, bulk load, 
 stays inside the connector; the shared ``SqlConnector.write`` runs the same safe sequence on
 every engine:
 
-    create staging -> bulk load the stream into it -> one transaction: evolve the target and
-    apply (swap, append, merge or window overwrite) -> drop staging
+    take the table's writer lock -> drop leftover staging of dead runs -> create this run's
+    staging -> bulk load the stream into it -> one transaction: evolve the target, apply (swap,
+    append, merge or window overwrite) and check the applied counts -> drop staging
 
-so a target is never half-loaded, and a failure leaves it exactly as it was.
+so a target is never half-loaded, and a failure leaves it exactly as it was. The writer lock
+(``locking``) makes two runs of one table take turns; the sync of a table holds it from planning
+on (``Connector.writer_lock`` is re-entrant), so the watermark is read under it too.
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from sync_assets.arrow_types import fits_in
+from sync_assets.connectors.locking import (
+    DEFAULT_LOCK_TIMEOUT_S, LEGACY_STAGING_SUFFIX, TYPED_STAGE_SUFFIX, is_staging_name, new_staging, staging_prefix,
+)
 from sync_assets.errors import ConfigError, DataError, SchemaMismatchError
 from sync_assets.spec import ConnectionSpec, TableName
 
 log = logging.getLogger("sync_assets")
-
-STAGING_SUFFIX = "__sync_staging"
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,8 @@ class WriteOp:
     load_method: Literal["auto", "rename", "switch"] = "auto"
     """How a replace lands: ``rename`` rebuilds the table from staging; ``switch`` keeps the
     existing target's structure and swaps its rows (SQL Server); ``auto`` lets the engine choose."""
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
+    """How long to wait for another run's writer lock on the table before failing."""
 
 
 StructureKeepingReplace = Callable[[TableName, pa.Schema, dict[str, str]], list[str]]
@@ -218,6 +224,7 @@ class Connector(ABC):
         self.name = name
         self.spec = spec
         self.options = spec.options
+        self._held_locks: dict[TableName, int] = {}
 
     @abstractmethod
     def connect(self) -> Any:
@@ -377,6 +384,28 @@ class Connector(ABC):
         return f" LIMIT {int(limit)}"
 
     # -- writing -------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def writer_lock(self, table: TableName, timeout_s: float) -> Iterator[None]:
+        """Hold ``table``'s one-writer lock (re-entrant for this connector): wait for another run's
+        lock up to ``timeout_s`` seconds, then raise ``TargetLocked``."""
+        if table in self._held_locks:
+            self._held_locks[table] += 1
+            try:
+                yield
+            finally:
+                self._held_locks[table] -= 1
+            return
+        with self.acquire_writer_lock(table, timeout_s):
+            self._held_locks[table] = 1
+            try:
+                yield
+            finally:
+                del self._held_locks[table]
+
+    def acquire_writer_lock(self, table: TableName, timeout_s: float) -> contextlib.AbstractContextManager:
+        """The engine's lock on ``table`` (a source-only connection writes nothing and needs none)."""
+        return contextlib.nullcontext()
+
     @abstractmethod
     def write(self, op: WriteOp, stream: SourceStream) -> WriteResult:
         """Load ``stream`` into ``op.table`` atomically."""
@@ -391,6 +420,11 @@ class Connector(ABC):
 
 class SqlConnector(Connector):
     """The shared write path for SQL engines; subclasses fill in the dialect hooks below."""
+
+    max_identifier_bytes: int | None = None
+    """The engine's limit on identifier length (PostgreSQL: 63 bytes); staging names keep to it."""
+    default_schema = "main"
+    """The schema a table without one lives in."""
 
     keys_enforced_by_constraint = False
     """True when the target's own PRIMARY KEY constraint rejects duplicate keys during apply;
@@ -474,9 +508,26 @@ class SqlConnector(Connector):
         return f"INSERT INTO {self.qualified(target)} ({cols}) SELECT {exprs} FROM {self.qualified(staging)}"
 
     def staging_for(self, table: TableName) -> TableName:
-        return TableName(table.schema, f"{table.name}{STAGING_SUFFIX}")
+        """A staging table for one run of ``table``, named so that no other run uses it."""
+        return new_staging(table, self.max_identifier_bytes)
+
+    def leftover_staging(self, conn: Any, table: TableName) -> list[TableName]:
+        """Staging tables of ``table`` left by runs that died (and the pre-per-run fixed name).
+        Only called while holding the table's writer lock, so no live run's staging is among them."""
+        prefix = staging_prefix(table.name, self.max_identifier_bytes)
+        rows = self.fetch_on(
+            conn,
+            f"SELECT table_name FROM information_schema.tables WHERE table_schema = {self.placeholder(1)} "
+            f"AND (LEFT(table_name, {len(prefix)}) = {self.placeholder(2)} OR table_name = {self.placeholder(3)})",
+            (table.schema or self.default_schema, prefix, table.name + LEGACY_STAGING_SUFFIX),
+        )
+        return [TableName(table.schema, name) for (name,) in rows if is_staging_name(name, prefix, table.name)]
 
     def write(self, op: WriteOp, stream: SourceStream) -> WriteResult:
+        with self.writer_lock(op.table, op.lock_timeout_s):
+            return self._write_locked(op, stream)
+
+    def _write_locked(self, op: WriteOp, stream: SourceStream) -> WriteResult:
         staging = self.staging_for(op.table)
         schema = stream.schema
         result = WriteResult(rows_written=0)
@@ -495,9 +546,9 @@ class SqlConnector(Connector):
                 staging_types = [self.load_type(f) for f in schema]
             casts = {f.name: target_types[f.name] for f, st in zip(schema, staging_types)
                      if st != target_types[f.name]}
-            prepare = [self.drop_table_sql(staging)]
+            prepare = [self.drop_table_sql(leftover) for leftover in self.leftover_staging(conn, op.table)]
             if op.table.schema and not self.schema_exists(op.table.schema):
-                prepare.insert(0, self.create_schema_sql(op.table.schema))
+                prepare.append(self.create_schema_sql(op.table.schema))
             prepare.append(self.create_table_sql(staging, schema, staging_types))
             self._run(conn, prepare, result)
             self.commit(conn)
@@ -508,15 +559,33 @@ class SqlConnector(Connector):
                          time.monotonic() - started, "native" if result.native_path else "arrow")
                 self._apply(conn, op, staging, schema, existing, casts, target_types, rows, result, keeper)
             except BaseException as exc:
-                self.rollback(conn)
+                with contextlib.suppress(Exception):
+                    self.rollback(conn)
                 if self.keys_enforced_by_constraint and self.is_key_violation(exc):
                     self._check_unique(conn, op, staging)
                 raise
             finally:
-                with contextlib.suppress(Exception):
-                    self.execute(conn, self.drop_table_sql(staging))
-                    self.commit(conn)
+                self._drop_staging(conn, op.table, staging)
         return result
+
+    def _drop_staging(self, conn: Any, table: TableName, staging: TableName) -> None:
+        """Drop this run's staging on its session, or on a fresh connection when the session died
+        (e.g. the connection dropped mid-load). When the database cannot be reached at all, the
+        staging table stays until the next run of ``table`` drops it."""
+        drop = self.drop_table_sql(staging)
+        try:
+            self.execute(conn, drop)
+            self.commit(conn)
+            return
+        except Exception:
+            with contextlib.suppress(Exception):
+                self.rollback(conn)
+        try:
+            with self.session() as fresh:
+                self.execute(fresh, drop)
+                self.commit(fresh)
+        except Exception as exc:
+            log.warning("staging table %s stays (%s); the next run of %s drops it", staging, exc, table)
 
     def _reconcile(self, op: WriteOp, schema: pa.Schema, existing: pa.Schema, result: WriteResult) -> dict[str, str]:
         """Check source columns against the existing target: add new ones, refuse lossy ones."""
@@ -560,7 +629,7 @@ class SqlConnector(Connector):
             self._check_unique_before_apply(conn, op, staging)
             source_table = staging
             if casts:
-                cast_stage = TableName(staging.schema, staging.name + "_typed")
+                cast_stage = TableName(staging.schema, staging.name + TYPED_STAGE_SUFFIX)
                 statements += [
                     self.drop_table_sql(cast_stage),
                     self.create_table_sql(cast_stage, schema, [target_types[c] for c in columns]),

@@ -2,8 +2,9 @@
 
 Reads stream with ``fetch_record_batch`` (DuckDB exports UUID and JSON losslessly when
 ``arrow_lossless_conversion`` is on); writes let DuckDB scan an Arrow ``RecordBatchReader``
-directly (no copy, no Python rows). DuckDB allows one writing process per file, so the Dagster
-wiring gives each DuckDB target a writer pool of size 1. Targets get no PRIMARY KEY constraint:
+directly (no copy, no Python rows). DuckDB allows one writing process per file: a sync holds a
+write connection open as its writer lock (retried while another process holds the file, up to
+the table's ``lock_timeout``), and the Dagster wiring gives each DuckDB target a writer pool of size 1. Targets get no PRIMARY KEY constraint:
 DuckDB's ART indexes slow bulk loads and cost memory; merges match keys with a join instead.
 """
 
@@ -11,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,8 @@ from pydantic import BaseModel, ConfigDict
 
 from sync_assets.arrow_types import conforming_reader, logical_type, make_field, native_type, simple_type_name
 from sync_assets.connectors.base import ReadRequest, SchemaInfo, SourceStream, SqlConnector, TableInfo
+from sync_assets.connectors.locking import wait_until_acquired, waited
+from sync_assets.errors import TargetLocked
 from sync_assets.spec import TableName
 
 KIND = "duckdb"
@@ -77,6 +82,12 @@ def _arrow_type_for(duck_type: str) -> pa.DataType | None:
     return None
 
 
+_FILE_WRITERS: dict[str, threading.RLock] = {}
+"""One writer at a time per DuckDB file among the threads of this process (they share its instance)."""
+_FILE_WRITERS_GUARD = threading.Lock()
+_FILE_LOCK_HELD = "Could not set lock on file"
+
+
 class DuckDBConnector(SqlConnector):
     kind = KIND
     param_style = "qmark"
@@ -113,6 +124,47 @@ class DuckDBConnector(SqlConnector):
             yield conn
         finally:
             conn.close()
+
+    @contextlib.contextmanager
+    def acquire_writer_lock(self, table: TableName, timeout_s: float) -> Iterator[None]:
+        """DuckDB's own file lock: a write connection held open for the whole sync (the other
+        connections of this process share its database instance). While another process holds
+        the file, opening is retried up to ``timeout_s`` seconds; DuckDB's refusal names that
+        process's PID, which the ``TargetLocked`` message repeats. Threads take turns per file."""
+        import duckdb
+
+        deadline = time.monotonic() + max(timeout_s, 0.0)
+        with _FILE_WRITERS_GUARD:
+            in_process = _FILE_WRITERS.setdefault(str(self.path.resolve()), threading.RLock())
+        if not in_process.acquire(timeout=max(timeout_s, 0.0)):
+            raise TargetLocked(f"table {table}: another run in this process is writing DuckDB file {self.path}; "
+                               f"{waited(timeout_s)}")
+        opened: list[Any] = []
+        refusal: list[str] = []
+
+        def try_open() -> bool:
+            try:
+                opened.append(self.connect(for_write=True))
+                return True
+            except duckdb.IOException as exc:
+                if _FILE_LOCK_HELD not in str(exc):
+                    raise
+                refusal[:] = [str(exc)]
+                return False
+
+        def message() -> str:
+            pid = re.search(r"PID (\d+)", refusal[-1]) if refusal else None
+            return (f"table {table}: another process{f' (PID {pid.group(1)})' if pid else ''} is writing DuckDB "
+                    f"file {self.path} (DuckDB takes one writing process per file); {waited(timeout_s)}")
+
+        try:
+            wait_until_acquired(try_open, max(deadline - time.monotonic(), 0.0), message)
+            try:
+                yield
+            finally:
+                opened[0].close()
+        finally:
+            in_process.release()
 
     def execute(self, conn, sql: str, params: Sequence[Any] = ()) -> int:
         rows = conn.execute(sql, list(params) if params else None).fetchall()

@@ -20,6 +20,7 @@ path), else FreeTDS.
 
 from __future__ import annotations
 
+import contextlib
 import platform
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from sync_assets.connectors.base import (
     WriteOp,
     foreign_keys_from_rows,
 )
+from sync_assets.connectors.locking import lock_resource, wait_until_acquired, waited
 from sync_assets.errors import ConnectionFailed
 from sync_assets.spec import TableName
 
@@ -270,10 +272,18 @@ _UNBOUNDED_KEY_TYPES = {"nvarchar(max)": "nvarchar(450)", "varchar(max)": "varch
                         "varbinary(max)": "varbinary(900)"}
 
 
+GET_WRITER_LOCK = ("SET NOCOUNT ON; DECLARE @granted int; EXEC @granted = sp_getapplock @Resource = ?, "
+                   "@LockMode = 'Exclusive', @LockOwner = 'Session', @LockTimeout = 0; SELECT @granted")
+"""Try once to take a table's writer lock for the session (0 or 1: granted; -1: another session
+holds it). Polled by ``acquire_writer_lock``, so the ODBC query timeout never cuts a long wait."""
+
+
 class MssqlConnector(SqlConnector):
     kind = KIND
     param_style = "qmark"
     keys_enforced_by_constraint = False
+    max_identifier_bytes = 128
+    default_schema = "dbo"
 
     def __init__(self, name, spec):
         super().__init__(name, spec)
@@ -297,6 +307,21 @@ class MssqlConnector(SqlConnector):
     def connect(self) -> Any:
         label = f"connection {self.name!r}: SQL Server {self.opts.server}:{self.opts.port}/{self.opts.database}"
         return odbc_connect(self.connection_string(), self.limits, label)
+
+    @contextlib.contextmanager
+    def acquire_writer_lock(self, table: TableName, timeout_s: float) -> Iterator[None]:
+        """``sp_getapplock`` owned by a session of its own, held for the whole sync (closing the
+        session releases it, also when the process dies)."""
+        resource = lock_resource(self.opts.database, self.qualified(TableName(table.schema or "dbo", table.name)))
+        conn = self.connect()
+        conn.autocommit = True
+        try:
+            wait_until_acquired(lambda: self.fetch_on(conn, GET_WRITER_LOCK, (resource,))[0][0] >= 0, timeout_s,
+                                lambda: f"table {table}: another run is writing it (SQL Server application lock "
+                                        f"{resource!r} is held by another session); {waited(timeout_s)}")
+            yield
+        finally:
+            conn.close()
 
     def execute(self, conn, sql: str, params: Sequence[Any] = ()) -> int:
         cursor = conn.cursor()

@@ -27,6 +27,7 @@ from sync_assets.arrow_types import conform_batch, logical_type, make_field, nat
 from sync_assets.connectors.base import (
     ForeignKey, ReadRequest, SchemaInfo, SourceStream, SqlConnector, TableInfo, foreign_keys_from_rows,
 )
+from sync_assets.connectors.locking import lock_key, wait_until_acquired, waited
 from sync_assets.connectors.postgres_copy import copy_in_chunks, copy_out_chunks
 from sync_assets.errors import ConnectionFailed
 from sync_assets.spec import TableName
@@ -137,10 +138,23 @@ _USER_SCHEMAS = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nsp
 """Every schema but the system catalogs, TOAST storage and sessions' temporary schemas."""
 
 
+_LOCK_HOLDER = """
+SELECT a.pid, a.application_name, a.client_addr, a.state_change
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND l.classid::bigint = %s AND l.objid::bigint = %s
+"""
+"""Who holds a bigint advisory lock (its high and low 32 bits are ``classid`` and ``objid``). The
+holder's session is idle from the moment it took the lock, so ``state_change`` is when it did."""
+
+
 class PostgresConnector(SqlConnector):
     kind = KIND
     param_style = "format"
     keys_enforced_by_constraint = True
+    max_identifier_bytes = 63
+    default_schema = "public"
 
     def __init__(self, name, spec):
         super().__init__(name, spec)
@@ -180,6 +194,32 @@ class PostgresConnector(SqlConnector):
     def execute(self, conn, sql: str, params: Sequence[Any] = ()) -> int:
         cur = conn.execute(sql, params or None)
         return cur.rowcount
+
+    @contextlib.contextmanager
+    def acquire_writer_lock(self, table: TableName, timeout_s: float) -> Iterator[None]:
+        """A session-level advisory lock on a key hashed from the database and table, held by a
+        connection of its own for the whole sync (closing it releases the lock, also when the
+        process dies). Polled with ``pg_try_advisory_lock`` up to ``timeout_s`` seconds."""
+        key = lock_key(self.opts.database, self.qualified(TableName(table.schema or "public", table.name)))
+        conn = self.connect()
+        conn.autocommit = True
+        try:
+            wait_until_acquired(lambda: conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0],
+                                timeout_s, lambda: f"table {table}: another run is writing it{self._holder(conn, key)}; "
+                                                   f"{waited(timeout_s)}")
+            yield
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _holder(conn, key: int) -> str:
+        unsigned = key % (1 << 64)
+        rows = conn.execute(_LOCK_HOLDER, (unsigned >> 32, unsigned & 0xFFFFFFFF)).fetchall()
+        if not rows:
+            return ""
+        pid, application, client, since = rows[0]
+        return (f" (PostgreSQL backend {pid}, application {application!r}"
+                f"{f' from {client}' if client else ''}, since {since:%Y-%m-%d %H:%M:%S %Z})")
 
     def commit(self, conn) -> None:
         conn.commit()
