@@ -3,6 +3,8 @@
 This is the one place that executes a SyncPlan (or describes it, for a dry run). It returns a
 SyncResult with the figures the Dagster wiring turns into metadata: rows read and written,
 duration, rows per second, watermarks before and after, the SQL used and the target schema.
+The written figures are what the apply transaction did (inserted, updated, deleted, counted by
+its own statements), never what was staged.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ class SyncResult:
     plan: SyncPlan
     rows_read: int = 0
     rows_written: int = 0
+    """Rows the apply wrote (inserted + updated), counted by the apply statements themselves."""
+    rows_inserted: int = 0
+    rows_updated: int = 0
     rows_deleted: int = 0
     target_rows: int | None = None
     duration_s: float = 0.0
@@ -36,6 +41,10 @@ class SyncResult:
     target_schema: pa.Schema | None = None
     native_path: bool = False
     expected_rows: int | None = None
+
+    @property
+    def applied(self) -> str:
+        return f"{self.rows_inserted:,} inserted, {self.rows_updated:,} updated, {self.rows_deleted:,} deleted"
 
     @property
     def rows_per_second(self) -> float:
@@ -64,6 +73,7 @@ def run_plan(plan: SyncPlan, source: Connector, target: Connector) -> SyncResult
     result.duration_s = time.monotonic() - started
     result.rows_read = stream.rows_read or written.rows_written
     result.rows_written = written.rows_written
+    result.rows_inserted, result.rows_updated = written.rows_inserted, written.rows_updated
     result.rows_deleted = written.rows_deleted
     result.columns_added = written.columns_added
     result.statements = written.statements
@@ -73,8 +83,9 @@ def run_plan(plan: SyncPlan, source: Connector, target: Connector) -> SyncResult
         result.watermark_after = target.max_value(table.target_table, table.update_key)
     result.target_rows = int(target.scalar(f"SELECT COUNT(*) FROM {target.qualified(table.target_table)}") or 0)
     result.target_schema = target.table_schema(table.target_table)
-    log.info("%s: %s rows read, %s written in %.2fs (%.0f rows/s); target has %s rows%s", table.name,
-             f"{result.rows_read:,}", f"{result.rows_written:,}", result.duration_s, result.rows_per_second,
+    log.info("%s: %s rows read, %s written (%s) in %.2fs (%.0f rows/s); target has %s rows%s", table.name,
+             f"{result.rows_read:,}", f"{result.rows_written:,}", result.applied, result.duration_s,
+             result.rows_per_second,
              f"{result.target_rows:,}",
              f"; watermark {plan.watermark_before!r} -> {result.watermark_after!r}" if table.update_key else "")
     return result

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from sync_assets.connectors import connector_for
-from sync_assets.errors import TargetLocked
+from sync_assets.errors import DataError, TargetLocked
 from sync_assets.planning import RunOptions
 from sync_assets.policies import sync_with_policies
 from sync_assets.spec import TableName, load_files
@@ -64,11 +64,11 @@ def _two_cli_runs(config: Path, stream: str) -> list[subprocess.CompletedProcess
     return [subprocess.CompletedProcess(p.args, p.wait(timeout=120), *p.communicate()) for p in started]
 
 
-def _reported(run: subprocess.CompletedProcess) -> tuple[int, int]:
-    """(rows written, target rows) from a run's summary line."""
-    match = re.search(r"([\d,]+) written .* target has ([\d,]+) rows", run.stdout)
+def _reported(run: subprocess.CompletedProcess) -> tuple[int, int, int]:
+    """(rows written, rows inserted, target rows) from a run's summary line."""
+    match = re.search(r"([\d,]+) written \(([\d,]+) inserted, .* target has ([\d,]+) rows", run.stdout)
     assert match, run.stdout + run.stderr
-    return int(match.group(1).replace(",", "")), int(match.group(2).replace(",", ""))
+    return tuple(int(g.replace(",", "")) for g in match.groups())  # type: ignore[return-value]
 
 
 def _pg_target_equals_source(pg, src: str, target: str) -> int:
@@ -88,15 +88,21 @@ def _change_source(pg, src: str) -> None:
                    FROM generate_series({ROWS + 1}, {ROWS + 50_000}) g""", (later,))
 
 
-def _check_runs(runs: list[subprocess.CompletedProcess], final_rows: int) -> None:
+def _check_runs(runs: list[subprocess.CompletedProcess], final_rows: int, new_rows: int | None = None) -> None:
+    """Every run succeeded or failed with the lock message; each reports rows the target holds;
+    with ``new_rows``, the runs inserted exactly those between them (incremental merges)."""
+    inserted = 0
     for run in runs:
         if run.returncode == 0:
-            _, target_rows = _reported(run)
-            assert target_rows == final_rows
+            written, run_inserted, target_rows = _reported(run)
+            assert target_rows == final_rows and written <= final_rows
+            inserted += run_inserted
         else:
             assert run.returncode == 2 and LOCKED in run.stderr, run.stderr
             assert len(run.stderr.strip().splitlines()) == 1, run.stderr
     assert any(run.returncode == 0 for run in runs)
+    if new_rows is not None:
+        assert inserted == new_rows, [run.stdout for run in runs]
 
 
 @pytest.mark.parametrize("mode", ["incremental", "full_refresh"])
@@ -111,7 +117,7 @@ def test_two_cli_runs_of_one_postgres_table(pg, pg_options, schema_name, source_
         _change_source(pg, source_table)
     runs = _two_cli_runs(config, f"{source_table}.t")
     final = _pg_target_equals_source(pg, source_table, target)
-    _check_runs(runs, final)
+    _check_runs(runs, final, new_rows=(50_000 if later_load else ROWS) if mode == "incremental" else None)
     assert pg.execute("SELECT count(*) FROM pg_tables WHERE schemaname = %s AND tablename LIKE %s",
                       (tgt, "%sync_staging%")).fetchone()[0] == 0
 
@@ -123,7 +129,7 @@ def test_two_cli_runs_into_one_duckdb_file(pg, pg_options, source_table, tmp_pat
     with duckdb.connect(str(path), read_only=True) as conn:
         rows = conn.execute("SELECT count(*), sum(id), count(DISTINCT payload) FROM main.t").fetchone()
     assert rows == pg.execute(f"SELECT count(*), sum(id), count(DISTINCT payload) FROM {source_table}.t").fetchone()
-    _check_runs(runs, rows[0])
+    _check_runs(runs, rows[0], new_rows=ROWS)
 
 
 def test_a_held_postgres_lock_fails_the_run_with_one_line_naming_the_holder(pg_options, schema_name, source_table,
@@ -262,3 +268,29 @@ def test_leftover_staging_of_dead_runs_is_dropped_by_the_next_run(pg, pg_options
     assert _staging_left(pg, tgt) == ["t__sync_staging_of_my_own"]
     staging = connector_for("tgt", project.connections["tgt"]).staging_for(TableName(tgt, long_name))
     assert len(staging.name.encode()) + len("_typed") <= 63 and staging.name.endswith(staging.name[-8:])
+
+
+def test_an_apply_that_does_not_account_for_every_staged_row_rolls_back(pg, pg_options, schema_name, source_table,
+                                                                        tmp_path):
+    """A trigger on the target silently drops some rows of the merge: the run fails naming the
+    table and the counts, and the target keeps exactly what it had."""
+    tgt = schema_name("tgt")
+    config = _config(tmp_path / "config", source_table, _connections(pg_options, None), f"{tgt}.t", "incremental")
+    project = load_files([config / "sync.yaml"], config)
+    table = project.tables[0]
+    source, target = (connector_for(n, project.connections[n]) for n in (table.source, table.target))
+    first = sync_with_policies(table, source, target).result
+    assert (first.rows_inserted, first.rows_updated, first.rows_deleted) == (ROWS, 0, 0)
+    _change_source(pg, source_table)
+    pg.execute(f"""CREATE FUNCTION {tgt}.drop_some() RETURNS trigger LANGUAGE plpgsql AS
+                   $$ BEGIN IF NEW.id % 1000 = 0 THEN RETURN NULL; END IF; RETURN NEW; END $$""")
+    pg.execute(f"CREATE TRIGGER drop_some BEFORE INSERT ON {tgt}.t FOR EACH ROW EXECUTE FUNCTION {tgt}.drop_some()")
+    before = pg.execute(f"SELECT count(*), max(updated_at) FROM {tgt}.t").fetchone()
+    with pytest.raises(DataError, match=rf"table {tgt}\.t: the merge inserted and updated 59,9\d\d rows but "
+                                        r"60,\d{3} rows were staged; the transaction was rolled back"):
+        sync_with_policies(table, source, target)
+    assert pg.execute(f"SELECT count(*), max(updated_at) FROM {tgt}.t").fetchone() == before
+    pg.execute(f"DROP TRIGGER drop_some ON {tgt}.t")
+    second = sync_with_policies(table, source, target).result
+    assert (second.rows_inserted, second.rows_deleted) == (50_000, 0) and second.rows_updated >= 10_000
+    _pg_target_equals_source(pg, source_table, f"{tgt}.t")

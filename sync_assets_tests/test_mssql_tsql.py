@@ -327,3 +327,20 @@ def test_leftover_staging_lookup_parses_and_uses_left_on_the_table_name(conn):
                                                 (prefix + "0badcafe", prefix + "0badcafe_typed", ODD.name + "__sync_staging")]
     assert seen == [(sql, ("sales]x", prefix, "Order Lines]__sync_staging"))]
     assert isinstance(sqlglot.parse_one(sql, read="tsql"), exp.Select)
+
+
+def test_merge_counts_its_inserts_and_updates_in_the_same_batch(conn):
+    from sync_assets.connectors.mssql import merge_counting_batch
+
+    conn.identity = {"Id"}
+    batch = merge_counting_batch(conn.merge_sql(ODD, STAGING, SCHEMA.names, ["Id"], {}))
+    assert batch.startswith("SET NOCOUNT ON; DECLARE @applied TABLE (action nvarchar(10)); "
+                            "SET IDENTITY_INSERT [sales]]x].[Order Lines]]] ON; MERGE INTO ")
+    assert batch.endswith(" OUTPUT $action INTO @applied; SET IDENTITY_INSERT [sales]]x].[Order Lines]]] OFF; "
+                          "SELECT COUNT(CASE WHEN action = 'INSERT' THEN 1 END), COUNT(CASE WHEN action = 'UPDATE' "
+                          "THEN 1 END) FROM @applied")
+    merge = next(part for part in batch.split("; ") if part.startswith("MERGE"))
+    tree = parse(merge)
+    assert isinstance(tree, exp.Merge) and "OUTPUT $action INTO @applied" in tree.sql(dialect="tsql")
+    count = parse(batch.split("; ")[-1])
+    assert isinstance(count, exp.Select) and count.find(exp.Table).sql(dialect="tsql") == "@applied"

@@ -156,7 +156,11 @@ StructureKeepingReplace = Callable[[TableName, pa.Schema, dict[str, str]], list[
 @dataclass
 class WriteResult:
     rows_written: int
+    """Rows the apply wrote: inserted + updated."""
     rows_deleted: int = 0
+    """Rows the apply removed: a partition window's old rows, a full refresh's old table."""
+    rows_inserted: int = 0
+    rows_updated: int = 0
     columns_added: list[str] = field(default_factory=list)
     statements: list[str] = field(default_factory=list)
     native_path: bool = False
@@ -619,58 +623,91 @@ class SqlConnector(Connector):
     def _apply(self, conn: Any, op: WriteOp, staging: TableName, schema: pa.Schema,
                existing: pa.Schema | None, casts: dict[str, str], target_types: dict[str, str],
                rows: int, result: WriteResult, keeper: StructureKeepingReplace | None) -> None:
+        """One transaction: apply the staged ``rows`` and take the inserted / updated / deleted
+        counts from the apply statements themselves; a count that disagrees with the staged rows
+        raises before the commit, so the target stays as it was."""
         columns = schema.names
-        statements: list[str] = []
-        if keeper is not None:
+        if keeper is not None or op.kind == "replace" or existing is None:
             self._check_unique_before_apply(conn, op, staging)
-            statements += keeper(staging, schema, casts)
-            result.rows_written = rows
-        elif op.kind == "replace" or existing is None:
-            self._check_unique_before_apply(conn, op, staging)
-            source_table = staging
-            if casts:
-                cast_stage = TableName(staging.schema, staging.name + TYPED_STAGE_SUFFIX)
-                statements += [
-                    self.drop_table_sql(cast_stage),
-                    self.create_table_sql(cast_stage, schema, [target_types[c] for c in columns]),
-                    self.insert_select_sql(cast_stage, staging, columns, casts),
-                    self.drop_table_sql(staging),
-                ]
-                source_table = cast_stage
-            statements += self.add_primary_key_sql(source_table, op.primary_key, op.table.name)
-            if existing is not None:
-                statements.append(self.drop_table_sql(op.table))
-            statements += self.rename_table_sql(source_table, op.table.name)
-            statements += self.after_swap_sql(op.table, op.primary_key)
-            result.rows_written = rows
+            previous = self.count_rows(conn, op.table) if existing is not None else 0
+            statements = (keeper(staging, schema, casts) if keeper is not None
+                          else self._swap_sql(op, staging, schema, existing, casts, target_types))
+            self._run(conn, statements, result)
+            result.rows_inserted, result.rows_deleted = self.count_rows(conn, op.table), previous
+            self._expect(op, "the new table holds", result.rows_inserted, rows)
         else:
-            for name in result.columns_added:
-                statements.append(self.add_column_sql(op.table, name, target_types[name]))
+            self._run(conn, [self.add_column_sql(op.table, name, target_types[name])
+                             for name in result.columns_added], result)
             if op.kind == "merge":
                 self._check_unique_before_apply(conn, op, staging)
-                statements += self.merge_sql(op.table, staging, columns, op.primary_key, casts)
-            elif op.kind == "overwrite_window":
-                low, high = op.window  # type: ignore[misc]
-                field_ = schema.field(op.window_column)
-                statements.append(
-                    f"DELETE FROM {self.qualified(op.table)} WHERE {self.quote(op.window_column)} >= "
-                    f"{self.typed_placeholder(1, field_)} AND {self.quote(op.window_column)} < "
-                    f"{self.typed_placeholder(2, field_)}"
-                )
-                statements.append(self.insert_select_sql(op.table, staging, columns, casts))
+                result.rows_inserted, result.rows_updated = self.apply_merge(
+                    conn, op.table, staging, columns, op.primary_key, casts, result)
+                applied = result.rows_inserted + result.rows_updated
+                key_only = set(columns) <= set(op.primary_key)
+                if not (key_only and applied <= rows):  # a key-only row already present is left as it is
+                    self._expect(op, "the merge inserted and updated", applied, rows)
             else:
-                statements.append(self.insert_select_sql(op.table, staging, columns, casts))
-            result.rows_written = rows
-        for sql in statements:
-            params = ()
-            if op.kind == "overwrite_window" and sql.startswith("DELETE") and op.window:
-                params = (self.bind_value(op.window[0], field_), self.bind_value(op.window[1], field_))
-                result.rows_deleted = max(self.execute(conn, sql, params), 0)
-                result.statements.append(sql)
-                continue
-            self.execute(conn, sql, params)
-            result.statements.append(sql)
+                if op.kind == "overwrite_window":
+                    result.rows_deleted = self._delete_window(conn, op, schema, result)
+                insert = self.insert_select_sql(op.table, staging, columns, casts)
+                result.rows_inserted = self.execute(conn, insert)
+                result.statements.append(insert)
+                self._expect(op, "the insert added", result.rows_inserted, rows)
+        result.rows_written = result.rows_inserted + result.rows_updated
         self.commit(conn)
+
+    def _swap_sql(self, op: WriteOp, staging: TableName, schema: pa.Schema, existing: pa.Schema | None,
+                  casts: dict[str, str], target_types: dict[str, str]) -> list[str]:
+        """Statements that put the staged rows in place of the target (built from staging)."""
+        columns = schema.names
+        statements: list[str] = []
+        source_table = staging
+        if casts:
+            cast_stage = TableName(staging.schema, staging.name + TYPED_STAGE_SUFFIX)
+            statements += [
+                self.drop_table_sql(cast_stage),
+                self.create_table_sql(cast_stage, schema, [target_types[c] for c in columns]),
+                self.insert_select_sql(cast_stage, staging, columns, casts),
+                self.drop_table_sql(staging),
+            ]
+            source_table = cast_stage
+        statements += self.add_primary_key_sql(source_table, op.primary_key, op.table.name)
+        if existing is not None:
+            statements.append(self.drop_table_sql(op.table))
+        statements += self.rename_table_sql(source_table, op.table.name)
+        statements += self.after_swap_sql(op.table, op.primary_key)
+        return statements
+
+    def _delete_window(self, conn: Any, op: WriteOp, schema: pa.Schema, result: WriteResult) -> int:
+        field_ = schema.field(op.window_column)
+        low, high = op.window  # type: ignore[misc]
+        column = self.quote(op.window_column)  # type: ignore[arg-type]
+        sql = (f"DELETE FROM {self.qualified(op.table)} WHERE {column} >= {self.typed_placeholder(1, field_)} "
+               f"AND {column} < {self.typed_placeholder(2, field_)}")
+        deleted = self.execute(conn, sql, (self.bind_value(low, field_), self.bind_value(high, field_)))
+        result.statements.append(sql)
+        return max(deleted, 0)
+
+    def apply_merge(self, conn: Any, target: TableName, staging: TableName, columns: Sequence[str],
+                    key: Sequence[str], casts: dict[str, str], result: WriteResult) -> tuple[int, int]:
+        """Run the merge of ``merge_sql``; returns (inserted, updated). By default the matching
+        rows are deleted (the updated ones) and every staged row is inserted."""
+        delete, insert = self.merge_sql(target, staging, columns, key, casts)
+        matched = self.execute(conn, delete)
+        written = self.execute(conn, insert)
+        result.statements += [delete, insert]
+        return written - matched, matched
+
+    def count_rows(self, conn: Any, table: TableName) -> int:
+        return int(self.fetch_on(conn, f"SELECT COUNT(*) FROM {self.qualified(table)}")[0][0])
+
+    @staticmethod
+    def _expect(op: WriteOp, what: str, applied: int, staged: int) -> None:
+        """Refuse to commit when the apply did not account for exactly the staged rows (a driver
+        that cannot tell, rowcount -1, is not checked)."""
+        if applied >= 0 and applied != staged:
+            raise DataError(f"table {op.table}: {what} {applied:,} rows but {staged:,} rows were staged; "
+                            "the transaction was rolled back and the target is unchanged")
 
     def is_key_violation(self, exc: BaseException) -> bool:
         return False

@@ -44,6 +44,7 @@ from sync_assets.connectors.base import (
     StructureKeepingReplace,
     TableInfo,
     WriteOp,
+    WriteResult,
     foreign_keys_from_rows,
 )
 from sync_assets.connectors.locking import lock_resource, wait_until_acquired, waited
@@ -532,6 +533,14 @@ class MssqlConnector(SqlConnector):
             return [self.identity_insert_sql(target, True), merge, self.identity_insert_sql(target, False)]
         return [merge]
 
+    def apply_merge(self, conn, target: TableName, staging: TableName, columns: Sequence[str], key: Sequence[str],
+                    casts: dict[str, str], result: WriteResult) -> tuple[int, int]:
+        """The MERGE in one batch that counts its own actions (``OUTPUT $action``)."""
+        batch = merge_counting_batch(self.merge_sql(target, staging, columns, key, casts))
+        inserted, updated = self.fetch_on(conn, batch)[0]
+        result.statements.append(batch)
+        return int(inserted), int(updated)
+
     def structure_keeping_replace(self, conn, op: WriteOp, columns: Sequence[str]) -> StructureKeepingReplace | None:
         """Staging + partition switch (``mssql_switch``) for ``switch``, and for ``auto`` when the
         target is partitioned (a rename would lose its partition scheme and indexes)."""
@@ -548,6 +557,15 @@ class MssqlConnector(SqlConnector):
         rows = bulk_insert(stream.counted_batches(), self.qualified(staging), [self.quote(n) for n in schema.names],
                            self.connection_string(), self.limits, chunk_size=_insert_chunk_rows(schema))
         return rows, False
+
+
+def merge_counting_batch(statements: Sequence[str]) -> str:
+    """The merge statements as one batch whose only result is (rows inserted, rows updated)."""
+    counted = [f"{sql.rstrip(';')} OUTPUT $action INTO @applied" if sql.startswith("MERGE") else sql
+               for sql in statements]
+    return ("SET NOCOUNT ON; DECLARE @applied TABLE (action nvarchar(10)); " + "; ".join(counted) +
+            "; SELECT COUNT(CASE WHEN action = 'INSERT' THEN 1 END), COUNT(CASE WHEN action = 'UPDATE' THEN 1 END) "
+            "FROM @applied")
 
 
 def _pk_name(table_name: str) -> str:

@@ -398,6 +398,16 @@ class PostgresConnector(SqlConnector):
             f"ON CONFLICT ({', '.join(self.quote(k) for k in key)}) {action}"
         ]
 
+    def apply_merge(self, conn, target, staging, columns, key, casts, result) -> tuple[int, int]:
+        """The upsert, its rows counted in SQL: ``xmax = 0`` marks a row it inserted (an updated
+        row carries this transaction's id). A key-only table's existing rows are left out."""
+        (upsert,) = self.merge_sql(target, staging, columns, key, casts)
+        sql = (f"WITH applied AS ({upsert} RETURNING (xmax = 0) AS inserted) "
+               "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM applied")
+        inserted, updated = self.fetch_on(conn, sql)[0]
+        result.statements.append(sql)
+        return int(inserted), int(updated)
+
     def bulk_load(self, conn, staging: TableName, stream: SourceStream, schema: pa.Schema) -> tuple[int, bool]:
         if self.native_load_possible(stream, [native_type(f, KIND) or "" for f in schema]) and stream.open_native:
             rows = copy_in_chunks(conn, f"COPY {self.qualified(staging)} FROM STDIN (FORMAT binary)",
