@@ -23,3 +23,8 @@ class DataError(SyncAssetsError):
 
 class ConnectionFailed(SyncAssetsError):
     """A database could not be reached (transient: worth a retry)."""
+
+
+class SourceReadError(SyncAssetsError):
+    """Reading a source failed; the message names the connection and the stream and carries the
+    database's own message. Retried only when the database's error is transient (``retries``)."""
