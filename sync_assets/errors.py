@@ -22,7 +22,8 @@ class DataError(SyncAssetsError):
 
 
 class ConnectionFailed(SyncAssetsError):
-    """A database could not be reached (transient: worth a retry)."""
+    """A database could not be reached, or refused the login; the message carries the server's.
+    Retried unless the server refused for good (authentication, unknown database: ``retries``)."""
 
 
 class SourceReadError(SyncAssetsError):
