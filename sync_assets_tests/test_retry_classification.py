@@ -1,7 +1,8 @@
 """Which errors are retried, decided on errors the real drivers raise against the real PostgreSQL.
 
-Permanent: a login the server refuses (unknown role, wrong password), an unknown database, a
-missing table; these fail at once with the server's message, also through Dagster's retry wiring.
+Permanent: a login the server refuses (unknown role; a wrong password, on a private server that
+asks for one), an unknown database, a missing table; these fail at once with the server's
+message, also through Dagster's retry wiring.
 Transient: a backend terminated in the middle of a sync's read, and a deadlock the server breaks
 by aborting the sync's apply. Errors whose real SQLSTATE the server cannot send over a refused
 login (libpq has none to give) are classified on the real driver classes built from the SQLSTATE.
@@ -10,6 +11,7 @@ login (libpq has none to give) are classified on the real driver classes built f
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 
 import dagster as dg
 import psycopg
@@ -22,9 +24,21 @@ from sync_assets.engine import sync_table
 from sync_assets.errors import ConfigError, ConnectionFailed
 from sync_assets.retries import is_transient
 from sync_assets.spec import ConnectionSpec
-from sync_assets_tests.conftest import connectors
+from sync_assets_tests.conftest import _start_throwaway_postgres, connectors
 from sync_assets_tests.test_bounded_reads import make_gated_view, wait_for_backend
 from sync_assets_tests.test_operations import materialize
+
+
+@pytest.fixture(scope="module")
+def password_server() -> Iterator[dict]:
+    """A private PostgreSQL that asks every login for its password, as connection options: the
+    shared server trusts 127.0.0.1, and its pg_hba.conf is not the tests' to change."""
+    conninfo, stop = _start_throwaway_postgres(password="the-right-password")
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(conninfo)
+        yield {"host": params["host"], "port": int(params["port"]), "database": "test", "user": "postgres"}
+    finally:
+        stop()
 
 
 def _postgres(pg_options, **options) -> object:
@@ -116,6 +130,26 @@ def _failure_message(result: dg.ExecuteInProcessResult) -> str:
         messages.append(error.message)
         error = error.cause
     return "\n".join(messages)
+
+
+def test_a_wrong_password_fails_at_once_with_the_server_message_also_through_dagster(
+        password_server, write_project, tmp_path, monkeypatch):
+    monkeypatch.setenv("SYNC_ASSETS_TEST_PASSWORD", "a-wrong-password")
+    with pytest.raises(ConnectionFailed, match='password authentication failed for user "postgres"') as raised:
+        _postgres(password_server, password="a-wrong-password").connect()
+    assert not is_transient(raised.value)
+
+    project = write_project({
+        "connections": {
+            "erp": {"kind": "postgres", "role": "source",
+                    "options": {**password_server, "password": {"env": "SYNC_ASSETS_TEST_PASSWORD"}}},
+            "copy": {"kind": "duckdb", "role": "target", "options": {"path": str(tmp_path / "copy.duckdb")}}},
+        "source": "erp", "target": "copy",
+        "streams": {"public.items": {"object": "copy.items", "retries": {"max_retries": 3, "delay": 0, "max_delay": 0}}},
+    })
+    result = materialize(project, "public.items", raise_on_error=False)
+    assert not result.success and _restarts(result) == 0
+    assert 'password authentication failed for user "postgres"' in _failure_message(result)
 
 
 def test_an_unknown_database_fails_the_dagster_run_without_retries(write_project, pg_options, pg, schema_name):
