@@ -11,6 +11,10 @@ its own process so peak RSS is that process's own:
 - full PG -> PG and full PG -> DuckDB with ``sync-assets run`` (the sync step, no Dagster), the
   latter also with ``string_compression: false`` (file sizes printed),
 - the same PG -> DuckDB table through ``dagster asset materialize`` (whole process, start-up included),
+- bounded reads, PG -> DuckDB: an incremental run whose watermark lies below every row, and a
+  ``date_partitioned`` run whose window holds every row, so both read all N rows through a bound
+  filter (ratio: against the unfiltered full PG -> DuckDB copy of the same run; peak RSS must not
+  grow with N: ``--rows 500000,4000000`` prints the growth per scenario),
 - incremental: initial load, then ``delta.sql`` (1% updated, 1% added) and one incremental run,
   against a hand-written watermark + COPY + ``INSERT ... ON CONFLICT`` merge on the same change.
 
@@ -67,14 +71,15 @@ def ensure_database(admin_conninfo: str, name: str) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def write_config(folder: Path, conninfo: str, duckdb_path: Path, fast_duckdb_path: Path) -> Path:
+def write_config(folder: Path, conninfo: str, duckdb_path: Path, fast_duckdb_path: Path, bounded_path: Path) -> Path:
     params = psycopg.conninfo.conninfo_to_dict(conninfo)
     pg = {"kind": "postgres", "options": {"host": params.get("host", "127.0.0.1"), "port": int(params.get("port", 5432)),
                                           "database": params["dbname"], "user": params.get("user", "postgres")}}
     config = {
         "connections": {"pg": pg, "duck": {"kind": "duckdb", "role": "target", "options": {"path": str(duckdb_path)}},
                         "duck_fast": {"kind": "duckdb", "role": "target",
-                                      "options": {"path": str(fast_duckdb_path), "string_compression": False}}},
+                                      "options": {"path": str(fast_duckdb_path), "string_compression": False}},
+                        "duck_bounded": {"kind": "duckdb", "role": "target", "options": {"path": str(bounded_path)}}},
         "replications": [
             {"source": "pg", "target": "pg", "streams": {
                 "src.orders": {"object": "bench_full.orders", "mode": "full_refresh"}}},
@@ -85,6 +90,13 @@ def write_config(folder: Path, conninfo: str, duckdb_path: Path, fast_duckdb_pat
                 "src.orders": {"object": "dst.orders", "mode": "full_refresh"}}},
             {"source": "pg", "target": "duck_fast", "streams": {
                 "src.orders": {"object": "dst_fast.orders", "mode": "full_refresh"}}},
+            {"source": "pg", "target": "duck_bounded", "streams": {
+                "src.orders": {"object": "dst_incr.orders", "mode": "incremental", "primary_key": "id",
+                               "update_key": "updated_at"}}},
+            {"source": "pg", "target": "duck_bounded", "streams": {
+                "src.orders": {"object": "dst_part.orders", "mode": "date_partitioned", "primary_key": "id",
+                               "partition": {"column": "updated_at", "granularity": "monthly",
+                                             "start": "2024-01-01"}}}},
         ],
     }
     folder.mkdir(parents=True, exist_ok=True)
@@ -118,6 +130,31 @@ print(f"SYNC_SECONDS={time.monotonic() - t0:.3f} ROWS={n}")
 """
 
 
+PARTITION_RUN = """
+import sys
+from datetime import datetime
+from sync_assets.connectors import connector_for
+from sync_assets.planning import RunOptions
+from sync_assets.policies import sync_with_policies
+from sync_assets.spec import load_project
+project = load_project(sys.argv[1])
+table = project.table(sys.argv[2])
+window = (datetime.fromisoformat(sys.argv[3]), datetime.fromisoformat(sys.argv[4]))
+source, target = (connector_for(name, project.connections[name]) for name in (table.source, table.target))
+result = sync_with_policies(table, source, target, RunOptions(partition_window=window)).result
+print(f"{result.rows_read:,} rows read in {result.duration_s:.3f}s")
+"""
+"""One partition run of a date-partitioned table (what a Dagster partition step does), without Dagster."""
+
+
+def keep_oldest_row(duckdb_file: Path, table: str) -> None:
+    """Leave only the row with the lowest ``updated_at``: the next incremental run reads every row."""
+    import duckdb
+
+    with duckdb.connect(str(duckdb_file)) as conn:
+        conn.execute(f"DELETE FROM {table} WHERE updated_at > (SELECT min(updated_at) FROM {table})")
+
+
 def sync_seconds(output: str) -> float:
     return float(re.search(r"in ([\d.]+)s", output).group(1))
 
@@ -129,8 +166,8 @@ def rows_read(output: str) -> int:
 def bench_size(n: int, conninfo: str, work: Path, with_dagster: bool, rounds: int) -> list[tuple]:
     print(f"\n== {n:,} rows: generating src.orders ...", flush=True)
     psql(conninfo, "-v", f"n={n}", "-f", str(SQL / "gen_data.sql"))
-    duck, fast_duck = work / "warehouse.duckdb", work / "warehouse_fast.duckdb"
-    config = write_config(work / "config", conninfo, duck, fast_duck)
+    duck, fast_duck, bounded = work / "warehouse.duckdb", work / "warehouse_fast.duckdb", work / "bounded.duckdb"
+    config = write_config(work / "config", conninfo, duck, fast_duck, bounded)
     env = {"SYNC_ASSETS_CONFIG": str(config)}
     cli = [str(BIN / "sync-assets"), "--config", str(config), "run"]
 
@@ -186,6 +223,20 @@ def bench_size(n: int, conninfo: str, work: Path, with_dagster: bool, rounds: in
         rows.append((name + runs[-1][3], n, median([r[0] for r in runs]), sync, max(r[2] for r in runs),
                      median(ratios)))
 
+    full_duck = median([sync for _, sync, _, _ in measured["sync-assets full PG->DuckDB"]])
+    bounded.unlink(missing_ok=True)
+    run_measured([*cli, "dst_incr/orders"], env)  # initial load: an unfiltered read
+    keep_oldest_row(bounded, "dst_incr.orders")
+    psql(conninfo, "-c", "CHECKPOINT")
+    wall, rss, out = run_measured([*cli, "dst_incr/orders"], env)
+    rows.append((f"sync-assets incremental PG->DuckDB, all rows past watermark ({rows_read(out):,} read)",
+                 n, wall, sync_seconds(out), rss, sync_seconds(out) / full_duck))
+    psql(conninfo, "-c", "CHECKPOINT")
+    wall, rss, out = run_measured([str(BIN / "python"), "-c", PARTITION_RUN, str(config), "dst_part/orders",
+                                   "2024-01-01T00:00:00+00:00", "2030-01-01T00:00:00+00:00"], env)
+    rows.append((f"sync-assets partition PG->DuckDB, window of all rows ({rows_read(out):,} read)",
+                 n, wall, sync_seconds(out), rss, sync_seconds(out) / full_duck))
+
     psql(conninfo, "-c", "DROP SCHEMA IF EXISTS bench_incr CASCADE; DROP SCHEMA IF EXISTS bench_hand CASCADE")
     wall, rss, out = run_measured([*cli, "bench_incr/orders"], env)
     rows.append(("sync-assets incremental: initial load (merge table, PK)", n, wall, sync_seconds(out), rss, None))
@@ -226,14 +277,16 @@ def main() -> None:
             results += bench_size(n, conninfo, work, not args.no_dagster, args.rounds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"\n{'scenario':<72} {'rows':>10} {'wall s':>7} {'sync s':>7} {'rows/s (sync)':>14} {'peak RSS MB':>11} {'ratio':>6}")
+    print(f"\n{'scenario':<78} {'rows':>10} {'wall s':>7} {'sync s':>7} {'rows/s (sync)':>14} {'peak RSS MB':>11} {'ratio':>6}")
     for name, n, wall, sync, rss, ratio in results:
         rate = f"{n / sync:,.0f}" if sync and "incremental" not in name and "merge" not in name else "-"
-        print(f"{name:<72} {n:>10,} {wall:>7.2f} {(f'{sync:.2f}' if sync else '-'):>7} {rate:>14} {rss:>11.0f} "
+        print(f"{name:<78} {n:>10,} {wall:>7.2f} {(f'{sync:.2f}' if sync else '-'):>7} {rate:>14} {rss:>11.0f} "
               f"{(f'{ratio:.2f}x' if ratio else '-'):>6}")
-    print("ratio: full copies against the raw COPY pipe of the same size; incremental against the hand-written "
-          "merge's sync time; the Dagster row is its whole process against the raw pipe.")
+    print("ratio: full copies against the raw COPY pipe of the same size; bounded PG->DuckDB reads against the "
+          "full PG->DuckDB copy; incremental against the hand-written merge's sync time; the Dagster row is its "
+          "whole process against the raw pipe.")
     print_machine_scale(results)
+    print_memory_growth(results)
 
 
 REFERENCE_RAW_PIPE_ROWS_PER_S = 2_000_000 / 4.0
@@ -249,6 +302,18 @@ def print_machine_scale(results: list[tuple]) -> None:
             print(f"{n:,} rows: raw pipe {here:,.0f} rows/s here against {REFERENCE_RAW_PIPE_ROWS_PER_S:,.0f} on the "
                   f"target's machine; 400k rows/s there corresponds to {400_000 * here / REFERENCE_RAW_PIPE_ROWS_PER_S:,.0f} "
                   "rows/s here")
+
+
+def print_memory_growth(results: list[tuple]) -> None:
+    """Peak RSS of each scenario at the smallest and the largest size: bounded memory stays flat."""
+    by_scenario: dict[str, list[tuple[int, float]]] = {}
+    for name, n, _, _, rss, _ in results:
+        by_scenario.setdefault(re.sub(r" \(.*\)$", "", name), []).append((n, rss))
+    for name, sizes in by_scenario.items():
+        (small, small_rss), (large, large_rss) = min(sizes), max(sizes)
+        if large > small:
+            print(f"peak RSS {small_rss:,.0f} MB at {small:,} rows -> {large_rss:,.0f} MB at {large:,} "
+                  f"({large_rss - small_rss:+,.0f} MB): {name}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,13 @@ class DataError(SyncAssetsError):
 
 
 class ConnectionFailed(SyncAssetsError):
-    """A database could not be reached (transient: worth a retry)."""
+    """A database could not be reached, or refused the login; the message carries the server's.
+    Retried unless the server refused for good (authentication, unknown database: ``retries``)."""
+
+
+class SourceReadError(SyncAssetsError):
+    """Reading a source failed; the message names the connection and the stream and carries the
+    database's own message. Retried only when the database's error is transient (``retries``)."""
 
 
 class TargetLocked(SyncAssetsError):

@@ -91,7 +91,7 @@ def base_read(table: TableSpec, schema: pa.Schema) -> ReadRequest:
     return ReadRequest(
         table=table.source_table, sql=table.sql, columns=tuple(schema.names), where=table.where,
         order_by=table.primary_key if table.limit is not None else (), limit=table.limit,
-        batch_size=table.batch_size,
+        batch_size=table.batch_size, stream=table.name,
     )
 
 

@@ -44,7 +44,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_throwaway_postgres() -> tuple[str, callable]:
+def _start_throwaway_postgres(password: str | None = None) -> tuple[str, callable]:
+    """A private server on a free port; with ``password``, every login must give it (SCRAM)."""
     binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or ([shutil.which("initdb")] if shutil.which("initdb") else [])
     if not binaries:
         pytest.fail("no PostgreSQL reachable at SYNC_ASSETS_TEST_PG / 127.0.0.1:5432 and no initdb found; "
@@ -58,12 +59,18 @@ def _start_throwaway_postgres() -> tuple[str, callable]:
         run_as = ["runuser", "-u", "postgres", "--"]
     port = _free_port()
     data = workdir / "data"
-    subprocess.run([*run_as, str(bindir / "initdb"), "-A", "trust", "-U", "postgres", "-D", str(data)],
+    auth = ["-A", "trust"]
+    if password is not None:
+        (workdir / "pwfile").write_text(password)
+        auth = ["-A", "scram-sha-256", f"--pwfile={workdir / 'pwfile'}"]
+    subprocess.run([*run_as, str(bindir / "initdb"), *auth, "-U", "postgres", "-D", str(data)],
                    check=True, capture_output=True)
     subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(workdir / "log"), "-w", "start",
                     "-o", f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off"],
                    check=True, capture_output=True)
     conninfo = f"host=127.0.0.1 port={port} dbname=postgres user=postgres connect_timeout=5"
+    if password is not None:
+        conninfo += f" password={password}"
     for _ in range(50):
         if _reachable(conninfo):
             break

@@ -16,6 +16,7 @@ import pytest
 
 from sync_assets.connectors.base import SourceStream
 from sync_assets.engine import sync_table
+from sync_assets.errors import SourceReadError
 from sync_assets_tests.conftest import connectors
 from sync_assets_tests.engines import BASE_TIME, TABLE, make_row
 from sync_assets_tests.test_modes import pair  # noqa: F401  (fixture)
@@ -133,8 +134,9 @@ def test_source_server_error_mid_copy_leaves_postgres_target_unchanged(pg, schem
 
     pg.execute(f'UPDATE "{src}".events SET payload = \'changed\'')
     pg.execute(f'INSERT INTO "{src}".corrupt VALUES (50000)')
-    with pytest.raises(psycopg.Error, match="row 50000 is corrupt"):
+    with pytest.raises(SourceReadError, match=f"stream '{src}.checked_events' failed: row 50000 is corrupt") as raised:
         sync_table(table, source, target)
+    assert isinstance(raised.value.__cause__, psycopg.Error)
     pg.execute(f'DELETE FROM "{src}".corrupt')
     assert pg.execute(f"SELECT count(*), sum(id) FROM {tgt}.checked_events").fetchone() == before
     assert pg.execute(f"SELECT count(*) FROM {tgt}.checked_events WHERE payload = 'changed'").fetchone()[0] == 0

@@ -75,13 +75,19 @@ class ReadRequest:
     """Rows skipped after ordering (with ``limit``): how a keyset page finds its last row."""
     descending: bool = False
     """Order by ``order_by`` descending."""
+    stream: str | None = None
+    """The configured stream this read serves, for messages."""
 
     def with_filters(self, *filters: Filter | KeysetFilter) -> ReadRequest:
         return dataclasses.replace(self, filters=self.filters + filters)
 
     @property
     def label(self) -> str:
-        return str(self.table) if self.table else "custom SQL"
+        """What messages call this read: the stream, and its source table or "custom SQL"."""
+        source = str(self.table) if self.table else "custom SQL"
+        if not self.stream:
+            return source
+        return f"stream {self.stream!r}" + ("" if self.stream == source else f" ({source})")
 
 
 @dataclass
@@ -94,6 +100,9 @@ class SourceStream:
     native_format: str | None = None
     open_native: Callable[[], Iterator[bytes]] | None = None
     rows_read: int = 0
+    read_failure: Exception | None = None
+    """The error that ended the read: a target whose driver consumes the batches (DuckDB's scan,
+    ADBC's ingest) reports it only as text inside its own error, so ``write`` raises this one."""
 
     def counted_batches(self) -> pa.RecordBatchReader:
         """The Arrow reader, counting rows as they pass (no copies) and logging progress."""
@@ -101,10 +110,14 @@ class SourceStream:
         progress = Progress("rows")
 
         def batches():
-            for batch in reader:
-                self.rows_read += batch.num_rows
-                progress.advance(batch.num_rows)
-                yield batch
+            try:
+                for batch in reader:
+                    self.rows_read += batch.num_rows
+                    progress.advance(batch.num_rows)
+                    yield batch
+            except Exception as exc:
+                self.read_failure = exc
+                raise
 
         return pa.RecordBatchReader.from_batches(self.schema, batches())
 
@@ -334,16 +347,19 @@ class Connector(ABC):
             if isinstance(flt, KeysetFilter):
                 clauses.append(self._keyset_clause(flt, schema, params, style))
                 continue
-            field_ = schema.field(flt.column)
-            params.append(self.bind_value(flt.value, field_))
-            clauses.append(f"{self.quote(flt.column)} {flt.op} {self.typed_placeholder(len(params), field_, style)}")
+            value = self.bound_value_sql(flt.value, schema.field(flt.column), params, style)
+            clauses.append(f"{self.quote(flt.column)} {flt.op} {value}")
         return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), params
+
+    def bound_value_sql(self, value: Any, field: pa.Field, params: list[Any], style: str | None) -> str:
+        """The SQL standing for a filter value compared in ``field``'s type: a typed placeholder,
+        with the value appended to ``params``."""
+        params.append(self.bind_value(value, field))
+        return self.typed_placeholder(len(params), field, style)
 
     def _keyset_clause(self, flt: KeysetFilter, schema: pa.Schema, params: list[Any], style: str | None) -> str:
         def compare(column: str, value: Any, op: str) -> str:
-            field_ = schema.field(column)
-            params.append(self.bind_value(value, field_))
-            return f"{self.quote(column)} {op} {self.typed_placeholder(len(params), field_, style)}"
+            return f"{self.quote(column)} {op} {self.bound_value_sql(value, schema.field(column), params, style)}"
 
         strict, last = ("<", "<=") if flt.op == "<=" else (">", ">")
         pairs = list(zip(flt.columns, flt.values))
@@ -567,6 +583,8 @@ class SqlConnector(Connector):
                     self.rollback(conn)
                 if self.keys_enforced_by_constraint and self.is_key_violation(exc):
                     self._check_unique(conn, op, staging)
+                if stream.read_failure is not None and stream.read_failure is not exc:
+                    raise stream.read_failure  # the source's error, which the target's driver wrapped as text
                 raise
             finally:
                 self._drop_staging(conn, op.table, staging)

@@ -29,7 +29,7 @@ from sync_assets.connectors.base import (
 )
 from sync_assets.connectors.locking import lock_key, wait_until_acquired, waited
 from sync_assets.connectors.postgres_copy import copy_in_chunks, copy_out_chunks
-from sync_assets.errors import ConnectionFailed
+from sync_assets.errors import ConnectionFailed, SourceReadError, SyncAssetsError
 from sync_assets.spec import TableName
 
 KIND = "postgres"
@@ -329,34 +329,55 @@ class PostgresConnector(SqlConnector):
     def column_type_for_filter(self, field: pa.Field) -> str:
         return native_type(field, KIND) or pg_type_for(field)
 
+    def bound_value_sql(self, value: Any, field: pa.Field, params: list[Any], style: str | None) -> str:
+        """With ``style="literal"``: the value itself, quoted by psycopg as a string literal and
+        cast to the column's type (data, never SQL), so a bound read is one COPY that streams."""
+        if style != "literal":
+            return super().bound_value_sql(value, field, params, style)
+        from psycopg import sql
+
+        literal = sql.Literal(self.bind_value(value, field)).as_string(None)
+        return f"CAST({literal} AS {self.column_type_for_filter(field)})"
+
     def open_stream(self, request: ReadRequest, schema: pa.Schema) -> SourceStream:
+        """Both paths run one ``COPY (SELECT ...) TO STDOUT``, which the server streams; a bound
+        filter (watermark, partition window, keyset page) is written into it as typed literals,
+        because a query with bind parameters goes through the extended protocol, whose result
+        ADBC buffers whole (memory growing with the rows read)."""
+
         def open_batches() -> pa.RecordBatchReader:
             """ADBC decodes binary COPY into Arrow in C++; numeric(p<=18, s) travels as a scaled
             bigint (ADBC would format every numeric as text, costing ~1 s per 2 M values)."""
-            sql, params = self.render_select(request, schema, param_style="numeric",
-                                             select_list=_arrow_select_list(self, schema))
-            session = contextlib.ExitStack()
-            connection = session.enter_context(_adbc_session(self.uri()))
-            raw = _adbc_query(connection, sql, params, _batch_bytes(request.batch_size))
+            sql, _ = self.render_select(request, schema, param_style="literal",
+                                        select_list=_arrow_select_list(self, schema))
             scaled = [i for i, f in enumerate(schema) if _travels_scaled(f)]
 
             def batches():
-                with session:
+                with self.reading(request), _adbc_query(self.uri(), sql, _batch_bytes(request.batch_size)) as raw:
                     for batch in raw:
                         yield conform_batch(_unscale(batch, schema, scaled), schema)
 
             return pa.RecordBatchReader.from_batches(schema, batches())
 
         def open_native() -> Iterator[bytes]:
-            import psycopg
-
-            sql, params = self.render_select(request, schema, param_style="format")
-            with self.session() as conn:
-                copy_sql = psycopg.ClientCursor(conn).mogrify(f"COPY ({sql}) TO STDOUT (FORMAT binary)", params or None)
-                yield from copy_out_chunks(conn, copy_sql)
+            sql, _ = self.render_select(request, schema, param_style="literal")
+            with self.reading(request), self.session() as conn:
+                yield from copy_out_chunks(conn, f"COPY ({sql}) TO STDOUT (FORMAT binary)")
 
         return SourceStream(schema=schema, open_batches=open_batches, native_format=NATIVE_COPY,
                             open_native=open_native)
+
+    @contextlib.contextmanager
+    def reading(self, request: ReadRequest) -> Iterator[None]:
+        """Report a failed read in one line naming the connection and the stream, with the
+        server's message (the driver's full error stays attached as the cause)."""
+        try:
+            yield
+        except SyncAssetsError:
+            raise
+        except Exception as exc:
+            server_says = next(iter(str(exc).strip().splitlines()), type(exc).__name__)
+            raise SourceReadError(f"connection {self.name!r}: reading {request.label} failed: {server_says}") from exc
 
     # -- writing -------------------------------------------------------------------------------
     def ddl_type(self, field: pa.Field) -> str:
@@ -430,25 +451,21 @@ def _adbc_session(uri: str) -> Iterator[Any]:
         yield connection
 
 
-def _adbc_query(connection: Any, sql: str, params: Sequence[Any], batch_bytes: int) -> pa.RecordBatchReader:
-    """Run ``sql`` (``$n`` placeholders, text parameters) and stream its result as Arrow batches."""
+@contextlib.contextmanager
+def _adbc_query(uri: str, sql: str, batch_bytes: int) -> Iterator[pa.RecordBatchReader]:
+    """Stream the result of ``sql`` (no parameters: ADBC runs it as a COPY) as Arrow batches.
+
+    Closed children first, on success and on failure alike: the result stream, the statement,
+    the connection, the database (ADBC refuses to close a handle with open children, and a
+    refusal would follow, and hide, the query's own error)."""
     import adbc_driver_manager
 
-    statement = adbc_driver_manager.AdbcStatement(connection)
-    statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(batch_bytes)})
-    statement.set_sql_query(sql)
-    if params:
-        values = pa.record_batch([pa.array([p], pa.string()) for p in params], names=[f"p{i}" for i in range(len(params))])
-        schema_capsule, array_capsule = values.__arrow_c_array__()
-        statement.bind(array_capsule, schema_capsule)
-    handle, _ = statement.execute_query()
-    reader = pa.RecordBatchReader.from_stream(handle)
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        with statement:
-            yield from reader
-
-    return pa.RecordBatchReader.from_batches(reader.schema, batches())
+    with _adbc_session(uri) as connection, adbc_driver_manager.AdbcStatement(connection) as statement:
+        statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(batch_bytes)})
+        statement.set_sql_query(sql)
+        handle, _ = statement.execute_query()
+        with pa.RecordBatchReader.from_stream(handle) as reader:
+            yield reader
 
 
 def _adbc_ingest(connection: Any, table: TableName, batches: pa.RecordBatchReader) -> int:
