@@ -163,8 +163,8 @@ class SnowflakeConnector(Connector):
     kind = KIND
     param_style = "qmark"
 
-    def __init__(self, name, spec):
-        super().__init__(name, spec)
+    def __init__(self, name, spec, *, read_only: bool = False):
+        super().__init__(name, spec, read_only=read_only)
         self.opts = SnowflakeOptions.model_validate(self.options)
 
     # -- connections ---------------------------------------------------------------------------
