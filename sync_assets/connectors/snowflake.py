@@ -171,7 +171,8 @@ class SnowflakeConnector(Connector):
     def connect_arguments(self) -> dict[str, Any]:
         """Keyword arguments for ``snowflake.connector.connect``."""
         o = self.opts
-        session_parameters: dict[str, Any] = {"TIMEZONE": "UTC", "QUOTED_IDENTIFIERS_IGNORE_CASE": False}
+        session_parameters: dict[str, Any] = {"TIMEZONE": "UTC", "QUOTED_IDENTIFIERS_IGNORE_CASE": False,
+                                              "MULTI_STATEMENT_COUNT": 1}  # one statement per query, always
         if o.statement_timeout_s:
             session_parameters["STATEMENT_TIMEOUT_IN_SECONDS"] = o.statement_timeout_s
         arguments: dict[str, Any] = {
