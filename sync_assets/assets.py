@@ -164,7 +164,7 @@ def build_table_asset(project: Project, table: TableSpec) -> dg.AssetsDefinition
             window_end=config.window_end,
             partition_window=tuple(context.partition_time_window) if partitions_def else None,
         )
-        source = connector_for(table.source, source_spec)
+        source = connector_for(table.source, source_spec, read_only=True)
         target = connector_for(table.target, target_spec)
         try:
             synced = sync_with_policies(table, source, target, options)

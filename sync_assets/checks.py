@@ -44,7 +44,7 @@ def build_row_count_check(project: Project, table: TableSpec) -> dg.AssetChecksD
         **_check_kwargs(project, table),
     )
     def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        source = connector_for(table.source, project.connections[table.source])
+        source = connector_for(table.source, project.connections[table.source], read_only=True)
         target = connector_for(table.target, project.connections[table.target])
         target_schema = target.table_schema(table.target_table)
         if target_schema is None:
@@ -89,7 +89,7 @@ def build_schema_drift_check(project: Project, table: TableSpec) -> dg.AssetChec
         **_check_kwargs(project, table),
     )
     def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        source = connector_for(table.source, project.connections[table.source])
+        source = connector_for(table.source, project.connections[table.source], read_only=True)
         target = connector_for(table.target, project.connections[table.target])
         drift = current_drift(table, source, target)
         failing, warning = categories_with(table, drift, "fail"), categories_with(table, drift, "warn")

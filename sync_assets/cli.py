@@ -32,7 +32,7 @@ def _project(args: argparse.Namespace) -> Project:
 
 
 def _connectors(project: Project, table):
-    return (connector_for(table.source, project.connections[table.source]),
+    return (connector_for(table.source, project.connections[table.source], read_only=True),
             connector_for(table.target, project.connections[table.target]))
 
 
@@ -65,7 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _connection(project: Project, name: str):
     if name not in project.connections:
         raise SyncAssetsError(f"unknown connection {name!r}; defined: {', '.join(project.connections)}")
-    return connector_for(name, project.connections[name])
+    return connector_for(name, project.connections[name], read_only=True)
 
 
 def cmd_tables(args: argparse.Namespace) -> int:

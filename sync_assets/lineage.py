@@ -105,7 +105,7 @@ def discover_foreign_keys(project: Project) -> list[ForeignKeySpec]:
     found: list[ForeignKeySpec] = []
     for connection in sorted({t.source for t in project.tables}):
         configured = [t.source_table for t in project.tables if t.source == connection and t.source_table]
-        connector = connector_for(connection, project.connections[connection])
+        connector = connector_for(connection, project.connections[connection], read_only=True)
         for fk in connector.foreign_keys():
             if fk.child == fk.parent:
                 continue

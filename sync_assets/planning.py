@@ -13,6 +13,7 @@ watermark window it covers. Strategies are written once here, against the connec
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -24,6 +25,7 @@ import pyarrow as pa
 from sync_assets.connectors.base import Connector, Filter, ReadRequest, WriteOp
 from sync_assets.errors import ConfigError
 from sync_assets.spec import TableSpec
+from sync_assets.sql_guard import naming_the_stream
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,8 @@ class SyncPlan:
 def source_columns(table: TableSpec, source: Connector) -> pa.Schema:
     """Every column of the table's source (table or query), read from the source's catalog."""
     if table.source_table is None:
-        return source.query_schema(table.sql or "")
+        with naming_the_stream(table, "sql"):
+            return source.query_schema(table.sql or "")
     schema = source.table_schema(table.source_table)
     if schema is None:
         raise ConfigError(
@@ -99,6 +102,9 @@ def plan_sync(table: TableSpec, source: Connector, target: Connector, options: R
               columns: pa.Schema | None = None) -> SyncPlan:
     schema = source_schema(table, source, columns)
     read = base_read(table, schema)
+    if table.where:
+        with naming_the_stream(table, "where"):  # one row-less query: the source checks the condition
+            source.fetch(*source.render_select(dataclasses.replace(read, order_by=(), limit=0), schema))
     replace = WriteOp("replace", table.target_table, table.primary_key, schema_changes=table.schema_changes,  # type: ignore[arg-type]
                       load_method=table.load_method, lock_timeout_s=table.lock_timeout.total_seconds())  # type: ignore[arg-type]
     if table.mode == "date_partitioned":

@@ -102,7 +102,7 @@ def build_change_sensor(project: Project, connection: str,
     )
     def _sensor(context: dg.SensorEvaluationContext):
         seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-        connector = connector_for(connection, project.connections[connection])
+        connector = connector_for(connection, project.connections[connection], read_only=True)
         try:
             signals = read_signals(connector, tables)
         except Exception as exc:

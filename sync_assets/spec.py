@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sync_assets.errors import ConfigError
+from sync_assets.sql_guard import check_stream_sql
 
 PATH_KEYS = frozenset({"path", "private_key_file"})
 """Connection options holding file paths; relative ones are relative to their YAML file."""
@@ -768,6 +769,9 @@ def load_files(files: list[Path], config_dir: Path | None = None, *, skip_unreso
                 )
             for stream_name, opts in _streams(path, replication, catalog, skip_unresolved_wildcards):
                 table = _resolve_table(path, stream_name, opts, replication, connections)
+                sql, condition = check_stream_sql(f"{path}: stream {stream_name!r}",
+                                                  connections[replication.source].kind, table.sql, table.where)
+                table = replace(table, sql=sql, where=condition)
                 if table.asset_key in seen_keys:
                     raise ConfigError(
                         f"{table.label}: asset key {'/'.join(table.asset_key)} is already used by "

@@ -57,7 +57,7 @@ def _failed(side: str, table: TableSpec, exc: Exception, problems: list[str]) ->
 
 def _source_side(project: Project, table: TableSpec, problems: list[str]) -> tuple[str, str]:
     try:
-        source = connector_for(table.source, project.connections[table.source])
+        source = connector_for(table.source, project.connections[table.source], read_only=True)
         schema = source_schema(table, source)
         rows = source.count(base_read(table, schema), schema)
         watermark = source.max_value(table.source_table, table.update_key) if table.update_key and table.source_table else None

@@ -146,5 +146,5 @@ def write_project(tmp_path: Path):
 
 
 def connectors(project: Project, table):
-    return (connector_for(table.source, project.connections[table.source]),
+    return (connector_for(table.source, project.connections[table.source], read_only=True),
             connector_for(table.target, project.connections[table.target]))

@@ -44,5 +44,7 @@ def validate_options(kind: str, options: dict[str, Any], where: str) -> dict[str
         raise ConfigError(f"{where}: {problems}") from None
 
 
-def connector_for(name: str, spec: ConnectionSpec) -> Connector:
-    return _load(spec.kind, 0)(name, spec)
+def connector_for(name: str, spec: ConnectionSpec, *, read_only: bool = False) -> Connector:
+    """The connector of connection ``name``; ``read_only`` for every use as a source (reads,
+    counts, schemas, samples), so even a ``role: both`` connection is only read there."""
+    return _load(spec.kind, 0)(name, spec, read_only=read_only)

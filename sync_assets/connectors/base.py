@@ -237,11 +237,14 @@ class Connector(ABC):
     kind: str = ""
     param_style: Literal["format", "qmark", "numeric"] = "qmark"
 
-    def __init__(self, name: str, spec: ConnectionSpec):
+    def __init__(self, name: str, spec: ConnectionSpec, *, read_only: bool = False):
         self.name = name
         self.spec = spec
         self.options = spec.options
         self._held_locks: dict[TableName, int] = {}
+        self.read_only = read_only or not spec.writable
+        """Every session this connector opens is read-only (as far as its engine allows): it reads
+        a source, or the connection is never written (``role: source``, ``protected``)."""
 
     @abstractmethod
     def connect(self) -> Any:

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 from sync_assets.arrow_types import conforming_reader, logical_type, make_field, native_type, simple_type_name
 from sync_assets.connectors.base import ReadRequest, SchemaInfo, SourceStream, SqlConnector, TableInfo
 from sync_assets.connectors.locking import wait_until_acquired, waited
-from sync_assets.errors import TargetLocked
+from sync_assets.errors import ConfigError, TargetLocked
 from sync_assets.spec import TableName
 
 KIND = "duckdb"
@@ -92,34 +92,51 @@ class DuckDBConnector(SqlConnector):
     kind = KIND
     param_style = "qmark"
 
-    def __init__(self, name, spec):
-        super().__init__(name, spec)
+    def __init__(self, name, spec, *, read_only: bool = False):
+        super().__init__(name, spec, read_only=read_only)
         self.opts = DuckDBOptions.model_validate(self.options)
 
     @property
     def path(self) -> Path:
         return Path(self.opts.path)
 
-    @property
-    def read_only(self) -> bool:
-        return not self.spec.writable
-
     def connect(self, *, for_write: bool = False):
+        """A connection to the file. A read-only connector's connection is read-only: the file is
+        opened ``read_only`` when this process never writes it (``role: source`` or protected);
+        otherwise (``role: both``, possibly open for writing by another stream in this process,
+        and DuckDB cannot open one file read-only and read-write at once) the connection runs in a
+        transaction that is never committed. Either way it runs single SELECTs only (``checked``)."""
         import duckdb
 
+        if self.read_only and not self.path.exists():
+            raise ConfigError(f"connection {self.name!r}: DuckDB file {self.path} does not exist")
         if for_write:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         config: dict[str, Any] = {"memory_limit": self.opts.memory_limit, "arrow_lossless_conversion": True}
         if self.opts.threads:
             config["threads"] = self.opts.threads
-        read_only = not for_write and self.path.exists() and self.read_only
-        conn = duckdb.connect(str(self.path), read_only=read_only, config=config)
+        file_read_only = self.read_only and not self.spec.writable
+        conn = duckdb.connect(str(self.path), read_only=file_read_only, config=config)
         conn.execute("SET enable_progress_bar = false").fetchall()
+        if self.read_only and not file_read_only:
+            conn.execute("BEGIN TRANSACTION").fetchall()  # closed without a commit: rolled back
         return conn
+
+    def checked(self, conn, sql: str) -> str:
+        """``sql``, once DuckDB's own parser has confirmed, for a read-only connector, that it is
+        one SELECT (a ``COPY ... TO``, ``ATTACH`` or ``COMMIT`` would write even on a read-only file)."""
+        import duckdb
+
+        if self.read_only:
+            statements = conn.extract_statements(sql)
+            if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+                kinds = ", ".join(s.type.name for s in statements)
+                raise ConfigError(f"connection {self.name!r}: a source runs one SELECT only, not {kinds}: {sql}")
+        return sql
 
     @contextlib.contextmanager
     def session(self):
-        conn = self.connect(for_write=True)
+        conn = self.connect(for_write=not self.read_only)
         try:
             yield conn
         finally:
@@ -181,10 +198,10 @@ class DuckDBConnector(SqlConnector):
             conn.rollback()
 
     def fetch_on(self, conn, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        return conn.execute(sql, list(params) if params else None).fetchall()
+        return conn.execute(self.checked(conn, sql), list(params) if params else None).fetchall()
 
     def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        if not self.path.exists():
+        if not self.path.exists() and not self.read_only:
             return []
         with contextlib.closing(self.connect()) as conn:
             return self.fetch_on(conn, sql, params)
@@ -201,7 +218,7 @@ class DuckDBConnector(SqlConnector):
         return f"CREATE SCHEMA IF NOT EXISTS {self.quote(self.database_name)}.{self.quote(schema)}"
 
     def _schema_of(self, conn, relation_sql: str) -> pa.Schema:
-        arrow_schema = conn.sql(f"SELECT * FROM {relation_sql} LIMIT 0").to_arrow_table().schema
+        arrow_schema = conn.sql(self.checked(conn, f"SELECT * FROM {relation_sql} LIMIT 0")).to_arrow_table().schema
         described = conn.execute(f"DESCRIBE SELECT * FROM {relation_sql}").fetchall()
         fields = []
         for arrow_field, row in zip(arrow_schema, described):
@@ -215,7 +232,7 @@ class DuckDBConnector(SqlConnector):
         return pa.schema(fields)
 
     def table_schema(self, table: TableName) -> pa.Schema | None:
-        if not self.path.exists():
+        if not self.path.exists() and not self.read_only:
             return None
         with contextlib.closing(self.connect()) as conn:
             exists = conn.execute(
@@ -268,7 +285,7 @@ class DuckDBConnector(SqlConnector):
         def open_batches() -> pa.RecordBatchReader:
             sql, params = self.render_select(request, schema)
             conn = self.connect()
-            raw = conn.sql(sql, params=params or None).to_arrow_reader(request.batch_size)
+            raw = conn.sql(self.checked(conn, sql), params=params or None).to_arrow_reader(request.batch_size)
 
             def batches():
                 try:

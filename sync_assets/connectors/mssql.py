@@ -286,8 +286,8 @@ class MssqlConnector(SqlConnector):
     max_identifier_bytes = 128
     default_schema = "dbo"
 
-    def __init__(self, name, spec):
-        super().__init__(name, spec)
+    def __init__(self, name, spec, *, read_only: bool = False):
+        super().__init__(name, spec, read_only=read_only)
         self.opts = MssqlOptions.model_validate(self.options)
         self.limits = OdbcLimits(self.opts.login_timeout_s, self.opts.query_timeout_s,
                                  self.opts.max_text_bytes, self.opts.max_binary_bytes)
@@ -296,14 +296,15 @@ class MssqlConnector(SqlConnector):
 
     # -- connections ---------------------------------------------------------------------------
     @property
-    def read_only(self) -> bool:
+    def application_intent_read_only(self) -> bool:
+        """ApplicationIntent=ReadOnly (routing to a readable secondary); it does not stop writes."""
         intent = self.opts.application_intent or ("readonly" if self.spec.role == "source" else "readwrite")
         return intent == "readonly"
 
     def connection_string(self) -> str:
         if self._driver is None:
             self._driver = resolve_driver(self.opts.driver)
-        return connection_string(self.opts, self._driver, self.read_only)
+        return connection_string(self.opts, self._driver, self.application_intent_read_only)
 
     def connect(self) -> Any:
         label = f"connection {self.name!r}: SQL Server {self.opts.server}:{self.opts.port}/{self.opts.database}"

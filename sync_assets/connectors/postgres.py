@@ -33,6 +33,8 @@ from sync_assets.errors import ConnectionFailed, SourceReadError, SyncAssetsErro
 from sync_assets.spec import TableName
 
 KIND = "postgres"
+READ_ONLY_OPTION = "-c default_transaction_read_only=on"
+"""Server option of a read-only connector's sessions: every transaction is read-only."""
 NATIVE_COPY = "postgres-binary-copy"
 
 
@@ -156,8 +158,8 @@ class PostgresConnector(SqlConnector):
     max_identifier_bytes = 63
     default_schema = "public"
 
-    def __init__(self, name, spec):
-        super().__init__(name, spec)
+    def __init__(self, name, spec, *, read_only: bool = False):
+        super().__init__(name, spec, read_only=read_only)
         self.opts = PostgresOptions.model_validate(self.options)
 
     # -- connections ---------------------------------------------------------------------------
@@ -168,6 +170,7 @@ class PostgresConnector(SqlConnector):
         return make_conninfo(
             host=o.host, port=o.port, dbname=o.database, user=o.user, password=o.password or None,
             sslmode=o.sslmode, connect_timeout=o.connect_timeout, application_name=o.application_name,
+            options=READ_ONLY_OPTION if self.read_only else None,
         )
 
     def uri(self) -> str:
@@ -176,7 +179,8 @@ class PostgresConnector(SqlConnector):
         o = self.opts
         auth = quote(o.user, safe="") + (":" + quote(o.password, safe="") if o.password else "")
         return (f"postgresql://{auth}@{o.host}:{o.port}/{quote(o.database, safe='')}"
-                f"?sslmode={o.sslmode}&connect_timeout={o.connect_timeout}&application_name={o.application_name}")
+                f"?sslmode={o.sslmode}&connect_timeout={o.connect_timeout}&application_name={o.application_name}"
+                + (f"&options={quote(READ_ONLY_OPTION, safe='')}" if self.read_only else ""))
 
     def connect(self):
         import psycopg
@@ -234,7 +238,9 @@ class PostgresConnector(SqlConnector):
                                 psycopg.errors.CardinalityViolation))
 
     def fetch_on(self, conn, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        return conn.execute(sql, params or None).fetchall()
+        """A read-only connector prepares every query: the extended protocol runs exactly one
+        statement, so no ``COMMIT; SET default_transaction_read_only = off; ...`` can follow."""
+        return conn.execute(sql, params or None, prepare=True if self.read_only else None).fetchall()
 
     def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         with self.session() as conn:
@@ -264,11 +270,18 @@ class PostgresConnector(SqlConnector):
         return {row[0]: row[1] for row in self._catalog(table)}
 
     def query_schema(self, sql: str) -> pa.Schema:
+        """The result columns as the server describes them (domains as their base types), from a
+        prepared ``LIMIT 0`` run: nothing is created, so it works in a read-only session."""
         with self.session() as conn:
-            conn.execute(f"CREATE TEMP VIEW sync_assets_probe AS {sql}")
-            rows = conn.execute(_CATALOG_COLUMNS, ("pg_temp.sync_assets_probe",)).fetchall()
+            result = conn.execute(f"SELECT * FROM ({sql}) AS sync_query LIMIT 0", prepare=True).pgresult
+            columns = [(result.fname(i).decode(), result.ftype(i), result.fmod(i)) for i in range(result.nfields)]
+            types = self.fetch_on(
+                conn, "SELECT format_type(c.oid, c.typmod), t.typtype FROM unnest(%s::oid[], %s::int4[]) "
+                      "WITH ORDINALITY AS c(oid, typmod, n) JOIN pg_type t ON t.oid = c.oid ORDER BY c.n",
+                ([oid for _, oid, _ in columns], [typmod for _, _, typmod in columns]))
             conn.rollback()
-        return self._schema_from_catalog(rows)
+        return self._schema_from_catalog([(name, pg_type, True, typtype)
+                                          for (name, _, _), (pg_type, typtype) in zip(columns, types)])
 
     def schema_exists(self, schema: str) -> bool:
         return bool(self.fetch("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)))

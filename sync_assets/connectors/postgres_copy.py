@@ -85,7 +85,7 @@ def _blocking(conn: Any) -> Iterator[Any]:
 def _start(conn: Any, pgconn: Any, sql: str, expected: str) -> None:
     from psycopg import errors, pq
 
-    pgconn.send_query(sql.encode(conn.info.encoding))
+    pgconn.send_query_params(sql.encode(conn.info.encoding), None)  # extended protocol: one statement only
     result = pgconn.get_result()
     if result.status != getattr(pq.ExecStatus, expected):
         _drain(pgconn)

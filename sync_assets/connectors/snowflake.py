@@ -163,15 +163,16 @@ class SnowflakeConnector(Connector):
     kind = KIND
     param_style = "qmark"
 
-    def __init__(self, name, spec):
-        super().__init__(name, spec)
+    def __init__(self, name, spec, *, read_only: bool = False):
+        super().__init__(name, spec, read_only=read_only)
         self.opts = SnowflakeOptions.model_validate(self.options)
 
     # -- connections ---------------------------------------------------------------------------
     def connect_arguments(self) -> dict[str, Any]:
         """Keyword arguments for ``snowflake.connector.connect``."""
         o = self.opts
-        session_parameters: dict[str, Any] = {"TIMEZONE": "UTC", "QUOTED_IDENTIFIERS_IGNORE_CASE": False}
+        session_parameters: dict[str, Any] = {"TIMEZONE": "UTC", "QUOTED_IDENTIFIERS_IGNORE_CASE": False,
+                                              "MULTI_STATEMENT_COUNT": 1}  # one statement per query, always
         if o.statement_timeout_s:
             session_parameters["STATEMENT_TIMEOUT_IN_SECONDS"] = o.statement_timeout_s
         arguments: dict[str, Any] = {
