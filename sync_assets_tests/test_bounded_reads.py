@@ -96,7 +96,7 @@ def test_a_bound_read_hands_out_batches_while_the_server_still_produces_rows(gat
     with psycopg.connect(pg_conninfo, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (lock_key,))
         # a safety net, not a measurement: a buffering read would otherwise wait forever
-        safety = threading.Timer(20, lambda: (opened.set(), holder.execute("SELECT pg_advisory_unlock(%s)",
+        safety = threading.Timer(60, lambda: (opened.set(), holder.execute("SELECT pg_advisory_unlock(%s)",
                                                                             (lock_key,))))
         safety.start()
         try:

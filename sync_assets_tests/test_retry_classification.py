@@ -21,7 +21,7 @@ import pytest
 
 from sync_assets.connectors import connector_for
 from sync_assets.engine import sync_table
-from sync_assets.errors import ConfigError, ConnectionFailed
+from sync_assets.errors import ConfigError, ConnectionFailed, SourceReadError
 from sync_assets.retries import is_transient
 from sync_assets.spec import ConnectionSpec
 from sync_assets_tests.conftest import _start_throwaway_postgres, connectors
@@ -199,6 +199,9 @@ def test_a_backend_terminated_mid_read_is_retried(pg, schema_name, write_project
         pg.execute("SELECT pg_advisory_unlock(%s)", (lock_key,))
     assert terminated == [True]
     assert "terminating connection due to administrator command" in str(raised.value)
+    assert isinstance(raised.value, SourceReadError) and f"stream '{schema}.events'" in str(raised.value)
+    # psycopg (the COPY pass-through) carries SQLSTATE 57P01; ADBC's stream error only the server's text
+    assert isinstance(raised.value.__cause__, psycopg.errors.AdminShutdown if target_kind == "postgres" else OSError)
     assert is_transient(raised.value)
 
 
