@@ -115,6 +115,10 @@ def test_postgres_refuses_writes_in_every_source_session(pg, pg_options, pg_cana
         source.fetch(ESCAPE_ATTACK.format(canary=pg_canary))
     with pytest.raises(Exception, match=PG_REFUSALS):
         source.query_schema(CTE_ATTACK.format(canary=pg_canary))
+    setting = "SELECT current_setting('transaction_read_only') AS ro"
+    assert source.fetch(setting) == [("on",)]
+    text = pa.schema([pa.field("ro", pa.string())])
+    assert source.open_stream(ReadRequest(sql=setting), text).open_batches().read_all()["ro"].to_pylist() == ["on"]
     schema = pa.schema([pa.field("id", pa.int32())])
     escape = f"SET default_transaction_read_only = off; COMMIT; DELETE FROM {pg_canary}"
     # each closes the read's own statement exactly, so only one-statement-per-query stops the rest
