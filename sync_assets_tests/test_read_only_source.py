@@ -27,6 +27,7 @@ from sync_assets.engine import sync_table
 from sync_assets.errors import ConfigError
 from sync_assets.planning import RunOptions
 from sync_assets.spec import TableName
+from sync_assets.sql_guard import check_stream_sql
 from sync_assets_tests.conftest import connectors
 
 SQL_ATTACK = "SELECT 1 AS id; DELETE FROM {canary}; COMMIT; SELECT 1 AS id"
@@ -114,6 +115,10 @@ def test_postgres_refuses_writes_in_every_source_session(pg, pg_options, pg_cana
         source.fetch(ESCAPE_ATTACK.format(canary=pg_canary))
     with pytest.raises(Exception, match=PG_REFUSALS):
         source.query_schema(CTE_ATTACK.format(canary=pg_canary))
+    setting = "SELECT current_setting('transaction_read_only') AS ro"
+    assert source.fetch(setting) == [("on",)]
+    text = pa.schema([pa.field("ro", pa.string())])
+    assert source.open_stream(ReadRequest(sql=setting), text).open_batches().read_all()["ro"].to_pylist() == ["on"]
     schema = pa.schema([pa.field("id", pa.int32())])
     escape = f"SET default_transaction_read_only = off; COMMIT; DELETE FROM {pg_canary}"
     # each closes the read's own statement exactly, so only one-statement-per-query stops the rest
@@ -141,14 +146,15 @@ def test_engine_with_unchecked_sql_leaves_the_postgres_canary(pg, pg_options, pg
     assert _pg_rows(pg, pg_canary) == 3
 
 
-def test_a_where_the_source_refuses_is_one_line_naming_the_stream(pg, pg_options, pg_canary, tmp_path, capsys):
-    config = _pg_config(pg_options, pg_canary, {"where": "no_such_column > 1"})
+@pytest.mark.parametrize("key, text", [("where", "no_such_column > 1"), ("sql", "SELECT no_such_column FROM {canary}")])
+def test_sql_the_source_refuses_is_one_line_naming_the_stream(pg, pg_options, pg_canary, tmp_path, capsys, key, text):
+    config = _pg_config(pg_options, pg_canary, {key: text.format(canary=pg_canary)})
     folder = _write(tmp_path / "config", config)
     stream = next(iter(config["streams"]))
     for command in ("plan", "run"):
         assert main(["--config", str(folder), command, stream]) == 2
         error = capsys.readouterr().err.strip()
-        assert error.startswith(f"error: {folder / 'sync.yaml'}: stream {stream!r} key 'where': the source refuses it:")
+        assert error.startswith(f"error: {folder / 'sync.yaml'}: stream {stream!r} key {key!r}: the source refuses it:")
         assert 'column "no_such_column" does not exist' in error and len(error.splitlines()) == 1
 
 
@@ -227,3 +233,20 @@ def test_missing_duckdb_source_file_names_the_file_and_connection(tmp_path, caps
     folder = _write(tmp_path / "config", _duck_config(missing, tmp_path / "wh.duckdb", {"main.items": {}}))
     assert main(["--config", str(folder), "plan", "main.items"]) == 2
     assert capsys.readouterr().err.strip() == f"error: connection 'lake': DuckDB file {missing} does not exist"
+
+
+@pytest.mark.parametrize("kind", ["postgres", "duckdb", "mssql", "snowflake"])
+def test_every_source_dialect_refuses_the_attacks_at_load(kind):
+    """No database here: the config check alone, in each source's own SQL dialect."""
+    attacks = [("sql", SQL_ATTACK), ("where", WHERE_ATTACK), ("sql", "UPDATE canary SET id = 0"),
+               ("sql", "SELECT * INTO made FROM canary"), ("where", "id > 0; DROP TABLE canary")]
+    attacks += {"postgres": [("sql", CTE_ATTACK), ("where", "pg_cancel_backend(42)")],
+                "duckdb": [("sql", "SELECT * FROM query_table('canary')"), ("where", "nextval('s') > 0")],
+                "mssql": [("sql", "SELECT * FROM OPENQUERY(linked, 'DELETE FROM canary')"),
+                          ("where", "id > NEXT VALUE FOR s")],
+                "snowflake": [("sql", "SELECT SYSTEM$CANCEL_QUERY('01a') AS id")]}[kind]
+    for key, text in attacks:
+        with pytest.raises(ConfigError, match=f"^f.yaml: stream 's' key '{key}': "):
+            check_stream_sql("f.yaml: stream 's'", kind, **{"sql": None, "condition": None,
+                                                             ("sql" if key == "sql" else "condition"): text.format(canary="canary")})
+    assert check_stream_sql("f.yaml: stream 's'", kind, "SELECT id FROM canary ;", "id > 0") == ("SELECT id FROM canary", "id > 0")
