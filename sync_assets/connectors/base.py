@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from sync_assets.arrow_types import fits_in
+from sync_assets.arrow_types import declared_type, fits_in
 from sync_assets.errors import ConfigError, DataError, SchemaMismatchError
 from sync_assets.spec import ConnectionSpec, TableName
 
@@ -533,12 +533,12 @@ class SqlConnector(Connector):
                 types[field_.name] = self.ddl_type(field_)
                 continue
             target_field = existing.field(field_.name)
-            if not fits_in(field_.type, target_field.type):
+            if not fits_in(field_, target_field):
                 raise SchemaMismatchError(
-                    f"table {op.table}: column {field_.name!r} is {field_.type} in the source but "
-                    f"{existing_native.get(field_.name, target_field.type)} in the target, which "
-                    "cannot hold every source value; run a full refresh to rebuild the table, "
-                    "or change the column"
+                    f"table {op.table}: column {field_.name!r} is {declared_type(field_)} in the source but "
+                    f"{existing_native.get(field_.name, declared_type(target_field))} in the target, which "
+                    "cannot hold every source value unchanged (it would truncate or round them); run a "
+                    "full refresh to rebuild the table, or widen the column; nothing was written"
                 )
             types[field_.name] = existing_native[field_.name]
         return types

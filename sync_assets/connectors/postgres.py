@@ -80,6 +80,20 @@ def arrow_type_for(pg_type: str) -> tuple[pa.DataType, str | None, bool]:
     return pa.string(), None, True
 
 
+_DECLARED_LENGTH = re.compile(r"(?:character varying|character)\((\d+)\)")
+_DECLARED_DIGITS = re.compile(r"(?:timestamp|time)\((\d)\)")
+
+
+def declared_limits(pg_type: str) -> tuple[int | None, int | None]:
+    """(max characters, fractional-second digits) a ``format_type`` string declares, for the
+    column or its array elements: ``character varying(30)`` -> (30, None),
+    ``timestamp(0) without time zone`` -> (None, 0); undeclared is None (``text``: unbounded,
+    ``timestamp``: the Arrow unit's 6 digits)."""
+    length = _DECLARED_LENGTH.match(pg_type)
+    digits = _DECLARED_DIGITS.match(pg_type)
+    return (int(length.group(1)) if length else None), (int(digits.group(1)) if digits else None)
+
+
 _PG_NAMES = {
     "bool": "boolean", "int8": "smallint", "int16": "smallint", "uint8": "smallint", "int32": "integer",
     "uint16": "integer", "int64": "bigint", "uint32": "bigint", "uint64": "numeric(20,0)", "float16": "real",
@@ -212,8 +226,10 @@ class PostgresConnector(SqlConnector):
         for name, pg_type, nullable, typtype in rows:
             arrow_type, logical, needs_cast = arrow_type_for(pg_type)
             native = "text" if typtype == "e" or (needs_cast and logical is None) else pg_type
+            max_length, fraction_digits = declared_limits(native)
             fields.append(make_field(name, arrow_type, nullable=nullable, native_kind=KIND,
-                                     native_type=native, logical=logical or ("text_cast" if needs_cast else None)))
+                                     native_type=native, logical=logical or ("text_cast" if needs_cast else None),
+                                     max_length=max_length, fraction_digits=fraction_digits))
         return pa.schema(fields)
 
     def table_schema(self, table: TableName) -> pa.Schema | None:
