@@ -577,8 +577,9 @@ class SqlConnector(Connector):
         else:
             for name in result.columns_added:
                 statements.append(self.add_column_sql(op.table, name, target_types[name]))
+            if op.kind in ("merge", "overwrite_window"):
+                self._check_unique_before_apply(conn, op, staging, into=op.table)
             if op.kind == "merge":
-                self._check_unique_before_apply(conn, op, staging)
                 statements += self.merge_sql(op.table, staging, columns, op.primary_key, casts)
             elif op.kind == "overwrite_window":
                 low, high = op.window  # type: ignore[misc]
@@ -606,9 +607,23 @@ class SqlConnector(Connector):
     def is_key_violation(self, exc: BaseException) -> bool:
         return False
 
-    def _check_unique_before_apply(self, conn: Any, op: WriteOp, staging: TableName) -> None:
-        if not self.keys_enforced_by_constraint:
-            self._check_unique(conn, op, staging)
+    def primary_key_columns(self, conn: Any, table: TableName) -> set[str]:
+        """The columns of ``table``'s PRIMARY KEY constraint (empty: none, or not looked up)."""
+        return set()
+
+    def _check_unique_before_apply(self, conn: Any, op: WriteOp, staging: TableName,
+                                   into: TableName | None = None) -> None:
+        """Check staging for NULL and duplicate keys, unless a constraint will refuse them: on
+        engines that enforce keys by constraint, a replace's new table gets its PRIMARY KEY before
+        the swap, and rows merged or inserted ``into`` an existing table meet that table's own
+        PRIMARY KEY, if it has one on exactly these columns (a target created without one, or
+        keyed on other columns, is checked here)."""
+        if not op.primary_key:
+            return
+        if self.keys_enforced_by_constraint and (
+                into is None or self.primary_key_columns(conn, into) == set(op.primary_key)):
+            return
+        self._check_unique(conn, op, staging)
 
     def _check_unique(self, conn: Any, op: WriteOp, staging: TableName) -> None:
         """Raise a DataError naming the table, key columns and offending keys, if any."""

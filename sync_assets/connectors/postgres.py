@@ -145,6 +145,12 @@ WHERE c.oid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
 """
 
+_PRIMARY_KEY_COLUMNS = """
+SELECT a.attname
+FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+WHERE i.indrelid = to_regclass(%s) AND i.indisprimary
+"""
+
 _LISTED_RELATIONS = "c.relkind IN ('r', 'p', 'v', 'm') AND NOT c.relispartition"
 """Tables, partitioned tables, views and materialized views; partitions count as their parent."""
 _USER_SCHEMAS = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp_)'"
@@ -209,6 +215,9 @@ class PostgresConnector(SqlConnector):
 
     def fetch_on(self, conn, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         return conn.execute(sql, params or None).fetchall()
+
+    def primary_key_columns(self, conn, table: TableName) -> set[str]:
+        return {row[0] for row in self.fetch_on(conn, _PRIMARY_KEY_COLUMNS, (self.qualified(table),))}
 
     def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         with self.session() as conn:
