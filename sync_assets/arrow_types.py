@@ -2,9 +2,15 @@
 
 Connectors map their native types to and from these Arrow types. Each field also remembers the
 type it had in its source database (``native_kind``/``native_type``), so a copy between two
-databases of the same kind keeps the exact type (``varchar(40)`` stays ``varchar(40)``), and a
-logical tag for values Arrow stores as text (``json``, ``xml``). This module also decides which
-schema changes are safe (a source type that fits in the target type).
+databases of the same kind keeps the exact type (``varchar(40)`` stays ``varchar(40)``), a
+logical tag for values Arrow stores as text (``json``, ``xml``), and the limits its declaration
+puts on values that the Arrow type does not show, in dialect-free terms: ``max_length`` (the
+characters of a ``varchar(n)``/``char(n)``, the bytes of a ``varbinary(n)``) and
+``fraction_digits`` (the fractional-second digits of a ``timestamp(p)``/``datetime2(p)``/``time(p)``;
+without it, the Arrow unit's: s 0, ms 3, us 6, ns 9). Each connector fills these in from its own
+catalog, so the comparison is the same across engines. This module also decides which schema
+changes are safe (``fits_in``: every value of the source column can be stored in the target
+column unchanged).
 """
 
 from __future__ import annotations
@@ -14,18 +20,27 @@ import pyarrow as pa
 NATIVE_KIND = b"sync_assets.native_kind"
 NATIVE_TYPE = b"sync_assets.native_type"
 LOGICAL = b"sync_assets.logical"
+MAX_LENGTH = b"sync_assets.max_length"
+FRACTION_DIGITS = b"sync_assets.fraction_digits"
 
 
 def make_field(
     name: str, arrow_type: pa.DataType, *, nullable: bool = True, native_kind: str | None = None,
-    native_type: str | None = None, logical: str | None = None,
+    native_type: str | None = None, logical: str | None = None, max_length: int | None = None,
+    fraction_digits: int | None = None,
 ) -> pa.Field:
+    """A canonical field; ``max_length`` and ``fraction_digits`` are the declared limits of the
+    column (of its elements, for an array), where the declaration has them."""
     metadata = {}
     if native_kind and native_type:
         metadata[NATIVE_KIND] = native_kind.encode()
         metadata[NATIVE_TYPE] = native_type.encode()
     if logical:
         metadata[LOGICAL] = logical.encode()
+    if max_length is not None:
+        metadata[MAX_LENGTH] = str(max_length).encode()
+    if fraction_digits is not None:
+        metadata[FRACTION_DIGITS] = str(fraction_digits).encode()
     return pa.field(name, arrow_type, nullable=nullable, metadata=metadata or None)
 
 
@@ -40,6 +55,13 @@ def native_type(field: pa.Field, kind: str) -> str | None:
 def logical_type(field: pa.Field) -> str | None:
     value = (field.metadata or {}).get(LOGICAL)
     return value.decode() if value else None
+
+
+def declared_type(field: pa.Field) -> str:
+    """The column's type as its own database spells it (``character varying(5)``), for messages;
+    the Arrow type when it came from no database."""
+    native = (field.metadata or {}).get(NATIVE_TYPE)
+    return native.decode() if native else str(field.type)
 
 
 def storage_array(array: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
@@ -101,8 +123,27 @@ _INT_RANK = {pa.int8(): 1, pa.int16(): 2, pa.int32(): 3, pa.int64(): 4,
              pa.uint8(): 1.5, pa.uint16(): 2.5, pa.uint32(): 3.5, pa.uint64(): 4.5}
 
 
-def fits_in(source: pa.DataType, target: pa.DataType) -> bool:
-    """True when every value of ``source`` can be stored in ``target`` without loss."""
+def fits_in(source: pa.Field, target: pa.Field) -> bool:
+    """True when every value the ``source`` column can hold can be stored in the ``target``
+    column unchanged: the Arrow types fit, and so do the declared lengths and fractional-second
+    digits (``varchar(30)`` does not fit ``varchar(5)``, ``timestamp(6)`` does not fit
+    ``timestamp(0)``; an undeclared length is unbounded, so text fits ``varchar(5)`` only when its
+    own length is declared and at most 5). Integers and decimals fit an unconstrained decimal
+    (PostgreSQL ``numeric``, which Arrow carries as text tagged ``decimal``)."""
+    if logical_type(target) == "decimal" and (source.type in _INT_RANK or pa.types.is_decimal(source.type)):
+        return True
+    if not _type_fits(source.type, target.type):
+        return False
+    target_length = _max_length(target)
+    if target_length is not None:
+        source_length = _max_length(source)
+        if source_length is None or source_length > target_length:
+            return False
+    source_digits, target_digits = _fraction_digits(source), _fraction_digits(target)
+    return source_digits is None or target_digits is None or source_digits <= target_digits
+
+
+def _type_fits(source: pa.DataType, target: pa.DataType) -> bool:
     if source == target:
         return True
     if source in _INT_RANK and target in _INT_RANK:
@@ -121,20 +162,44 @@ def fits_in(source: pa.DataType, target: pa.DataType) -> bool:
                 and source.precision - source.scale <= target.precision - target.scale)
     if _is_text(source) and _is_text(target):
         return True
-    if pa.types.is_binary(source) or pa.types.is_large_binary(source) or pa.types.is_fixed_size_binary(source):
+    if _is_binary(source):
         return pa.types.is_binary(target) or pa.types.is_large_binary(target)
     if pa.types.is_timestamp(source) and pa.types.is_timestamp(target):
-        return (source.tz is None) == (target.tz is None) and _unit_rank(source.unit) <= _unit_rank(target.unit)
+        return (source.tz is None) == (target.tz is None)
     if pa.types.is_time(source) and pa.types.is_time(target):
-        return _unit_rank(source.unit) <= _unit_rank(target.unit)
+        return True
     if pa.types.is_date(source) and pa.types.is_date(target):
         return True
+    if _is_list(source) and _is_list(target):
+        return _type_fits(source.value_type, target.value_type)
     return False
+
+
+def _max_length(field: pa.Field) -> int | None:
+    """Declared characters (text) or bytes (binary) of the field or its elements; None: unbounded."""
+    declared = (field.metadata or {}).get(MAX_LENGTH)
+    if declared is not None:
+        return int(declared)
+    scalar = field.type.value_type if _is_list(field.type) else field.type
+    return scalar.byte_width if pa.types.is_fixed_size_binary(scalar) else None
+
+
+def _fraction_digits(field: pa.Field) -> int | None:
+    """Fractional-second digits of a timestamp or time field (or its elements); None otherwise."""
+    scalar = field.type.value_type if _is_list(field.type) else field.type
+    if not (pa.types.is_timestamp(scalar) or pa.types.is_time(scalar)):
+        return None
+    declared = (field.metadata or {}).get(FRACTION_DIGITS)
+    return int(declared) if declared is not None else {"s": 0, "ms": 3, "us": 6, "ns": 9}[scalar.unit]
 
 
 def _is_text(t: pa.DataType) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
 
 
-def _unit_rank(unit: str) -> int:
-    return {"s": 0, "ms": 1, "us": 2, "ns": 3}[unit]
+def _is_binary(t: pa.DataType) -> bool:
+    return pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t)
+
+
+def _is_list(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) or pa.types.is_large_list(t)

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from sync_assets.errors import ConfigError
-from sync_assets.spec import ForeignKeySpec, Project, TableName, TableSpec
+from sync_assets.spec import ForeignKeySpec, Project, TableName, TableSpec, quote_part
 
 LINEAGE_FILE = "lineage.yaml"
 
@@ -118,7 +118,7 @@ def discover_foreign_keys(project: Project) -> list[ForeignKeySpec]:
 def _quoted(table: TableName) -> str:
     """``schema.table`` in the stream-name syntax, quoting parts that hold a dot or a quote."""
     def part(text: str) -> str:
-        return '"' + text.replace('"', '""') + '"' if any(c in text for c in '."') else text
+        return quote_part(text) if any(c in text for c in '."') else text
 
     return ".".join(part(p) for p in (table.schema, table.name) if p is not None)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import pyarrow as pa
 
-from sync_assets.arrow_types import fits_in
+from sync_assets.arrow_types import declared_type, fits_in
 from sync_assets.errors import SchemaMismatchError
 from sync_assets.spec import TableSpec
 
@@ -38,8 +38,8 @@ def compare(source: pa.Schema, target: pa.Schema) -> SchemaDrift:
         added=tuple(n for n in source.names if n not in target.names),
         dropped=tuple(n for n in target.names if n not in source.names),
         type_changed=tuple(
-            f"{f.name}: {f.type} -> {target.field(f.name).type}" for f in source
-            if f.name in target.names and not fits_in(f.type, target.field(f.name).type)
+            f"{f.name}: {declared_type(f)} -> {declared_type(target.field(f.name))}" for f in source
+            if f.name in target.names and not fits_in(f, target.field(f.name))
         ),
     )
 

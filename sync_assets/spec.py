@@ -382,13 +382,30 @@ class TableName:
 
     @classmethod
     def parse(cls, text: str) -> TableName:
-        parts = _split_qualified(text)
+        return cls._from_parts(_split_qualified(text))
+
+    @classmethod
+    def from_template(cls, template: str, values: dict[str, str]) -> TableName:
+        """The table an ``object`` template names: the template is split into its parts first, then
+        each part's placeholders are replaced by the names exactly as they are, so a substituted
+        name holding a dot, a quote or spaces (``Odd.Name``, ``q"uote``) is never re-split or unquoted.
+        Raises KeyError for an unknown placeholder, ValueError for a malformed one."""
+        return cls._from_parts([part.format(**values) for part in _split_qualified(template)])
+
+    @classmethod
+    def _from_parts(cls, parts: list[str]) -> TableName:
         if len(parts) == 1:
             return cls(None, parts[0])
         return cls(".".join(parts[:-1]), parts[-1])
 
     def __str__(self) -> str:
         return f"{self.schema}.{self.name}" if self.schema else self.name
+
+
+def quote_part(text: str) -> str:
+    """One part of a table name in stream syntax, double-quoted with inner quotes doubled, so that
+    ``TableName.parse`` gives it back exactly."""
+    return '"' + text.replace('"', '""') + '"'
 
 
 def _split_qualified(text: str) -> list[str]:
@@ -597,18 +614,19 @@ def _resolve_table(
     object_template = opts.get("object") or "{stream_schema}.{stream_table}"
     stream_ref = TableName.parse(stream_name)
     try:
-        target_text = object_template.format(
-            stream_schema=stream_ref.schema or DEFAULT_SCHEMA.get(connections[replication.target].kind, "public"),
-            stream_table=stream_ref.name,
-            source=replication.source,
-            target=replication.target,
-        )
+        target_table = TableName.from_template(object_template, {
+            "stream_schema": stream_ref.schema or DEFAULT_SCHEMA.get(connections[replication.target].kind, "public"),
+            "stream_table": stream_ref.name,
+            "source": replication.source,
+            "target": replication.target,
+        })
     except KeyError as exc:
         raise ConfigError(
             f"{where}: key 'object' uses unknown placeholder {exc}; "
             "use {stream_schema}, {stream_table}, {source} or {target}"
         ) from None
-    target_table = TableName.parse(target_text)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: key 'object' is not a valid template ({exc}): {object_template!r}") from None
     primary_key = tuple(opts.get("primary_key") or ())
     update_key = opts.get("update_key")
     partition = opts.get("partition")

@@ -30,7 +30,7 @@ def is_wildcard(stream_name: str) -> bool:
 
 def expand(stream_name: str, connection: str, catalog: Catalog, exclude: list[str], where: str) -> list[str]:
     """The stream names a wildcard stands for, in catalog order."""
-    from sync_assets.spec import TableName
+    from sync_assets.spec import TableName, quote_part
 
     pattern = TableName.parse(stream_name)
     if pattern.schema is None or is_wildcard(pattern.schema):
@@ -41,7 +41,7 @@ def expand(stream_name: str, connection: str, catalog: Catalog, exclude: list[st
             f"{where}: wildcard {stream_name!r} needs the tables of schema {pattern.schema!r} on connection "
             f"{connection!r}; run `sync-assets discover` to list them into {CATALOG_FILE}"
         )
-    return [f'"{pattern.schema}"."{name}"' for name in tables
+    return [f"{quote_part(pattern.schema)}.{quote_part(name)}" for name in tables
             if fnmatchcase(name, pattern.name) and not any(fnmatchcase(name, x) for x in exclude)]
 
 

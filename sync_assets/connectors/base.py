@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from sync_assets.arrow_types import fits_in
+from sync_assets.arrow_types import declared_type, fits_in
 from sync_assets.connectors.locking import (
     DEFAULT_LOCK_TIMEOUT_S, LEGACY_STAGING_SUFFIX, TYPED_STAGE_SUFFIX, is_staging_name, new_staging, staging_prefix,
 )
@@ -627,12 +627,12 @@ class SqlConnector(Connector):
                 types[field_.name] = self.ddl_type(field_)
                 continue
             target_field = existing.field(field_.name)
-            if not fits_in(field_.type, target_field.type):
+            if not fits_in(field_, target_field):
                 raise SchemaMismatchError(
-                    f"table {op.table}: column {field_.name!r} is {field_.type} in the source but "
-                    f"{existing_native.get(field_.name, target_field.type)} in the target, which "
-                    "cannot hold every source value; run a full refresh to rebuild the table, "
-                    "or change the column"
+                    f"table {op.table}: column {field_.name!r} is {declared_type(field_)} in the source but "
+                    f"{existing_native.get(field_.name, declared_type(target_field))} in the target, which "
+                    "cannot hold every source value unchanged (it would truncate or round them); run a "
+                    "full refresh to rebuild the table, or widen the column; nothing was written"
                 )
             types[field_.name] = existing_native[field_.name]
         return types
@@ -659,8 +659,9 @@ class SqlConnector(Connector):
         else:
             self._run(conn, [self.add_column_sql(op.table, name, target_types[name])
                              for name in result.columns_added], result)
+            if op.kind in ("merge", "overwrite_window"):
+                self._check_unique_before_apply(conn, op, staging, into=op.table)
             if op.kind == "merge":
-                self._check_unique_before_apply(conn, op, staging)
                 result.rows_inserted, result.rows_updated = self.apply_merge(
                     conn, op.table, staging, columns, op.primary_key, casts, result)
                 applied = result.rows_inserted + result.rows_updated
@@ -733,9 +734,23 @@ class SqlConnector(Connector):
     def is_key_violation(self, exc: BaseException) -> bool:
         return False
 
-    def _check_unique_before_apply(self, conn: Any, op: WriteOp, staging: TableName) -> None:
-        if not self.keys_enforced_by_constraint:
-            self._check_unique(conn, op, staging)
+    def primary_key_columns(self, conn: Any, table: TableName) -> set[str]:
+        """The columns of ``table``'s PRIMARY KEY constraint (empty: none, or not looked up)."""
+        return set()
+
+    def _check_unique_before_apply(self, conn: Any, op: WriteOp, staging: TableName,
+                                   into: TableName | None = None) -> None:
+        """Check staging for NULL and duplicate keys, unless a constraint will refuse them: on
+        engines that enforce keys by constraint, a replace's new table gets its PRIMARY KEY before
+        the swap, and rows merged or inserted ``into`` an existing table meet that table's own
+        PRIMARY KEY, if it has one on exactly these columns (a target created without one, or
+        keyed on other columns, is checked here)."""
+        if not op.primary_key:
+            return
+        if self.keys_enforced_by_constraint and (
+                into is None or self.primary_key_columns(conn, into) == set(op.primary_key)):
+            return
+        self._check_unique(conn, op, staging)
 
     def _check_unique(self, conn: Any, op: WriteOp, staging: TableName) -> None:
         """Raise a DataError naming the table, key columns and offending keys, if any."""

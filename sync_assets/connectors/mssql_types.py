@@ -140,7 +140,19 @@ def arrow_field(column: MssqlColumn) -> pa.Field:
     else:
         raise ValueError(f"column {column.name!r}: SQL Server type {column.type_name!r} is not supported")
     return make_field(column.name, arrow_type, nullable=column.nullable, native_kind=KIND,
-                      native_type=column.ddl, logical=logical)
+                      native_type=column.ddl, logical=logical, max_length=declared_length(column),
+                      fraction_digits=column.scale if t in ("datetime2", "datetimeoffset", "time") else None)
+
+
+def declared_length(column: MssqlColumn) -> int | None:
+    """The declared length of a ``(n)varchar(n)``/``(n)char(n)``/``varbinary(n)`` column in its
+    own units (None for ``max`` and other types): characters for the ``n`` types (UTF-16 code
+    units: one per character of the Basic Multilingual Plane), bytes for ``varchar``/``char``
+    (one per character in single-byte code pages) and ``varbinary``."""
+    t = column.type_name.lower()
+    if t not in ("char", "varchar", "nchar", "nvarchar", "sysname", "varbinary") or column.max_length == -1:
+        return None
+    return column.max_length // 2 if t in ("nchar", "nvarchar", "sysname") else column.max_length
 
 
 def read_expression(quoted: str, field: pa.Field) -> str:

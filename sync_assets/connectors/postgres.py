@@ -83,6 +83,20 @@ def arrow_type_for(pg_type: str) -> tuple[pa.DataType, str | None, bool]:
     return pa.string(), None, True
 
 
+_DECLARED_LENGTH = re.compile(r"(?:character varying|character)\((\d+)\)")
+_DECLARED_DIGITS = re.compile(r"(?:timestamp|time)\((\d)\)")
+
+
+def declared_limits(pg_type: str) -> tuple[int | None, int | None]:
+    """(max characters, fractional-second digits) a ``format_type`` string declares, for the
+    column or its array elements: ``character varying(30)`` -> (30, None),
+    ``timestamp(0) without time zone`` -> (None, 0); undeclared is None (``text``: unbounded,
+    ``timestamp``: the Arrow unit's 6 digits)."""
+    length = _DECLARED_LENGTH.match(pg_type)
+    digits = _DECLARED_DIGITS.match(pg_type)
+    return (int(length.group(1)) if length else None), (int(digits.group(1)) if digits else None)
+
+
 _PG_NAMES = {
     "bool": "boolean", "int8": "smallint", "int16": "smallint", "uint8": "smallint", "int32": "integer",
     "uint16": "integer", "int64": "bigint", "uint32": "bigint", "uint64": "numeric(20,0)", "float16": "real",
@@ -132,6 +146,12 @@ JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_type t ON t.oid = a.atttypid
 WHERE c.oid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
+"""
+
+_PRIMARY_KEY_COLUMNS = """
+SELECT a.attname
+FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+WHERE i.indrelid = to_regclass(%s) AND i.indisprimary
 """
 
 _LISTED_RELATIONS = "c.relkind IN ('r', 'p', 'v', 'm') AND NOT c.relispartition"
@@ -242,6 +262,9 @@ class PostgresConnector(SqlConnector):
         statement, so no ``COMMIT; SET default_transaction_read_only = off; ...`` can follow."""
         return conn.execute(sql, params or None, prepare=True if self.read_only else None).fetchall()
 
+    def primary_key_columns(self, conn, table: TableName) -> set[str]:
+        return {row[0] for row in self.fetch_on(conn, _PRIMARY_KEY_COLUMNS, (self.qualified(table),))}
+
     def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         with self.session() as conn:
             return self.fetch_on(conn, sql, params)
@@ -258,8 +281,10 @@ class PostgresConnector(SqlConnector):
         for name, pg_type, nullable, typtype in rows:
             arrow_type, logical, needs_cast = arrow_type_for(pg_type)
             native = "text" if typtype == "e" or (needs_cast and logical is None) else pg_type
+            max_length, fraction_digits = declared_limits(native)
             fields.append(make_field(name, arrow_type, nullable=nullable, native_kind=KIND,
-                                     native_type=native, logical=logical or ("text_cast" if needs_cast else None)))
+                                     native_type=native, logical=logical or ("text_cast" if needs_cast else None),
+                                     max_length=max_length, fraction_digits=fraction_digits))
         return pa.schema(fields)
 
     def table_schema(self, table: TableName) -> pa.Schema | None:

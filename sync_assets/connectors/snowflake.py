@@ -138,6 +138,14 @@ def arrow_type_for(declared: str) -> tuple[pa.DataType, str | None]:
     return pa.string(), "text_cast"
 
 
+def declared_length(declared: str) -> int | None:
+    """The characters of a ``VARCHAR(n)`` (or the bytes of a ``BINARY(n)``); None otherwise."""
+    match = _DECLARED.match(declared.upper())
+    if match and match.group(2) and (match.group(1) in _TEXT_TYPES or match.group(1) in ("BINARY", "VARBINARY")):
+        return int(match.group(2))
+    return None
+
+
 _TYPE_CODE_NAMES = {0: "NUMBER", 1: "FLOAT", 2: "VARCHAR", 3: "DATE", 4: "TIMESTAMP_LTZ", 5: "VARIANT",
                     6: "TIMESTAMP_LTZ", 7: "TIMESTAMP_TZ", 8: "TIMESTAMP_NTZ", 9: "OBJECT", 10: "ARRAY",
                     11: "BINARY", 12: "TIME", 13: "BOOLEAN"}
@@ -262,7 +270,7 @@ class SnowflakeConnector(Connector):
     def _field(self, name: str, declared: str, *, nullable: bool) -> pa.Field:
         arrow_type, logical = arrow_type_for(declared)
         return make_field(name, arrow_type, nullable=nullable, native_kind=KIND,
-                          native_type=declared.upper(), logical=logical)
+                          native_type=declared.upper(), logical=logical, max_length=declared_length(declared))
 
     def query_schema(self, sql: str) -> pa.Schema:
         with self.session() as conn, contextlib.closing(conn.cursor()) as cur:
