@@ -226,7 +226,7 @@ def test_a_deadlock_that_aborts_the_sync_apply_is_retried(pg, schema_name, write
         other.execute("SET deadlock_timeout = '30s'")  # so the server breaks the sync's wait, not this one
         other.execute(f'SELECT 1 FROM "{schema}_copy".items WHERE id = 2 FOR UPDATE')
         waiter = threading.Thread(target=lambda: (
-            wait_for_backend(pg, "application_name = %s AND wait_event_type = 'Lock' AND query LIKE 'INSERT%%'",
+            wait_for_backend(pg, "application_name = %s AND wait_event_type = 'Lock' AND query LIKE '%%INSERT INTO%%'",
                               (schema,)),
             _lock_row_one(other, schema)))
         waiter.start()
