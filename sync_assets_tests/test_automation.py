@@ -113,12 +113,13 @@ def test_shipped_automation_example_loads_into_schedules_sensors_and_checks(monk
     assert {"row_count_parity", "schema_drift", "primary_key_unique", "freshness_check"} <= check_names
 
 
-def test_a_schedule_tick_leaves_out_tables_with_a_run_queued_or_in_progress(write_project):
+def test_a_schedule_tick_leaves_out_tables_with_a_run_queued_or_in_progress(write_project, tmp_path):
     project = write_project(project_config(STREAMS))
     (schedule,) = build_schedules(project)
     defs = build_definitions(project)
     orders = dg.AssetKey(["public", "orders"])
-    with dg.instance_for_test() as instance:  # a schedule context reaches its instance through a ref
+    # a schedule context reaches its instance through a ref: an instance on disk, not an ephemeral one
+    with dg.DagsterInstance.local_temp(tempdir=str(tmp_path)) as instance:
         run = instance.create_run_for_job(defs.resolve_implicit_global_asset_job_def(), asset_selection={orders},
                                           status=dg.DagsterRunStatus.STARTED)
         context = dg.build_schedule_context(scheduled_execution_time=datetime(2024, 3, 10, 22, 0, tzinfo=BERLIN),
