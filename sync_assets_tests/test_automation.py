@@ -122,9 +122,9 @@ def test_a_schedule_tick_leaves_out_tables_with_a_run_queued_or_in_progress(writ
     with dg.DagsterInstance.local_temp(tempdir=str(tmp_path)) as instance:
         run = instance.create_run_for_job(defs.resolve_implicit_global_asset_job_def(), asset_selection={orders},
                                           status=dg.DagsterRunStatus.STARTED)
-        context = dg.build_schedule_context(scheduled_execution_time=datetime(2024, 3, 10, 22, 0, tzinfo=BERLIN),
-                                            repository_def=defs.get_repository_def(), instance=instance)
-        plain, events = schedule.evaluate_tick(context).run_requests
+        with dg.build_schedule_context(scheduled_execution_time=datetime(2024, 3, 10, 22, 0, tzinfo=BERLIN),
+                                       repository_def=defs.get_repository_def(), instance=instance) as context:
+            plain, events = schedule.evaluate_tick(context).run_requests  # the context closes what it opened
     assert [k.to_user_string() for k in plain.asset_selection] == ["public/customers"]
     assert events.asset_selection == [dg.AssetKey(["public", "events"])]
     assert run.run_id

@@ -111,17 +111,19 @@ def test_a_changed_table_with_a_run_in_progress_is_held_back_and_requested_after
     orders, customers = (dg.AssetKey([f"{source}_copy", name]) for name in ("orders", "customers"))
     with dg.DagsterInstance.ephemeral() as instance:
         run_id = _active_run(instance, project, dg.DagsterRunStatus.STARTED, orders)
-        context = dg.build_sensor_context(cursor=None, instance=instance)
-        first = sensor.evaluate_tick(context)
+        with dg.build_sensor_context(cursor=None, instance=instance) as context:
+            first = sensor.evaluate_tick(context)
         (run,) = first.run_requests
         assert run.asset_selection == [customers]
         assert f"{source}_copy/orders" not in json.loads(first.cursor)
         _active_run(instance, project, dg.DagsterRunStatus.NOT_STARTED, customers)
-        busy = sensor.evaluate_tick(dg.build_sensor_context(cursor=first.cursor, instance=instance))
+        with dg.build_sensor_context(cursor=first.cursor, instance=instance) as context:
+            busy = sensor.evaluate_tick(context)
         assert busy.run_requests == []
         assert f"{source}.orders already has run {run_id} queued or in progress" in busy.skip_message
         for record in instance.get_run_records():
             instance.report_run_canceled(record.dagster_run)
-        after = sensor.evaluate_tick(dg.build_sensor_context(cursor=first.cursor, instance=instance))
+        with dg.build_sensor_context(cursor=first.cursor, instance=instance) as context:
+            after = sensor.evaluate_tick(context)
         (run,) = after.run_requests
         assert run.asset_selection == [orders]
