@@ -13,12 +13,17 @@ with cron and time zone; streams opt in with ``schedule: NAME``, per table or pe
 - schedules run without the automation-condition sensor, which is stopped by default.
 
 ``run_requests`` is shared by schedules and change sensors: tables outside their window are held
-back (never queued), unpartitioned tables go into one run (parents load before children inside
+back (never queued), and so are tables that already have a run queued or in progress (the tick
+logs which run; a sensor keeps their old signal in its cursor, so a later tick requests them once
+that run has ended); unpartitioned tables go into one run (parents load before children inside
 it), and each date-partitioned table gets one run over its last ``late_partitions`` partitions.
+Two runs of one table that meet anyway (a manual materialize, a backfill) take turns on the
+target's writer lock (``connectors.locking``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -31,20 +36,36 @@ from sync_assets.spec import Project, TableSpec
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 TRIGGER_TAG = "sync_assets/trigger"
+ACTIVE_RUN_STATUSES = (dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING,
+                       dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING)
+"""A run in one of these states has not finished writing the assets it selected."""
 
 
 @dataclass
 class Requests:
     runs: list[dg.RunRequest] = field(default_factory=list)
     held_back: list[str] = field(default_factory=list)
-    """One line per table outside its window: the table, the window and the local time."""
+    """One line per table not requested: outside its window (the window and the local time), or
+    with a run already queued or in progress (that run's id)."""
     requested: list[TableSpec] = field(default_factory=list)
 
     def skip_reason(self, what: str) -> dg.SkipReason:
         if self.held_back:
-            return dg.SkipReason(f"{what}: every table is outside its sync window, nothing queued: "
-                                 + "; ".join(self.held_back))
+            return dg.SkipReason(f"{what}: every table is held back, nothing queued: " + "; ".join(self.held_back))
         return dg.SkipReason(f"{what}: no table to sync")
+
+
+def active_runs(context: dg.ScheduleEvaluationContext | dg.SensorEvaluationContext) -> dict[dg.AssetKey, str]:
+    """Asset key -> id of a run that is queued or in progress and selects that asset."""
+    try:
+        instance = context.instance
+    except dg.DagsterInvariantViolationError:  # a test context built without an instance has no runs
+        return {}
+    busy: dict[dg.AssetKey, str] = {}
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=list(ACTIVE_RUN_STATUSES))):
+        for key in run.asset_selection or ():
+            busy.setdefault(key, run.run_id)
+    return busy
 
 
 def outside_window(table: TableSpec, moment: datetime) -> str | None:
@@ -69,12 +90,17 @@ def _late_partition_request(table: TableSpec, moment: datetime, run_key: str, ta
                          tags={**tags, RANGE_START_TAG: recent[0], RANGE_END_TAG: recent[-1]})
 
 
-def run_requests(tables: list[TableSpec], moment: datetime, run_key: str, trigger: str) -> Requests:
-    """Run requests for the ``tables`` allowed to sync at ``moment``; ``run_key`` must be deterministic."""
+def run_requests(tables: list[TableSpec], moment: datetime, run_key: str, trigger: str,
+                 active: Mapping[dg.AssetKey, str] | None = None) -> Requests:
+    """Run requests for the ``tables`` allowed to sync at ``moment`` that have no run queued or in
+    progress (``active``: asset key -> run id); ``run_key`` must be deterministic."""
     out = Requests()
     allowed = []
     for table in tables:
         reason = outside_window(table, moment)
+        running = (active or {}).get(dg.AssetKey(list(table.asset_key)))
+        if running and not reason:
+            reason = f"{table.name} already has run {running} queued or in progress"
         if reason:
             out.held_back.append(reason)
         else:
@@ -114,7 +140,8 @@ def build_schedule(project: Project, name: str) -> dg.ScheduleDefinition | None:
     )
     def _schedule(context: dg.ScheduleEvaluationContext):
         moment = context.scheduled_execution_time
-        out = run_requests(tables, moment, f"{name}:{moment.isoformat()}", trigger=f"schedule:{name}")
+        out = run_requests(tables, moment, f"{name}:{moment.isoformat()}", trigger=f"schedule:{name}",
+                           active=active_runs(context))
         for line in out.held_back:
             context.log.info(f"held back: {line}")
         return out.runs or out.skip_reason(f"schedule {name} at {moment.isoformat()}")

@@ -3,9 +3,10 @@
 Each tick reads one signal per table: ``MAX(update_key)`` for tables with an update key, else
 ``COUNT(*)``; on Snowflake the catalog's ``LAST_ALTERED`` time, one ``INFORMATION_SCHEMA``
 query per schema. The cursor (JSON: asset key -> last signal) keeps what was seen. Only tables
-whose signal changed, and that are inside their sync window, are requested (``automation.
-run_requests``), with run keys derived from the signals, so the same change never runs twice;
-tables held back by their window keep their old signal and are requested once the window opens.
+whose signal changed, that are inside their sync window and have no run queued or in progress,
+are requested (``automation.run_requests``), with run keys derived from the signals, so the same
+change never runs twice; tables held back keep their old signal and are requested once the
+window opens or the other run has ended.
 A source that cannot be polled fails the tick with a message naming the connection; Dagster
 keeps the previous cursor, so nothing is lost. Custom-SQL streams have no cheap signal and are
 left to schedules.
@@ -21,7 +22,7 @@ from typing import Any
 
 import dagster as dg
 
-from sync_assets.automation import run_requests
+from sync_assets.automation import active_runs, run_requests
 from sync_assets.connectors import connector_for
 from sync_assets.connectors.base import Connector
 from sync_assets.errors import SyncAssetsError
@@ -114,7 +115,8 @@ def build_change_sensor(project: Project, connection: str,
         if not changed:
             return dg.SkipReason(f"no change in {len(tables)} table(s) of {connection!r}")
         transitions = {cursor_key(t): [seen.get(cursor_key(t)), signals[cursor_key(t)]] for t in changed}
-        out = run_requests(changed, clock(), f"{name}:{_digest(transitions)}", trigger=f"sensor:{name}")
+        out = run_requests(changed, clock(), f"{name}:{_digest(transitions)}", trigger=f"sensor:{name}",
+                           active=active_runs(context))
         for line in out.held_back:
             context.log.info(f"held back: {line}")
         requested = {cursor_key(t): signals[cursor_key(t)] for t in out.requested}

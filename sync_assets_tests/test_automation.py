@@ -111,3 +111,20 @@ def test_shipped_automation_example_loads_into_schedules_sensors_and_checks(monk
                                               "sync_alerts_on_failed_checks", "sync_freshness_checks"}
     check_names = {k.name for c in defs.asset_checks for k in c.check_keys}
     assert {"row_count_parity", "schema_drift", "primary_key_unique", "freshness_check"} <= check_names
+
+
+def test_a_schedule_tick_leaves_out_tables_with_a_run_queued_or_in_progress(write_project, tmp_path):
+    project = write_project(project_config(STREAMS))
+    (schedule,) = build_schedules(project)
+    defs = build_definitions(project)
+    orders = dg.AssetKey(["public", "orders"])
+    # a schedule context reaches its instance through a ref: an instance on disk, not an ephemeral one
+    with dg.DagsterInstance.local_temp(tempdir=str(tmp_path)) as instance:
+        run = instance.create_run_for_job(defs.resolve_implicit_global_asset_job_def(), asset_selection={orders},
+                                          status=dg.DagsterRunStatus.STARTED)
+        with dg.build_schedule_context(scheduled_execution_time=datetime(2024, 3, 10, 22, 0, tzinfo=BERLIN),
+                                       repository_def=defs.get_repository_def(), instance=instance) as context:
+            plain, events = schedule.evaluate_tick(context).run_requests  # the context closes what it opened
+    assert [k.to_user_string() for k in plain.asset_selection] == ["public/customers"]
+    assert events.asset_selection == [dg.AssetKey(["public", "events"])]
+    assert run.run_id

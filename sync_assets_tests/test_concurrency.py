@@ -294,3 +294,43 @@ def test_an_apply_that_does_not_account_for_every_staged_row_rolls_back(pg, pg_o
     second = sync_with_policies(table, source, target).result
     assert (second.rows_inserted, second.rows_deleted) == (50_000, 0) and second.rows_updated >= 10_000
     _pg_target_equals_source(pg, source_table, f"{tgt}.t")
+
+
+def test_two_dagster_materializes_of_one_asset_at_once(pg, pg_options, schema_name, source_table, tmp_path):
+    """``dagster asset materialize`` twice at the same moment, on one instance: both runs end, the
+    target equals the source, and every materialization reports rows the target holds."""
+    import os
+    import shutil
+
+    import dagster as dg
+
+    root = Path(__file__).resolve().parent.parent
+    tgt = schema_name("tgt")
+    config = _config(tmp_path / "config", source_table, _connections(pg_options, None), f"{tgt}.t", "incremental")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(root / "dagster.yaml", home / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(home)):
+        pass  # create the instance's storage once: two fresh processes would race to create its tables
+    env = {**os.environ, "SYNC_ASSETS_CONFIG": str(config), "DAGSTER_HOME": str(home)}
+    command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "sync_assets.definitions",
+               "--select", f"{tgt}/t"]
+    for load in ("first", "later"):
+        if load == "later":
+            _change_source(pg, source_table)
+        started = [subprocess.Popen(command, env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True) for _ in range(2)]
+        outputs = [(p.wait(timeout=180), p.communicate()[0]) for p in started]
+        for code, output in outputs:
+            assert code == 0 or LOCKED in output, output[-3000:]
+        final = _pg_target_equals_source(pg, source_table, f"{tgt}.t")
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            events = instance.fetch_materializations(dg.AssetKey([tgt, "t"]), limit=10).records
+            assert len(events) == (2 if load == "first" else 4)
+            for event in events:
+                metadata = event.asset_materialization.metadata
+                assert metadata["dagster/row_count"].value == final or load == "later"
+                assert metadata["rows_written"].value <= final
+            latest = events[:2]
+            inserted = sum(e.asset_materialization.metadata["rows_inserted"].value for e in latest)
+            assert inserted == (ROWS if load == "first" else 50_000)

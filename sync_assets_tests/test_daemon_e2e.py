@@ -40,6 +40,8 @@ def test_daemon_runs_what_the_change_sensor_requests(tmp_path, pg, pg_options, s
     home.mkdir()
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     env = {**os.environ, "DAGSTER_HOME": str(home), "SYNC_ASSETS_CONFIG": str(config)}
+    with dg.DagsterInstance.from_config(str(home)):
+        pass  # create the instance's storage before the daemon starts: both would race to create its tables
     daemon = subprocess.Popen(
         [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-m", "sync_assets.definitions"],
         cwd=ROOT, env=env, stdout=(tmp_path / "daemon.log").open("w"), stderr=subprocess.STDOUT,

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 import dagster as dg
 import pytest
 
+from sync_assets.definitions import build_definitions
 from sync_assets.sensors import SourceUnreachable, build_change_sensor, build_change_sensors
 
 NOON = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
@@ -96,3 +97,33 @@ def test_a_changed_table_outside_its_window_is_held_back_and_requested_later(wri
     later, _ = tick(at_night, first.cursor)
     (run,) = later.run_requests
     assert [k.path[-1] for k in run.asset_selection] == ["orders"]
+
+
+def _active_run(instance: dg.DagsterInstance, project, status: dg.DagsterRunStatus, *keys: dg.AssetKey) -> str:
+    """A run of ``keys`` that has not ended, as a manual materialize or a backfill leaves it."""
+    job = build_definitions(project).resolve_implicit_global_asset_job_def()
+    return instance.create_run_for_job(job, asset_selection=set(keys), status=status).run_id
+
+
+def test_a_changed_table_with_a_run_in_progress_is_held_back_and_requested_after_it(write_project, pg_options, source):
+    project = sensor_project(write_project, pg_options, source)
+    sensor = build_change_sensor(project, "erp")
+    orders, customers = (dg.AssetKey([f"{source}_copy", name]) for name in ("orders", "customers"))
+    with dg.DagsterInstance.ephemeral() as instance:
+        run_id = _active_run(instance, project, dg.DagsterRunStatus.STARTED, orders)
+        with dg.build_sensor_context(cursor=None, instance=instance) as context:
+            first = sensor.evaluate_tick(context)
+        (run,) = first.run_requests
+        assert run.asset_selection == [customers]
+        assert f"{source}_copy/orders" not in json.loads(first.cursor)
+        _active_run(instance, project, dg.DagsterRunStatus.NOT_STARTED, customers)
+        with dg.build_sensor_context(cursor=first.cursor, instance=instance) as context:
+            busy = sensor.evaluate_tick(context)
+        assert busy.run_requests == []
+        assert f"{source}.orders already has run {run_id} queued or in progress" in busy.skip_message
+        for record in instance.get_run_records():
+            instance.report_run_canceled(record.dagster_run)
+        with dg.build_sensor_context(cursor=first.cursor, instance=instance) as context:
+            after = sensor.evaluate_tick(context)
+        (run,) = after.run_requests
+        assert run.asset_selection == [orders]

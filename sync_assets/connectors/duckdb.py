@@ -86,6 +86,8 @@ _FILE_WRITERS: dict[str, threading.RLock] = {}
 """One writer at a time per DuckDB file among the threads of this process (they share its instance)."""
 _FILE_WRITERS_GUARD = threading.Lock()
 _FILE_LOCK_HELD = "Could not set lock on file"
+_FILE_BEING_CREATED = "is not a valid DuckDB database file"
+"""What a process opening a new file sees while another process is still writing its header."""
 
 
 class DuckDBConnector(SqlConnector):
@@ -146,8 +148,9 @@ class DuckDBConnector(SqlConnector):
     def acquire_writer_lock(self, table: TableName, timeout_s: float) -> Iterator[None]:
         """DuckDB's own file lock: a write connection held open for the whole sync (the other
         connections of this process share its database instance). While another process holds
-        the file, opening is retried up to ``timeout_s`` seconds; DuckDB's refusal names that
-        process's PID, which the ``TargetLocked`` message repeats. Threads take turns per file."""
+        the file (or is still creating it), opening is retried up to ``timeout_s`` seconds; DuckDB's
+        refusal names that process's PID, which the ``TargetLocked`` message repeats. Threads take
+        turns per file."""
         import duckdb
 
         deadline = time.monotonic() + max(timeout_s, 0.0)
@@ -164,12 +167,14 @@ class DuckDBConnector(SqlConnector):
                 opened.append(self.connect(for_write=True))
                 return True
             except duckdb.IOException as exc:
-                if _FILE_LOCK_HELD not in str(exc):
+                if _FILE_LOCK_HELD not in str(exc) and _FILE_BEING_CREATED not in str(exc):
                     raise
                 refusal[:] = [str(exc)]
                 return False
 
         def message() -> str:
+            if refusal and _FILE_BEING_CREATED in refusal[-1]:
+                return f"table {table}: DuckDB file {self.path}: {refusal[-1]}; {waited(timeout_s)}"
             pid = re.search(r"PID (\d+)", refusal[-1]) if refusal else None
             return (f"table {table}: another process{f' (PID {pid.group(1)})' if pid else ''} is writing DuckDB "
                     f"file {self.path} (DuckDB takes one writing process per file); {waited(timeout_s)}")
