@@ -108,7 +108,12 @@ class DuckDBConnector(SqlConnector):
 
     @contextlib.contextmanager
     def session(self):
+        """A write connection that, like a DB-API one, always runs in a transaction: statements
+        take effect at ``commit`` and ``rollback`` undoes them. (DuckDB's Python connections
+        otherwise commit each statement on its own, which would split the one apply transaction:
+        a failed RENAME after the DROP would lose the target.)"""
         conn = self.connect(for_write=True)
+        conn.begin()
         try:
             yield conn
         finally:
@@ -121,12 +126,12 @@ class DuckDBConnector(SqlConnector):
         return -1
 
     def commit(self, conn) -> None:
-        with contextlib.suppress(Exception):
-            conn.commit()
+        conn.commit()
+        conn.begin()
 
     def rollback(self, conn) -> None:
-        with contextlib.suppress(Exception):
-            conn.rollback()
+        conn.rollback()
+        conn.begin()
 
     def fetch_on(self, conn, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         return conn.execute(sql, list(params) if params else None).fetchall()
@@ -243,7 +248,10 @@ class DuckDBConnector(SqlConnector):
         conn.register("sync_assets_batches", stream.counted_batches())
         try:
             conn.execute(f"INSERT INTO {self.qualified(staging)} SELECT * FROM sync_assets_batches").fetchall()
+        except BaseException:
+            self.rollback(conn)  # first: DuckDB runs nothing in an aborted transaction, not even unregister
+            raise
         finally:
             conn.unregister("sync_assets_batches")
-        conn.commit()
+        self.commit(conn)
         return stream.rows_read, False
