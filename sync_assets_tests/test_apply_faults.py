@@ -199,9 +199,9 @@ def _fails_and_leaves_target_as_it_was(target: Side, run, fault, run_options: Ru
     assert target.staging_tables() == []
 
 
-def _change_source(source: Side, ids: range, new_ids: range, *, updated: datetime | None = None) -> None:
-    """Update ``ids``, insert ``new_ids`` and add a column (the next run must evolve the target)."""
-    later = updated or BASE_TIME + timedelta(days=2)
+def _change_source(source: Side, ids: range, new_ids: range) -> None:
+    """Add a column (the next run must evolve the target), update ``ids`` and insert ``new_ids``."""
+    later = BASE_TIME + timedelta(days=2)
     source.execute(f'ALTER TABLE {source.qualified()} ADD COLUMN "Extra" integer')
     source.execute(f'UPDATE {source.qualified()} SET "Name" = %s, "updatedAt" = %s, "Extra" = "Id" * 10 '
                    f'WHERE "Id" BETWEEN %s AND %s', ["changed", later, ids.start, ids.stop - 1])
