@@ -69,6 +69,7 @@ def build_row_count_check(project: Project, table: TableSpec) -> dg.AssetChecksD
         target_rows = target.count(ReadRequest(table=table.target_table, filters=filters), target_schema)
         return dg.AssetCheckResult(
             passed=source_rows == target_rows,
+            description=f"{slice_text}: source has {source_rows:,} rows, target {target_rows:,}",
             metadata={"source_rows": source_rows, "target_rows": target_rows,
                       "difference": target_rows - source_rows, "slice": slice_text},
         )

@@ -140,5 +140,11 @@ class Side:
         return [tuple(normalize(v) for v in row)
                 for row in self.query(f'SELECT {cols} FROM {target} ORDER BY "Id"')]
 
+    def staging_tables(self) -> list[str]:
+        """Tables of this side's schema whose name contains ``__sync_staging`` (any run's staging)."""
+        return [row[0] for row in self.query(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+            "AND position('__sync_staging' IN table_name) > 0", [self.schema])]
+
     def count(self, table: str, schema: str) -> int:
         return self.query(f"SELECT COUNT(*) FROM {self.qualified(table, schema)}")[0][0]

@@ -56,11 +56,6 @@ class FailingSource:
                             open_native=open_native)
 
 
-def _staging_tables(side) -> list:
-    return side.query("SELECT table_name FROM information_schema.tables WHERE table_name LIKE %s",
-                      ["%sync_staging%"])
-
-
 @pytest.mark.parametrize("mode", ["incremental", "full_refresh"])
 def test_failure_mid_load_leaves_target_and_watermark_unchanged(pair, write_project, mode):  # noqa: F811
     source, target = pair
@@ -87,7 +82,7 @@ def test_failure_mid_load_leaves_target_and_watermark_unchanged(pair, write_proj
         sync_table(table, FailingSource(real_source), real_target)
     assert target.rows() == before_rows
     assert real_target.max_value(table.target_table, "updatedAt") == before_watermark
-    assert _staging_tables(target) == []
+    assert target.staging_tables() == []
 
     result = sync_table(table, real_source, real_target)
     assert target.rows() == source.rows()

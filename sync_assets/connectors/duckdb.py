@@ -138,7 +138,14 @@ class DuckDBConnector(SqlConnector):
 
     @contextlib.contextmanager
     def session(self):
+        """A connection that, like a DB-API one, always runs in a transaction: statements take
+        effect at ``commit`` and ``rollback`` undoes them. (DuckDB's Python connections otherwise
+        commit each statement on its own, which would split the one apply transaction: a failed
+        RENAME after the DROP would lose the target.) A read-only connector's connection is
+        already inside its never-committed transaction (``connect``)."""
         conn = self.connect(for_write=not self.read_only)
+        if not (self.read_only and self.spec.writable):
+            conn.begin()
         try:
             yield conn
         finally:
@@ -195,12 +202,12 @@ class DuckDBConnector(SqlConnector):
         return -1
 
     def commit(self, conn) -> None:
-        with contextlib.suppress(Exception):
-            conn.commit()
+        conn.commit()
+        conn.begin()
 
     def rollback(self, conn) -> None:
-        with contextlib.suppress(Exception):
-            conn.rollback()
+        conn.rollback()
+        conn.begin()
 
     def fetch_on(self, conn, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         return conn.execute(self.checked(conn, sql), list(params) if params else None).fetchall()
@@ -317,7 +324,10 @@ class DuckDBConnector(SqlConnector):
         conn.register("sync_assets_batches", stream.counted_batches())
         try:
             conn.execute(f"INSERT INTO {self.qualified(staging)} SELECT * FROM sync_assets_batches").fetchall()
+        except BaseException:
+            self.rollback(conn)  # first: DuckDB runs nothing in an aborted transaction, not even unregister
+            raise
         finally:
             conn.unregister("sync_assets_batches")
-        conn.commit()
+        self.commit(conn)
         return stream.rows_read, False
