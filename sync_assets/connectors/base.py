@@ -27,7 +27,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from sync_assets.arrow_types import fits_in
-from sync_assets.errors import ConfigError, DataError, SchemaMismatchError
+from sync_assets.errors import ConfigError, DataError, SchemaMismatchError, SyncAssetsError
 from sync_assets.spec import ConnectionSpec, TableName
 
 log = logging.getLogger("sync_assets")
@@ -90,19 +90,43 @@ class SourceStream:
     native_format: str | None = None
     open_native: Callable[[], Iterator[bytes]] | None = None
     rows_read: int = 0
+    label: str = "custom SQL"
+    """The stream's name in error messages (the engine sets it to the stream's name)."""
+    key_columns: tuple[str, ...] = ()
+    """The primary key, so a value error can name the row that holds it."""
+    failure: SyncAssetsError | None = None
+    """Our own error raised while a driver consumed the batches: drivers wrap it in theirs, so
+    ``reraise_failure`` gives it back as it was."""
 
-    def counted_batches(self) -> pa.RecordBatchReader:
-        """The Arrow reader, counting rows as they pass (no copies) and logging progress."""
+    def counted_batches(self, check: Callable[[pa.RecordBatch], None] | None = None) -> pa.RecordBatchReader:
+        """The Arrow reader, counting rows as they pass (no copies) and logging progress;
+        ``check`` (a target's refusal of values it cannot store) sees every batch first."""
         reader = self.open_batches()
         progress = Progress("rows")
 
         def batches():
-            for batch in reader:
-                self.rows_read += batch.num_rows
-                progress.advance(batch.num_rows)
-                yield batch
+            try:
+                for batch in reader:
+                    if check is not None:
+                        check(batch)
+                    self.rows_read += batch.num_rows
+                    progress.advance(batch.num_rows)
+                    yield batch
+            except SyncAssetsError as exc:
+                self.failure = exc
+                raise
 
         return pa.RecordBatchReader.from_batches(self.schema, batches())
+
+    @contextlib.contextmanager
+    def reraise_failure(self) -> Iterator[None]:
+        """Around a driver consuming ``counted_batches``: our own error, not the driver's wrapper."""
+        try:
+            yield
+        except Exception:
+            if self.failure is not None:
+                raise self.failure from None
+            raise
 
     def counted_native(self) -> Iterator[bytes]:
         """The native bulk stream, logging progress in bytes (rows are known when it ends)."""

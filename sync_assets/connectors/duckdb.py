@@ -242,7 +242,8 @@ class DuckDBConnector(SqlConnector):
             conn.execute("SET disabled_compression_methods = 'dict_fsst'").fetchall()
         conn.register("sync_assets_batches", stream.counted_batches())
         try:
-            conn.execute(f"INSERT INTO {self.qualified(staging)} SELECT * FROM sync_assets_batches").fetchall()
+            with stream.reraise_failure():
+                conn.execute(f"INSERT INTO {self.qualified(staging)} SELECT * FROM sync_assets_batches").fetchall()
         finally:
             conn.unregister("sync_assets_batches")
         conn.commit()

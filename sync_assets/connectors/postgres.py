@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
+from sync_assets import value_edges
 from sync_assets.arrow_types import conform_batch, logical_type, make_field, native_type, simple_type_name
 from sync_assets.connectors.base import (
     ForeignKey, ReadRequest, SchemaInfo, SourceStream, SqlConnector, TableInfo, foreign_keys_from_rows,
@@ -297,13 +298,14 @@ class PostgresConnector(SqlConnector):
                                              select_list=_arrow_select_list(self, schema))
             session = contextlib.ExitStack()
             connection = session.enter_context(_adbc_session(self.uri()))
-            raw = _adbc_query(connection, sql, params, _batch_bytes(request.batch_size))
+            raw = _adbc_query(session, connection, sql, params, _batch_bytes(request.batch_size))
             scaled = [i for i, f in enumerate(schema) if _travels_scaled(f)]
 
             def batches():
                 with session:
                     for batch in raw:
-                        yield conform_batch(_unscale(batch, schema, scaled), schema)
+                        batch = conform_batch(_unscale(batch, schema, scaled), schema)
+                        yield value_edges.from_postgres_adbc(batch, stream.label, stream.key_columns)
 
             return pa.RecordBatchReader.from_batches(schema, batches())
 
@@ -315,8 +317,9 @@ class PostgresConnector(SqlConnector):
                 copy_sql = psycopg.ClientCursor(conn).mogrify(f"COPY ({sql}) TO STDOUT (FORMAT binary)", params or None)
                 yield from copy_out_chunks(conn, copy_sql)
 
-        return SourceStream(schema=schema, open_batches=open_batches, native_format=NATIVE_COPY,
-                            open_native=open_native)
+        stream = SourceStream(schema=schema, open_batches=open_batches, native_format=NATIVE_COPY,
+                              open_native=open_native, label=request.label)
+        return stream
 
     # -- writing -------------------------------------------------------------------------------
     def ddl_type(self, field: pa.Field) -> str:
@@ -365,8 +368,10 @@ class PostgresConnector(SqlConnector):
             conn.commit()
             stream.rows_read += rows
             return rows, True
-        with _adbc_session(self.uri()) as connection:
-            rows = _adbc_ingest(connection, staging, stream.counted_batches())
+        with stream.reraise_failure(), _adbc_session(self.uri()) as connection:
+            batches = stream.counted_batches(check=lambda batch: value_edges.check_for_postgres_ingest(
+                batch, stream.label, stream.key_columns))
+            rows = _adbc_ingest(connection, staging, batches)
         return int(rows if rows is not None and rows >= 0 else stream.rows_read), False
 
 
@@ -380,11 +385,13 @@ def _adbc_session(uri: str) -> Iterator[Any]:
         yield connection
 
 
-def _adbc_query(connection: Any, sql: str, params: Sequence[Any], batch_bytes: int) -> pa.RecordBatchReader:
-    """Run ``sql`` (``$n`` placeholders, text parameters) and stream its result as Arrow batches."""
+def _adbc_query(session: contextlib.ExitStack, connection: Any, sql: str, params: Sequence[Any],
+                batch_bytes: int) -> pa.RecordBatchReader:
+    """Run ``sql`` (``$n`` placeholders, text parameters) and stream its result as Arrow batches;
+    the statement closes with ``session`` (before the connection, also when a read stops early)."""
     import adbc_driver_manager
 
-    statement = adbc_driver_manager.AdbcStatement(connection)
+    statement = session.enter_context(adbc_driver_manager.AdbcStatement(connection))
     statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(batch_bytes)})
     statement.set_sql_query(sql)
     if params:
@@ -392,13 +399,7 @@ def _adbc_query(connection: Any, sql: str, params: Sequence[Any], batch_bytes: i
         schema_capsule, array_capsule = values.__arrow_c_array__()
         statement.bind(array_capsule, schema_capsule)
     handle, _ = statement.execute_query()
-    reader = pa.RecordBatchReader.from_stream(handle)
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        with statement:
-            yield from reader
-
-    return pa.RecordBatchReader.from_batches(reader.schema, batches())
+    return pa.RecordBatchReader.from_stream(handle)
 
 
 def _adbc_ingest(connection: Any, table: TableName, batches: pa.RecordBatchReader) -> int:
