@@ -76,3 +76,37 @@ def test_duckdb_dates_beyond_postgres_range_are_refused_by_key(pair, sync):
     source.execute(f"INSERT INTO {source.qualified('late')} VALUES (1, '2024-01-01'), (2, '5881580-01-01')")
     with pytest.raises(DataError, match=r"stream .*late.*column 'd'.*outside PostgreSQL's range.*k=2"):
         sync({"primary_key": "k"}, stream="late")
+
+
+@pytest.mark.parametrize("declared", ["numeric(10,2)", "numeric(38,10)"])
+def test_postgres_numeric_nan_is_refused_naming_column_and_key(pair, sync, declared):
+    """A DECIMAL has no NaN: the fast read (a scaled bigint, or a decimal cast) used to fail with
+    ``cannot convert NaN to bigint`` and no column; PG->PG keeps NaN (the bytes pass through)."""
+    source, target = pair
+    if source.kind != "postgres":
+        pytest.skip("DuckDB's DECIMAL has no NaN")
+    source.execute(f'CREATE TABLE {source.qualified("nan")} (k integer PRIMARY KEY, ok integer, n {declared})')
+    source.execute(f'INSERT INTO {source.qualified("nan")} VALUES (1, 1, 1.5), (4, 4, %s), (5, 5, NULL)', ["NaN"])
+    if target.kind == "postgres":
+        sync({"primary_key": "k"}, stream="nan")
+        assert target.query(f'SELECT n::text FROM {target.qualified("nan")} WHERE k = 4') == [("NaN",)]
+        return
+    with pytest.raises(DataError, match=r"stream .*nan.*column 'n'.*NaN.*k=4"):
+        sync({"primary_key": "k"}, stream="nan")
+
+
+def test_postgres_numeric_beyond_38_digits_lands_exactly(pair, sync):
+    """numeric(60,20) has no Arrow decimal128; it lands as exact text in DuckDB, as itself in PostgreSQL."""
+    source, target = pair
+    if source.kind != "postgres":
+        pytest.skip("DuckDB's DECIMAL stops at 38 digits")
+    source.execute(f'CREATE TABLE {source.qualified("wide")} (k integer PRIMARY KEY, n numeric(60,20))')
+    value = "1234567890123456789012345678901234567890.12345678901234567890"
+    source.execute(f'INSERT INTO {source.qualified("wide")} VALUES (1, %s), (2, -0.5), (3, NULL)', [value])
+    sync({"primary_key": "k"}, stream="wide")
+    rows = _as_text(target, "wide", "n")
+    assert rows == [(1, value), (2, "-0.50000000000000000000"), (3, None)]
+    if target.kind == "postgres":
+        assert target.query("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                            "WHERE attrelid = %s::regclass AND attname = 'n'",
+                            [target.qualified("wide")]) == [("numeric(60,20)",)]

@@ -29,7 +29,7 @@ from sync_assets.connectors.base import (
     ForeignKey, ReadRequest, SchemaInfo, SourceStream, SqlConnector, TableInfo, foreign_keys_from_rows,
 )
 from sync_assets.connectors.postgres_copy import copy_in_chunks, copy_out_chunks
-from sync_assets.errors import ConnectionFailed
+from sync_assets.errors import ConnectionFailed, DataError
 from sync_assets.spec import TableName
 
 KIND = "postgres"
@@ -69,7 +69,9 @@ def arrow_type_for(pg_type: str) -> tuple[pa.DataType, str | None, bool]:
         if not m:  # unconstrained numeric: any precision, kept exactly as text (ADBC sends it as text)
             return pa.string(), "decimal", False
         precision, scale = int(m.group(1)), int(m.group(2))
-        return (pa.decimal128(precision, scale) if precision <= 38 else pa.decimal256(precision, scale)), None, False
+        if precision > 38:  # beyond decimal128, which every target's Arrow scan reads: exact text
+            return pa.string(), "decimal", False
+        return pa.decimal128(precision, scale), None, False
     if t.startswith("timestamp"):
         return pa.timestamp("us", tz="UTC" if "with time zone" in t else None), None, False
     if t.startswith("time") and "with time zone" not in t:
@@ -303,9 +305,15 @@ class PostgresConnector(SqlConnector):
 
             def batches():
                 with session:
-                    for batch in raw:
-                        batch = conform_batch(_unscale(batch, schema, scaled), schema)
-                        yield value_edges.from_postgres_adbc(batch, stream.label, stream.key_columns)
+                    try:
+                        for batch in raw:
+                            batch = conform_batch(_unscale(batch, schema, scaled), schema)
+                            yield value_edges.from_postgres_adbc(batch, stream.label, stream.key_columns)
+                    except (OSError, pa.ArrowInvalid) as exc:  # the server's or Arrow's refusal of a value
+                        problem = self._non_finite_numeric(request, schema, stream)
+                        if problem is None:
+                            raise
+                        raise problem from exc
 
             return pa.RecordBatchReader.from_batches(schema, batches())
 
@@ -320,6 +328,25 @@ class PostgresConnector(SqlConnector):
         stream = SourceStream(schema=schema, open_batches=open_batches, native_format=NATIVE_COPY,
                               open_native=open_native, label=request.label)
         return stream
+
+    def _non_finite_numeric(self, request: ReadRequest, schema: pa.Schema, stream: SourceStream) -> DataError | None:
+        """After a failed Arrow read: the first NaN or infinite value in a column that travels as
+        an Arrow decimal (which has neither), as an error naming the column and the row key."""
+        decimals = [f.name for f in schema if pa.types.is_decimal(f.type)]
+        if not decimals:
+            return None
+        sql, params = self.render_select(request, schema, param_style="format")
+        keys = [k for k in stream.key_columns if k in schema.names]
+        shown = ", ".join(self.quote(k) for k in keys) or "1"
+        for column in decimals:
+            rows = self.fetch(f"SELECT {shown}, {self.quote(column)}::text FROM ({sql}) AS sync_diagnosis "
+                              f"WHERE {self.quote(column)}::text IN ('NaN', 'Infinity', '-Infinity') LIMIT 1", params)
+            if rows:
+                where = ", ".join(f"{k}={v!r}" for k, v in zip(keys, rows[0])) or "a row (no primary key configured)"
+                return DataError(f"stream {stream.label}: column {column!r} holds {rows[0][-1]} at {where}, which "
+                                 f"{schema.field(column).type} (the column's exact type outside PostgreSQL) cannot "
+                                 "hold; cast the column to text in a custom sql: to copy it as text")
+        return None
 
     # -- writing -------------------------------------------------------------------------------
     def ddl_type(self, field: pa.Field) -> str:
