@@ -98,13 +98,19 @@ def from_postgres_adbc(batch: pa.RecordBatch, label: str, key_columns: Sequence[
 
 def check_for_postgres_ingest(batch: pa.RecordBatch, label: str, key_columns: Sequence[str]) -> None:
     """Refuse what ADBC's binary COPY writer into PostgreSQL would change or reject without a
-    name: infinite dates and timestamps (it writes ``infinity`` as 294247-01-10 and fails on
+    name: NUL characters in strings, infinite dates and timestamps (it writes ``infinity`` as 294247-01-10 and fails on
     ``-infinity``), dates and timestamps outside PostgreSQL's range, and nanoseconds (PostgreSQL
     keeps microseconds)."""
     for i, field in enumerate(batch.schema):
+        column = batch.column(i)
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            nul = pc.match_substring(column, "\x00")
+            if pc.any(nul).as_py():
+                raise _refuse(label, field.name, "holds a NUL character, which PostgreSQL text cannot store",
+                              batch, nul, key_columns)
+            continue
         if not _is_temporal(field.type):
             continue
-        column = batch.column(i)
         if pa.types.is_timestamp(field.type) and field.type.unit == "ns":
             sub_micro = pc.not_equal(pc.cast(column, pa.timestamp("us", field.type.tz), safe=False)
                                      .cast(pa.timestamp("ns", field.type.tz)), column)

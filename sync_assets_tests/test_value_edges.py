@@ -110,3 +110,36 @@ def test_postgres_numeric_beyond_38_digits_lands_exactly(pair, sync):
         assert target.query("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
                             "WHERE attrelid = %s::regclass AND attname = 'n'",
                             [target.qualified("wide")]) == [("numeric(60,20)",)]
+
+
+def test_nul_in_a_duckdb_string_fails_in_one_line_naming_column_and_key(pair, sync):
+    """PostgreSQL text has no NUL; the driver used to fail with a bare encoding error."""
+    source, target = pair
+    if source.kind != "duckdb" or target.kind != "postgres":
+        pytest.skip("DuckDB values into PostgreSQL")
+    source.ensure_schema()
+    source.execute(f'CREATE TABLE {source.qualified("odd")} (k integer PRIMARY KEY, v VARCHAR)')
+    source.execute(f"INSERT INTO {source.qualified('odd')} VALUES (1, NULL), (6, 'a' || chr(0) || 'b')")
+    with pytest.raises(DataError, match=r"stream .*odd.*column 'v'.*NUL.*k=6") as failure:
+        sync({"primary_key": "k"}, stream="odd")
+    assert "\n" not in str(failure.value)
+
+
+def test_duckdb_39_digit_integers_copy_exactly(pair, sync):
+    """HUGEINT and UHUGEINT reach 39 digits, past decimal128(38, 0) (DuckDB's Arrow export), which
+    PostgreSQL's bulk load turned into an encoding error: they travel as exact text."""
+    source, target = pair
+    if source.kind != "duckdb":
+        pytest.skip("DuckDB's integer types")
+    source.ensure_schema()
+    source.execute(f'CREATE TABLE {source.qualified("wide")} (k integer PRIMARY KEY, h HUGEINT, u UHUGEINT)')
+    source.execute(f"INSERT INTO {source.qualified('wide')} VALUES (1, NULL, NULL), "
+                   "(2, 170141183460469231731687303715884105727, 340282366920938463463374607431768211455), "
+                   "(3, -170141183460469231731687303715884105728, 0)")
+    sync({"primary_key": "k"}, stream="wide")
+    assert _as_text(target, "wide", "h, u") == [
+        (1, None, None), (2, "170141183460469231731687303715884105727", "340282366920938463463374607431768211455"),
+        (3, "-170141183460469231731687303715884105728", "0")]
+    if target.kind == "duckdb":
+        assert target.query("SELECT data_type FROM information_schema.columns WHERE table_name = 'wide' "
+                            "ORDER BY ordinal_position") == [("INTEGER",), ("HUGEINT",), ("UHUGEINT",)]

@@ -353,9 +353,10 @@ class PostgresConnector(SqlConnector):
         return pg_type_for(field)
 
     def load_type(self, field: pa.Field) -> str:
-        """ADBC writes Arrow values in binary COPY format; JSON is staged as text and cast."""
+        """ADBC writes Arrow values in binary COPY format; JSON, and numbers carried as text, are
+        staged as text and cast."""
         final = pg_type_for(field)
-        return "text" if final in ("json", "jsonb") or logical_type(field) == "text_cast" else final
+        return "text" if final in ("json", "jsonb") or logical_type(field) in ("text_cast", "decimal") else final
 
     def native_load_possible(self, stream: SourceStream, staging_types: list[str]) -> bool:
         if stream.native_format != NATIVE_COPY:
