@@ -96,6 +96,14 @@ def from_postgres_adbc(batch: pa.RecordBatch, label: str, key_columns: Sequence[
     return pa.RecordBatch.from_arrays(columns, schema=batch.schema) if changed else batch
 
 
+def check_schema_for_postgres_ingest(schema: pa.Schema, label: str) -> None:
+    """Refuse nested types (struct, map, union), which have no PostgreSQL column type."""
+    for field in schema:
+        if pa.types.is_struct(field.type) or pa.types.is_map(field.type) or pa.types.is_union(field.type):
+            raise DataError(f"stream {label}: column {field.name!r} is {field.type}, which has no PostgreSQL "
+                            "type; select it as JSON text (to_json(...)) in a custom sql:")
+
+
 def check_for_postgres_ingest(batch: pa.RecordBatch, label: str, key_columns: Sequence[str]) -> None:
     """Refuse what ADBC's binary COPY writer into PostgreSQL would change or reject without a
     name: NUL characters in strings, infinite dates and timestamps (it writes ``infinity`` as 294247-01-10 and fails on

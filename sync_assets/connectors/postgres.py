@@ -62,8 +62,10 @@ def arrow_type_for(pg_type: str) -> tuple[pa.DataType, str | None, bool]:
     t = pg_type.lower()
     if t in _SIMPLE_TYPES:
         return _SIMPLE_TYPES[t], ("json" if t in ("json", "jsonb") else None), False
-    if t.startswith(("character varying", "character(", "character", "varchar", "bpchar")):
+    if t.startswith(("character varying", "varchar")):
         return pa.string(), None, False
+    if t.startswith(("character", "bpchar")):  # read through ::text, which drops char(n)'s padding
+        return pa.string(), None, True
     if t.startswith("numeric"):
         m = re.match(r"numeric\((\d+),(\d+)\)", t)
         if not m:  # unconstrained numeric: any precision, kept exactly as text (ADBC sends it as text)
@@ -214,7 +216,7 @@ class PostgresConnector(SqlConnector):
         fields = []
         for name, pg_type, nullable, typtype in rows:
             arrow_type, logical, needs_cast = arrow_type_for(pg_type)
-            native = "text" if typtype == "e" or (needs_cast and logical is None) else pg_type
+            native = "text" if typtype == "e" else pg_type
             fields.append(make_field(name, arrow_type, nullable=nullable, native_kind=KIND,
                                      native_type=native, logical=logical or ("text_cast" if needs_cast else None)))
         return pa.schema(fields)
@@ -320,7 +322,8 @@ class PostgresConnector(SqlConnector):
         def open_native() -> Iterator[bytes]:
             import psycopg
 
-            sql, params = self.render_select(request, schema, param_style="format")
+            plain_columns = ", ".join(self.quote(f.name) for f in schema)  # binary COPY of the native values
+            sql, params = self.render_select(request, schema, param_style="format", select_list=plain_columns)
             with self.session() as conn:
                 copy_sql = psycopg.ClientCursor(conn).mogrify(f"COPY ({sql}) TO STDOUT (FORMAT binary)", params or None)
                 yield from copy_out_chunks(conn, copy_sql)
@@ -396,6 +399,7 @@ class PostgresConnector(SqlConnector):
             conn.commit()
             stream.rows_read += rows
             return rows, True
+        value_edges.check_schema_for_postgres_ingest(stream.schema, stream.label)
         with stream.reraise_failure(), _adbc_session(self.uri()) as connection:
             batches = stream.counted_batches(check=lambda batch: value_edges.check_for_postgres_ingest(
                 batch, stream.label, stream.key_columns))
