@@ -91,7 +91,8 @@ class SourceStream:
     open_native: Callable[[], Iterator[bytes]] | None = None
     rows_read: int = 0
     label: str = "custom SQL"
-    """The stream's name in error messages (the engine sets it to the stream's name)."""
+    """The stream's name in error messages (the engine sets it to the stream's name, a source
+    connector to its table, the IO manager to the asset)."""
     key_columns: tuple[str, ...] = ()
     """The primary key, so a value error can name the row that holds it."""
     failure: SyncAssetsError | None = None
