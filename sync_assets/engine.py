@@ -69,6 +69,7 @@ def run_plan(plan: SyncPlan, source: Connector, target: Connector) -> SyncResult
     started = time.monotonic()
     result = SyncResult(plan, source_sql=describe_source_sql(plan, source))
     stream = source.open_stream(plan.read, plan.schema)
+    stream.label, stream.key_columns = plan.table.name, tuple(plan.write.primary_key)
     written = target.write(plan.write, stream)
     result.duration_s = time.monotonic() - started
     result.rows_read = stream.rows_read or written.rows_written

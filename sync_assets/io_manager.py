@@ -66,7 +66,7 @@ class SyncTargetIOManager(dg.ConfigurableIOManager):
         schema = pa.schema([make_field(f.name, f.type) for f in arrow.schema])
         arrow = pa.Table.from_batches(arrow.to_batches(), schema=schema) if arrow.num_rows else schema.empty_table()
         stream = SourceStream(schema=schema, open_batches=lambda: pa.RecordBatchReader.from_batches(
-            schema, arrow.to_batches(max_chunksize=100_000)))
+            schema, arrow.to_batches(max_chunksize=100_000)), label=context.asset_key.to_user_string())
         result = self._connector().write(WriteOp("replace", table), stream)
         context.add_output_metadata({"dagster/row_count": result.rows_written,
                                      "dagster/table_name": f"{self.connection}.{table}"})

@@ -100,23 +100,32 @@ class SourceStream:
     native_format: str | None = None
     open_native: Callable[[], Iterator[bytes]] | None = None
     rows_read: int = 0
-    read_failure: Exception | None = None
-    """The error that ended the read: a target whose driver consumes the batches (DuckDB's scan,
-    ADBC's ingest) reports it only as text inside its own error, so ``write`` raises this one."""
+    label: str = "custom SQL"
+    """The stream's name in error messages (the engine sets it to the stream's name, a source
+    connector to its table, the IO manager to the asset)."""
+    key_columns: tuple[str, ...] = ()
+    """The primary key, so a value error can name the row that holds it."""
+    failure: Exception | None = None
+    """The error that ended the read (the source's, or a target's refusal of a value): a target
+    whose driver consumes the batches (DuckDB's scan, ADBC's ingest, arrow-odbc) reports it only
+    as text inside its own error, so ``write`` raises this one."""
 
-    def counted_batches(self) -> pa.RecordBatchReader:
-        """The Arrow reader, counting rows as they pass (no copies) and logging progress."""
+    def counted_batches(self, check: Callable[[pa.RecordBatch], None] | None = None) -> pa.RecordBatchReader:
+        """The Arrow reader, counting rows as they pass (no copies) and logging progress;
+        ``check`` (a target's refusal of values it cannot store) sees every batch first."""
         reader = self.open_batches()
         progress = Progress("rows")
 
         def batches():
             try:
                 for batch in reader:
+                    if check is not None:
+                        check(batch)
                     self.rows_read += batch.num_rows
                     progress.advance(batch.num_rows)
                     yield batch
             except Exception as exc:
-                self.read_failure = exc
+                self.failure = exc
                 raise
 
         return pa.RecordBatchReader.from_batches(self.schema, batches())
@@ -586,8 +595,9 @@ class SqlConnector(Connector):
                     self.rollback(conn)
                 if self.keys_enforced_by_constraint and self.is_key_violation(exc):
                     self._check_unique(conn, op, staging)
-                if stream.read_failure is not None and stream.read_failure is not exc:
-                    raise stream.read_failure  # the source's error, which the target's driver wrapped as text
+                if stream.failure is not None and stream.failure is not exc:
+                    stream.failure.__suppress_context__ = True  # the driver's wrapper only repeats it as text
+                    raise stream.failure
                 raise
             finally:
                 self._drop_staging(conn, op.table, staging)

@@ -74,8 +74,17 @@ _LOSSLESS_EXPORTS = {"BOOLEAN": pa.bool_(), "JSON": pa.string()}
 """DuckDB's lossless Arrow export wraps these in extension types (bool8, json); we use the plain ones."""
 
 
+_READ_AS_TEXT = {"HUGEINT": "decimal", "UHUGEINT": "decimal", "BIGNUM": "decimal", "VARINT": "decimal",
+                 "TIME WITH TIME ZONE": None, "BIT": None}
+"""Types read as exact text (logical tag: ``decimal`` for numbers): HUGEINT and UHUGEINT reach 39
+digits but DuckDB exports them as decimal128(38, 0); BIGNUM (VARINT), TIMETZ and BIT export as
+bytes no other engine reads. A DuckDB target keeps the native type (DuckDB casts the text back)."""
+
+
 def _arrow_type_for(duck_type: str) -> pa.DataType | None:
     """Only types whose Arrow export needs help; everything else comes from DuckDB's own export."""
+    if duck_type in _READ_AS_TEXT:
+        return pa.string()
     m = re.fullmatch(r"DECIMAL\((\d+),(\d+)\)", duck_type)
     if m:
         return pa.decimal128(int(m.group(1)), int(m.group(2)))
@@ -236,7 +245,7 @@ class DuckDBConnector(SqlConnector):
         for arrow_field, row in zip(arrow_schema, described):
             duck_type = row[1]
             arrow_type = _arrow_type_for(duck_type) or arrow_field.type
-            logical = "json" if duck_type == "JSON" else None
+            logical = "json" if duck_type == "JSON" else _READ_AS_TEXT.get(duck_type)
             if duck_type in _LOSSLESS_EXPORTS:
                 arrow_type = _LOSSLESS_EXPORTS[duck_type]
             fields.append(make_field(arrow_field.name, arrow_type, nullable=row[2] != "NO",
@@ -293,6 +302,11 @@ class DuckDBConnector(SqlConnector):
         return [TableInfo(TableName(s, t), n, None) for s, t, n in rows]
 
     # -- reading -------------------------------------------------------------------------------
+    def select_expression(self, field: pa.Field) -> str:
+        if native_type(field, KIND) in _READ_AS_TEXT:
+            return f"CAST({self.quote(field.name)} AS VARCHAR) AS {self.quote(field.name)}"
+        return self.quote(field.name)
+
     def open_stream(self, request: ReadRequest, schema: pa.Schema) -> SourceStream:
         def open_batches() -> pa.RecordBatchReader:
             sql, params = self.render_select(request, schema)

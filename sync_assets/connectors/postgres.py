@@ -23,13 +23,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
+from sync_assets import value_edges
 from sync_assets.arrow_types import conform_batch, logical_type, make_field, native_type, simple_type_name
 from sync_assets.connectors.base import (
     ForeignKey, ReadRequest, SchemaInfo, SourceStream, SqlConnector, TableInfo, foreign_keys_from_rows,
 )
 from sync_assets.connectors.locking import lock_key, wait_until_acquired, waited
 from sync_assets.connectors.postgres_copy import copy_in_chunks, copy_out_chunks
-from sync_assets.errors import ConnectionFailed, SourceReadError, SyncAssetsError
+from sync_assets.errors import ConnectionFailed, DataError, SourceReadError, SyncAssetsError
 from sync_assets.spec import TableName
 
 KIND = "postgres"
@@ -64,14 +65,18 @@ def arrow_type_for(pg_type: str) -> tuple[pa.DataType, str | None, bool]:
     t = pg_type.lower()
     if t in _SIMPLE_TYPES:
         return _SIMPLE_TYPES[t], ("json" if t in ("json", "jsonb") else None), False
-    if t.startswith(("character varying", "character(", "character", "varchar", "bpchar")):
+    if t.startswith(("character varying", "varchar")):
         return pa.string(), None, False
+    if t.startswith(("character", "bpchar")):  # read through ::text, which drops char(n)'s padding
+        return pa.string(), None, True
     if t.startswith("numeric"):
         m = re.match(r"numeric\((\d+),(\d+)\)", t)
         if not m:  # unconstrained numeric: any precision, kept exactly as text (ADBC sends it as text)
             return pa.string(), "decimal", False
         precision, scale = int(m.group(1)), int(m.group(2))
-        return (pa.decimal128(precision, scale) if precision <= 38 else pa.decimal256(precision, scale)), None, False
+        if precision > 38:  # beyond decimal128, which every target's Arrow scan reads: exact text
+            return pa.string(), "decimal", False
+        return pa.decimal128(precision, scale), None, False
     if t.startswith("timestamp"):
         return pa.timestamp("us", tz="UTC" if "with time zone" in t else None), None, False
     if t.startswith("time") and "with time zone" not in t:
@@ -280,7 +285,7 @@ class PostgresConnector(SqlConnector):
         fields = []
         for name, pg_type, nullable, typtype in rows:
             arrow_type, logical, needs_cast = arrow_type_for(pg_type)
-            native = "text" if typtype == "e" or (needs_cast and logical is None) else pg_type
+            native = "text" if typtype == "e" else pg_type
             max_length, fraction_digits = declared_limits(native)
             fields.append(make_field(name, arrow_type, nullable=nullable, native_kind=KIND,
                                      native_type=native, logical=logical or ("text_cast" if needs_cast else None),
@@ -392,18 +397,46 @@ class PostgresConnector(SqlConnector):
 
             def batches():
                 with self.reading(request), _adbc_query(self.uri(), sql, _batch_bytes(request.batch_size)) as raw:
-                    for batch in raw:
-                        yield conform_batch(_unscale(batch, schema, scaled), schema)
+                    try:
+                        for batch in raw:
+                            batch = conform_batch(_unscale(batch, schema, scaled), schema)
+                            yield value_edges.from_postgres_adbc(batch, stream.label, stream.key_columns)
+                    except (OSError, pa.ArrowInvalid) as exc:  # the server's or Arrow's refusal of a value
+                        problem = self._non_finite_numeric(request, schema, stream)
+                        if problem is None:
+                            raise
+                        raise problem from exc
 
             return pa.RecordBatchReader.from_batches(schema, batches())
 
         def open_native() -> Iterator[bytes]:
-            sql, _ = self.render_select(request, schema, param_style="literal")
+            plain_columns = ", ".join(self.quote(f.name) for f in schema)  # binary COPY of the native values
+            sql, _ = self.render_select(request, schema, param_style="literal", select_list=plain_columns)
             with self.reading(request), self.session() as conn:
                 yield from copy_out_chunks(conn, f"COPY ({sql}) TO STDOUT (FORMAT binary)")
 
-        return SourceStream(schema=schema, open_batches=open_batches, native_format=NATIVE_COPY,
-                            open_native=open_native)
+        stream = SourceStream(schema=schema, open_batches=open_batches, native_format=NATIVE_COPY,
+                              open_native=open_native, label=request.label)
+        return stream
+
+    def _non_finite_numeric(self, request: ReadRequest, schema: pa.Schema, stream: SourceStream) -> DataError | None:
+        """After a failed Arrow read: the first NaN or infinite value in a column that travels as
+        an Arrow decimal (which has neither), as an error naming the column and the row key."""
+        decimals = [f.name for f in schema if pa.types.is_decimal(f.type)]
+        if not decimals:
+            return None
+        sql, _ = self.render_select(request, schema, param_style="literal")
+        keys = [k for k in stream.key_columns if k in schema.names]
+        shown = ", ".join(self.quote(k) for k in keys) or "1"
+        for column in decimals:
+            rows = self.fetch(f"SELECT {shown}, {self.quote(column)}::text FROM ({sql}) AS sync_diagnosis "
+                              f"WHERE {self.quote(column)}::text IN ('NaN', 'Infinity', '-Infinity') LIMIT 1")
+            if rows:
+                where = ", ".join(f"{k}={v!r}" for k, v in zip(keys, rows[0])) or "a row (no primary key configured)"
+                return DataError(f"stream {stream.label}: column {column!r} holds {rows[0][-1]} at {where}, which "
+                                 f"{schema.field(column).type} (the column's exact type outside PostgreSQL) cannot "
+                                 "hold; cast the column to text in a custom sql: to copy it as text")
+        return None
 
     @contextlib.contextmanager
     def reading(self, request: ReadRequest) -> Iterator[None]:
@@ -422,9 +455,10 @@ class PostgresConnector(SqlConnector):
         return pg_type_for(field)
 
     def load_type(self, field: pa.Field) -> str:
-        """ADBC writes Arrow values in binary COPY format; JSON is staged as text and cast."""
+        """ADBC writes Arrow values in binary COPY format; JSON, and numbers carried as text, are
+        staged as text and cast."""
         final = pg_type_for(field)
-        return "text" if final in ("json", "jsonb") or logical_type(field) == "text_cast" else final
+        return "text" if final in ("json", "jsonb") or logical_type(field) in ("text_cast", "decimal") else final
 
     def native_load_possible(self, stream: SourceStream, staging_types: list[str]) -> bool:
         if stream.native_format != NATIVE_COPY:
@@ -474,8 +508,11 @@ class PostgresConnector(SqlConnector):
             conn.commit()
             stream.rows_read += rows
             return rows, True
-        with _adbc_session(self.uri()) as connection:
-            rows = _adbc_ingest(connection, staging, stream.counted_batches())
+        value_edges.check_schema_for_postgres_ingest(stream.schema, stream.label)
+        with stream.reraise_failure(), _adbc_session(self.uri()) as connection:
+            batches = stream.counted_batches(check=lambda batch: value_edges.check_for_postgres_ingest(
+                batch, stream.label, stream.key_columns))
+            rows = _adbc_ingest(connection, staging, batches)
         return int(rows if rows is not None and rows >= 0 else stream.rows_read), False
 
 
