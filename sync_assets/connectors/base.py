@@ -613,8 +613,8 @@ class SqlConnector(Connector):
             self.commit(conn)
             return
         except Exception:
-            with contextlib.suppress(Exception):
-                self.rollback(conn)
+            with contextlib.suppress(Exception):  # its transaction would hold the staging table's lock
+                conn.close()
         try:
             with self.session() as fresh:
                 self.execute(fresh, drop)
