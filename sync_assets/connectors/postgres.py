@@ -509,7 +509,7 @@ class PostgresConnector(SqlConnector):
             stream.rows_read += rows
             return rows, True
         value_edges.check_schema_for_postgres_ingest(stream.schema, stream.label)
-        with stream.reraise_failure(), _adbc_session(self.uri()) as connection:
+        with _adbc_session(self.uri()) as connection:
             batches = stream.counted_batches(check=lambda batch: value_edges.check_for_postgres_ingest(
                 batch, stream.label, stream.key_columns))
             rows = _adbc_ingest(connection, staging, batches)
