@@ -7,13 +7,18 @@ logical tag for values Arrow stores as text (``json``, ``xml``), and the limits 
 puts on values that the Arrow type does not show, in dialect-free terms: ``max_length`` (the
 characters of a ``varchar(n)``/``char(n)``, the bytes of a ``varbinary(n)``) and
 ``fraction_digits`` (the fractional-second digits of a ``timestamp(p)``/``datetime2(p)``/``time(p)``;
-without it, the Arrow unit's: s 0, ms 3, us 6, ns 9). Each connector fills these in from its own
+without it, the Arrow unit's: s 0, ms 3, us 6, ns 9), and for an enumerated type (PostgreSQL's
+enums) its unqualified name and labels in order (``enum_type``, ``enum_labels``: a target of the
+same kind recreates the type; every other target sees text). Each connector fills these in from its own
 catalog, so the comparison is the same across engines. This module also decides which schema
 changes are safe (``fits_in``: every value of the source column can be stored in the target
 column unchanged).
 """
 
 from __future__ import annotations
+
+import json
+from collections.abc import Sequence
 
 import pyarrow as pa
 
@@ -22,15 +27,18 @@ NATIVE_TYPE = b"sync_assets.native_type"
 LOGICAL = b"sync_assets.logical"
 MAX_LENGTH = b"sync_assets.max_length"
 FRACTION_DIGITS = b"sync_assets.fraction_digits"
+ENUM_TYPE = b"sync_assets.enum_type"
+ENUM_LABELS = b"sync_assets.enum_labels"
 
 
 def make_field(
     name: str, arrow_type: pa.DataType, *, nullable: bool = True, native_kind: str | None = None,
     native_type: str | None = None, logical: str | None = None, max_length: int | None = None,
-    fraction_digits: int | None = None,
+    fraction_digits: int | None = None, enum: tuple[str, Sequence[str]] | None = None,
 ) -> pa.Field:
     """A canonical field; ``max_length`` and ``fraction_digits`` are the declared limits of the
-    column (of its elements, for an array), where the declaration has them."""
+    column (of its elements, for an array), where the declaration has them; ``enum`` is the
+    (unqualified name, labels in order) of an enumerated type."""
     metadata = {}
     if native_kind and native_type:
         metadata[NATIVE_KIND] = native_kind.encode()
@@ -41,6 +49,9 @@ def make_field(
         metadata[MAX_LENGTH] = str(max_length).encode()
     if fraction_digits is not None:
         metadata[FRACTION_DIGITS] = str(fraction_digits).encode()
+    if enum is not None:
+        metadata[ENUM_TYPE] = enum[0].encode()
+        metadata[ENUM_LABELS] = json.dumps(list(enum[1])).encode()
     return pa.field(name, arrow_type, nullable=nullable, metadata=metadata or None)
 
 
@@ -55,6 +66,14 @@ def native_type(field: pa.Field, kind: str) -> str | None:
 def logical_type(field: pa.Field) -> str | None:
     value = (field.metadata or {}).get(LOGICAL)
     return value.decode() if value else None
+
+
+def enum_of(field: pa.Field) -> tuple[str, list[str]] | None:
+    """(unqualified type name, labels in order) when the column is an enumerated type."""
+    meta = field.metadata or {}
+    if ENUM_TYPE not in meta:
+        return None
+    return meta[ENUM_TYPE].decode(), json.loads(meta[ENUM_LABELS])
 
 
 def declared_type(field: pa.Field) -> str:
@@ -129,7 +148,12 @@ def fits_in(source: pa.Field, target: pa.Field) -> bool:
     digits (``varchar(30)`` does not fit ``varchar(5)``, ``timestamp(6)`` does not fit
     ``timestamp(0)``; an undeclared length is unbounded, so text fits ``varchar(5)`` only when its
     own length is declared and at most 5). Integers and decimals fit an unconstrained decimal
-    (PostgreSQL ``numeric``, which Arrow carries as text tagged ``decimal``)."""
+    (PostgreSQL ``numeric``, which Arrow carries as text tagged ``decimal``). An enum column takes
+    only an enum whose labels include every one of the source's (text could hold any string)."""
+    target_enum = enum_of(target)
+    if target_enum is not None:
+        source_enum = enum_of(source)
+        return source_enum is not None and set(source_enum[1]) <= set(target_enum[1])
     if logical_type(target) == "decimal" and (source.type in _INT_RANK or pa.types.is_decimal(source.type)):
         return True
     if not _type_fits(source.type, target.type):

@@ -478,6 +478,18 @@ class SqlConnector(Connector):
     def bulk_load(self, conn: Any, staging: TableName, stream: SourceStream, schema: pa.Schema) -> tuple[int, bool]:
         """Load the stream into ``staging`` and commit; returns (rows, used the native path)."""
 
+    def column_ddl_type(self, table: TableName, field: pa.Field) -> str:
+        """The type a column of ``table`` gets for a canonical field (``ddl_type``, unless the type
+        belongs to the target's schema, like a PostgreSQL enum)."""
+        return self.ddl_type(field)
+
+    def create_types_sql(self, conn: Any, table: TableName, schema: pa.Schema,
+                         target_types: dict[str, str]) -> list[str]:
+        """Statements creating the types the ``target_types`` of ``table``'s columns need and its
+        schema lacks, run (and committed) before staging is created; raises SchemaMismatchError
+        when a type of that name exists but differs."""
+        return []
+
     def load_type(self, field: pa.Field) -> str:
         """The staging column type the Arrow bulk path can write (defaults to the final type)."""
         return self.ddl_type(field)
@@ -567,7 +579,7 @@ class SqlConnector(Connector):
             existing = self.table_schema(op.table)
             keeper = (self.structure_keeping_replace(conn, op, schema.names)
                       if existing is not None and op.kind == "replace" else None)
-            final_types = [self.ddl_type(f) for f in schema]
+            final_types = [self.column_ddl_type(op.table, f) for f in schema]
             if existing is None or (op.kind == "replace" and keeper is None):
                 target_types = dict(zip(schema.names, final_types))
             else:
@@ -581,6 +593,7 @@ class SqlConnector(Connector):
             prepare = [self.drop_table_sql(leftover) for leftover in self.leftover_staging(conn, op.table)]
             if op.table.schema and not self.schema_exists(op.table.schema):
                 prepare.append(self.create_schema_sql(op.table.schema))
+            prepare += self.create_types_sql(conn, op.table, schema, target_types)
             prepare.append(self.create_table_sql(staging, schema, staging_types))
             self._run(conn, prepare, result)
             self.commit(conn)
@@ -634,7 +647,7 @@ class SqlConnector(Connector):
                         f"({field_.type}) and schema_changes is 'fail'"
                     )
                 result.columns_added.append(field_.name)
-                types[field_.name] = self.ddl_type(field_)
+                types[field_.name] = self.column_ddl_type(op.table, field_)
                 continue
             target_field = existing.field(field_.name)
             if not fits_in(field_, target_field):

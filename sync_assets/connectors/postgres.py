@@ -9,7 +9,10 @@ its DB-API module imports polars eagerly, which costs ~60 MB of resident memory 
 
 Types: every column maps to a canonical Arrow type; the exact PostgreSQL type travels in the
 field metadata so a PostgreSQL target recreates ``varchar(40)`` or ``numeric(12,2)`` exactly, and
-binary COPY bytes can pass through untouched when source and target types match.
+binary COPY bytes can pass through untouched when source and target types match. An enum column
+is text everywhere else; a PostgreSQL target creates the enum (name and labels from the field
+metadata) in the target table's schema, or uses the one there with exactly those labels, and
+refuses one with other labels (``ALTER TYPE ... ADD VALUE`` is the owner's call, not ours).
 """
 
 from __future__ import annotations
@@ -24,13 +27,15 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
 from sync_assets import value_edges
-from sync_assets.arrow_types import conform_batch, logical_type, make_field, native_type, simple_type_name
+from sync_assets.arrow_types import (
+    conform_batch, enum_of, logical_type, make_field, native_type, simple_type_name,
+)
 from sync_assets.connectors.base import (
     ForeignKey, ReadRequest, SchemaInfo, SourceStream, SqlConnector, TableInfo, foreign_keys_from_rows,
 )
 from sync_assets.connectors.locking import lock_key, wait_until_acquired, waited
 from sync_assets.connectors.postgres_copy import copy_in_chunks, copy_out_chunks
-from sync_assets.errors import ConnectionFailed, DataError, SourceReadError, SyncAssetsError
+from sync_assets.errors import ConnectionFailed, DataError, SchemaMismatchError, SourceReadError, SyncAssetsError
 from sync_assets.spec import TableName
 
 KIND = "postgres"
@@ -140,12 +145,28 @@ def quote_ident(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+_TYPE_NAME_PART = r'(?:"(?:[^"]|"")*"|[^".]+)'
+_TYPE_NAME = re.compile(rf"(?:{_TYPE_NAME_PART}\.)?({_TYPE_NAME_PART})")
+
+
+def unqualified_type_name(pg_type: str) -> str:
+    """``mood`` for ``"tgt"."mood"``, ``tgt.mood`` or ``mood`` (as ``format_type`` or ``quote_ident`` spell it)."""
+    match = _TYPE_NAME.fullmatch(pg_type)
+    if not match:
+        return pg_type
+    name = match.group(1)
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name
+
+
 _CATALOG_COLUMNS = """
 SELECT a.attname,
        format_type(CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END,
                    CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END),
        NOT a.attnotnull,
-       t.typtype
+       t.typtype,
+       t.typname,
+       CASE WHEN t.typtype = 'e' THEN ARRAY(SELECT e.enumlabel FROM pg_enum e
+                                            WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder) END
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_type t ON t.oid = a.atttypid
@@ -282,14 +303,17 @@ class PostgresConnector(SqlConnector):
         return self.fetch(_CATALOG_COLUMNS, (self.qualified(TableName(table.schema or "public", table.name)),))
 
     def _schema_from_catalog(self, rows: list[tuple]) -> pa.Schema:
+        """Rows of (name, ``format_type``, nullable, ``typtype``, type name, enum labels or NULL).
+        An enum is read as text; its name and labels travel in the field (``enum_of``)."""
         fields = []
-        for name, pg_type, nullable, typtype in rows:
+        for name, pg_type, nullable, typtype, type_name, labels in rows:
             arrow_type, logical, needs_cast = arrow_type_for(pg_type)
             native = "text" if typtype == "e" else pg_type
             max_length, fraction_digits = declared_limits(native)
             fields.append(make_field(name, arrow_type, nullable=nullable, native_kind=KIND,
                                      native_type=native, logical=logical or ("text_cast" if needs_cast else None),
-                                     max_length=max_length, fraction_digits=fraction_digits))
+                                     max_length=max_length, fraction_digits=fraction_digits,
+                                     enum=(type_name, labels) if typtype == "e" else None))
         return pa.schema(fields)
 
     def table_schema(self, table: TableName) -> pa.Schema | None:
@@ -306,12 +330,15 @@ class PostgresConnector(SqlConnector):
             result = conn.execute(f"SELECT * FROM ({sql}) AS sync_query LIMIT 0", prepare=True).pgresult
             columns = [(result.fname(i).decode(), result.ftype(i), result.fmod(i)) for i in range(result.nfields)]
             types = self.fetch_on(
-                conn, "SELECT format_type(c.oid, c.typmod), t.typtype FROM unnest(%s::oid[], %s::int4[]) "
+                conn, "SELECT format_type(c.oid, c.typmod), t.typtype, t.typname, "
+                      "CASE WHEN t.typtype = 'e' THEN ARRAY(SELECT e.enumlabel FROM pg_enum e "
+                      "WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder) END "
+                      "FROM unnest(%s::oid[], %s::int4[]) "
                       "WITH ORDINALITY AS c(oid, typmod, n) JOIN pg_type t ON t.oid = c.oid ORDER BY c.n",
                 ([oid for _, oid, _ in columns], [typmod for _, _, typmod in columns]))
             conn.rollback()
-        return self._schema_from_catalog([(name, pg_type, True, typtype)
-                                          for (name, _, _), (pg_type, typtype) in zip(columns, types)])
+        return self._schema_from_catalog([(name, pg_type, True, *enum_facts)
+                                          for (name, _, _), (pg_type, *enum_facts) in zip(columns, types)])
 
     def schema_exists(self, schema: str) -> bool:
         return bool(self.fetch("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)))
@@ -461,9 +488,53 @@ class PostgresConnector(SqlConnector):
         return "text" if final in ("json", "jsonb") or logical_type(field) in ("text_cast", "decimal") else final
 
     def native_load_possible(self, stream: SourceStream, staging_types: list[str]) -> bool:
+        """Binary COPY bytes pass through when each column's staging type is its source type; an
+        enum's binary form is its label's text, which text and an enum of the same name (whose
+        labels ``fits_in`` or ``create_types_sql`` checked) both take."""
         if stream.native_format != NATIVE_COPY:
             return False
-        return all(native_type(f, KIND) == t for f, t in zip(stream.schema, staging_types))
+        return all(native_type(f, KIND) == t or _enum_takes(f, t) for f, t in zip(stream.schema, staging_types))
+
+    def column_ddl_type(self, table: TableName, field: pa.Field) -> str:
+        """An enum column's type is the enum of that name in the target table's schema."""
+        enum = enum_of(field)
+        if enum is None:
+            return self.ddl_type(field)
+        return self.qualified(TableName(table.schema or self.default_schema, enum[0]))
+
+    def create_types_sql(self, conn, table: TableName, schema: pa.Schema, target_types: dict[str, str]) -> list[str]:
+        """``CREATE TYPE ... AS ENUM`` for each enum a new column of ``table`` uses that its schema
+        lacks (labels quoted as literals by psycopg); one of that name with other labels, or not an
+        enum, is refused."""
+        from psycopg import sql
+
+        type_schema = table.schema or self.default_schema
+        wanted: dict[str, tuple[str, list[str]]] = {}
+        for field in schema:
+            enum = enum_of(field)
+            if enum is None or target_types[field.name] != self.column_ddl_type(table, field):
+                continue
+            name, labels = enum
+            if name in wanted and wanted[name][1] != labels:
+                raise SchemaMismatchError(
+                    f"table {table}: columns {wanted[name][0]!r} and {field.name!r} are both enum {name!r} in the "
+                    f"source but with different labels, {_labels(wanted[name][1])} and {_labels(labels)}; "
+                    "one type in the target schema cannot be both; nothing was written")
+            wanted[name] = (field.name, labels)
+        statements = []
+        for name, (column, labels) in wanted.items():
+            found = self.fetch_on(conn, _TYPE_IN_SCHEMA, (type_schema, name))
+            if not found:
+                statements.append(sql.SQL("CREATE TYPE {} AS ENUM ({})").format(
+                    sql.Identifier(type_schema, name), sql.SQL(", ").join(map(sql.Literal, labels))).as_string(conn))
+            elif found[0][0] != "e" or found[0][1] != labels:
+                raise SchemaMismatchError(
+                    f"table {table}: column {column!r} is enum {name!r} with labels {_labels(labels)} in the source, "
+                    f"but the target schema already has a type {type_schema}.{name} "
+                    + (f"with labels {_labels(found[0][1])} ({_label_difference(labels, found[0][1])})"
+                       if found[0][0] == "e" else "that is not an enum")
+                    + "; make the labels match (ALTER TYPE ... ADD VALUE) or drop that type; nothing was written")
+        return statements
 
     def add_primary_key_sql(self, table: TableName, key: Sequence[str], final_name: str) -> list[str]:
         if not key:
@@ -514,6 +585,34 @@ class PostgresConnector(SqlConnector):
                 batch, stream.label, stream.key_columns))
             rows = _adbc_ingest(connection, staging, batches)
         return int(rows if rows is not None and rows >= 0 else stream.rows_read), False
+
+
+_TYPE_IN_SCHEMA = """
+SELECT t.typtype, ARRAY(SELECT e.enumlabel FROM pg_enum e WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder)
+FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+WHERE n.nspname = %s AND t.typname = %s
+"""
+
+
+def _enum_takes(field: pa.Field, staging_type: str) -> bool:
+    """True when ``field`` is an enum and ``staging_type`` is an enum of its name (its native
+    type, ``text``, is matched as such)."""
+    enum = enum_of(field)
+    return enum is not None and unqualified_type_name(staging_type) == enum[0]
+
+
+def _labels(labels: Sequence[str]) -> str:
+    return "(" + ", ".join(repr(label) for label in labels) + ")"
+
+
+def _label_difference(source: Sequence[str], target: Sequence[str]) -> str:
+    only_source = [label for label in source if label not in target]
+    only_target = [label for label in target if label not in source]
+    if not only_source and not only_target:
+        return "the same labels in another order"
+    return "; ".join(part for part in (
+        f"only in the source: {', '.join(map(repr, only_source))}" if only_source else "",
+        f"only in the target: {', '.join(map(repr, only_target))}" if only_target else "") if part)
 
 
 @contextlib.contextmanager
