@@ -28,6 +28,11 @@ def _side(kind: str, role: str, request, tmp_path) -> Side:
     return Side("duckdb", role, duckdb_path=tmp_path / f"{role}.duckdb")
 
 
+def only_pairs(*chosen: tuple[str, str]):
+    """Run a test on these (source, target) kinds only: the others have nothing to show for it."""
+    return pytest.mark.parametrize("pair", chosen, indirect=True, ids=lambda p: f"{p[0]}-to-{p[1]}")
+
+
 @pytest.fixture(params=PAIRS, ids=lambda p: f"{p[0]}-to-{p[1]}")
 def pair(request, tmp_path) -> tuple[Side, Side]:
     source_kind, target_kind = request.param

@@ -10,17 +10,10 @@ from psycopg import sql
 from sync_assets.connectors.postgres import PostgresConnector
 from sync_assets.errors import SchemaMismatchError
 
-from sync_assets_tests.test_modes import pair, sync  # noqa: F401  (fixtures: every source/target pair)
+from sync_assets_tests.test_modes import only_pairs, pair, sync  # noqa: F401  (fixtures: every source/target pair)
 
 LABELS = ["sad", "it's", 'a "quoted" label', " spaced out ", "happy"]
 ENUM = '"My Mood"'
-
-
-def _only(pair, source_kind: str, target_kind: str):
-    source, target = pair
-    if (source.kind, target.kind) != (source_kind, target_kind):
-        pytest.skip(f"{source_kind} -> {target_kind}")
-    return source, target
 
 
 def _enum_source(source, labels=LABELS) -> None:
@@ -46,8 +39,9 @@ def _values(side) -> list[tuple]:
     return side.query(f'SELECT k, m::text, at FROM {side.qualified("feelings")} ORDER BY k')
 
 
+@only_pairs(("postgres", "postgres"))
 def test_postgres_to_postgres_keeps_the_enum_full_refresh_and_incremental(pair, sync):
-    source, target = _only(pair, "postgres", "postgres")
+    source, target = pair
     _enum_source(source)
     for _ in range(2):  # creates the type, then reuses it
         result = sync({"mode": "full_refresh", "primary_key": "k"}, stream="feelings")
@@ -65,8 +59,9 @@ def test_postgres_to_postgres_keeps_the_enum_full_refresh_and_incremental(pair, 
     assert _values(target) == _values(source)
 
 
+@only_pairs(("postgres", "postgres"))
 def test_the_arrow_path_casts_text_into_the_enum(pair, sync, monkeypatch):
-    source, target = _only(pair, "postgres", "postgres")
+    source, target = pair
     monkeypatch.setattr(PostgresConnector, "native_load_possible", lambda self, stream, staging_types: False)
     _enum_source(source)
     for options in ({"mode": "full_refresh", "primary_key": "k"},
@@ -77,8 +72,9 @@ def test_the_arrow_path_casts_text_into_the_enum(pair, sync, monkeypatch):
         assert _values(target) == _values(source)
 
 
+@only_pairs(("postgres", "postgres"))
 def test_a_new_enum_column_is_added_with_its_type(pair, sync):
-    source, target = _only(pair, "postgres", "postgres")
+    source, target = pair
     source.execute(f'CREATE TABLE {source.qualified("feelings")} (k integer PRIMARY KEY, at integer NOT NULL)')
     source.execute(f'INSERT INTO {source.qualified("feelings")} VALUES (1, 1)')
     incremental = {"mode": "incremental", "primary_key": "k", "update_key": "at"}
@@ -91,8 +87,9 @@ def test_a_new_enum_column_is_added_with_its_type(pair, sync):
     assert _values(target) == _values(source)
 
 
+@only_pairs(("postgres", "postgres"))
 def test_an_existing_enum_with_other_labels_is_refused(pair, sync):
-    source, target = _only(pair, "postgres", "postgres")
+    source, target = pair
     _enum_source(source)
     target.execute(f"CREATE TYPE {target.schema}.{ENUM} AS ENUM ('sad', 'happy', 'bored')")
     with pytest.raises(SchemaMismatchError, match=(
@@ -102,8 +99,9 @@ def test_an_existing_enum_with_other_labels_is_refused(pair, sync):
     assert target.query("SELECT to_regclass(%s)", [target.qualified("feelings")]) == [(None,)]
 
 
+@only_pairs(("postgres", "postgres"))
 def test_an_incremental_run_into_an_enum_lacking_a_source_label_is_refused(pair, sync):
-    source, target = _only(pair, "postgres", "postgres")
+    source, target = pair
     _enum_source(source)
     incremental = {"mode": "incremental", "primary_key": "k", "update_key": "at"}
     sync(incremental, stream="feelings")
@@ -112,8 +110,9 @@ def test_an_incremental_run_into_an_enum_lacking_a_source_label_is_refused(pair,
         sync(incremental, stream="feelings")
 
 
+@only_pairs(("postgres", "duckdb"))
 def test_postgres_enum_lands_in_duckdb_as_varchar(pair, sync):
-    source, target = _only(pair, "postgres", "duckdb")
+    source, target = pair
     _enum_source(source)
     sync({"mode": "full_refresh", "primary_key": "k"}, stream="feelings")
     assert target.query("SELECT data_type FROM information_schema.columns "

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from sync_assets.errors import DataError
-from sync_assets_tests.test_modes import pair, sync  # noqa: F401  (fixtures: every source/target pair)
+from sync_assets_tests.test_modes import only_pairs, pair, sync  # noqa: F401  (fixtures: every source/target pair)
 
 INFINITIES = [(1, "infinity"), (2, "-infinity"), (3, "2024-05-06 07:08:09.123456")]
 
@@ -38,12 +38,11 @@ def test_infinite_dates_and_timestamps_land_as_infinity_or_fail_naming_the_key(p
     assert [r[1] for r in _as_text(target, "edges", "tz")][:2] == ["infinity", "-infinity"]
 
 
+@only_pairs(("postgres", "duckdb"))  # only PostgreSQL holds such timestamps; PG->PG passes its bytes through
 def test_postgres_timestamps_beyond_any_arrow_range_are_refused_by_key(pair, sync):
     """PostgreSQL keeps timestamps to 294276 AD; no int64 of microseconds since 1970 reaches that:
     the fast read used to wrap them into 290279 BC."""
     source, target = pair
-    if source.kind != "postgres" or target.kind != "duckdb":
-        pytest.skip("only PostgreSQL holds such timestamps; PG->PG passes its bytes through")
     source.execute(f'CREATE TABLE {source.qualified("far")} (k integer PRIMARY KEY, ts timestamp)')
     source.execute(f'INSERT INTO {source.qualified("far")} VALUES (1, now()), (7, %s)',
                    ["294276-12-31 23:59:59.999999"])
@@ -51,10 +50,9 @@ def test_postgres_timestamps_beyond_any_arrow_range_are_refused_by_key(pair, syn
         sync({"primary_key": "k"}, stream="far")
 
 
+@only_pairs(("duckdb", "postgres"))  # TIMESTAMP_NS is DuckDB's
 def test_duckdb_nanoseconds_into_postgres_are_refused_unless_whole_microseconds(pair, sync):
     source, target = pair
-    if source.kind != "duckdb" or target.kind != "postgres":
-        pytest.skip("TIMESTAMP_NS is DuckDB's")
     source.ensure_schema()
     source.execute(f'CREATE TABLE {source.qualified("ns")} (k integer PRIMARY KEY, t TIMESTAMP_NS)')
     source.execute(f"INSERT INTO {source.qualified('ns')} VALUES (1, '2024-01-01 00:00:00.123456'), "
@@ -67,10 +65,9 @@ def test_duckdb_nanoseconds_into_postgres_are_refused_unless_whole_microseconds(
     assert len(target.query(f"SELECT * FROM {target.qualified('ns')}")) == 2
 
 
+@only_pairs(("duckdb", "postgres"))  # DuckDB's dates reach 5881580 AD, PostgreSQL's 5874897 AD
 def test_duckdb_dates_beyond_postgres_range_are_refused_by_key(pair, sync):
     source, target = pair
-    if source.kind != "duckdb" or target.kind != "postgres":
-        pytest.skip("DuckDB's dates reach 5881580 AD, PostgreSQL's 5874897 AD")
     source.ensure_schema()
     source.execute(f'CREATE TABLE {source.qualified("late")} (k integer PRIMARY KEY, d DATE)')
     source.execute(f"INSERT INTO {source.qualified('late')} VALUES (1, '2024-01-01'), (2, '5881580-01-01')")
@@ -79,12 +76,11 @@ def test_duckdb_dates_beyond_postgres_range_are_refused_by_key(pair, sync):
 
 
 @pytest.mark.parametrize("declared", ["numeric(10,2)", "numeric(38,10)"])
+@only_pairs(("postgres", "postgres"), ("postgres", "duckdb"))  # DuckDB's DECIMAL has no NaN
 def test_postgres_numeric_nan_is_refused_naming_column_and_key(pair, sync, declared):
     """A DECIMAL has no NaN: the fast read (a scaled bigint, or a decimal cast) used to fail with
     ``cannot convert NaN to bigint`` and no column; PG->PG keeps NaN (the bytes pass through)."""
     source, target = pair
-    if source.kind != "postgres":
-        pytest.skip("DuckDB's DECIMAL has no NaN")
     source.execute(f'CREATE TABLE {source.qualified("nan")} (k integer PRIMARY KEY, ok integer, n {declared})')
     source.execute(f'INSERT INTO {source.qualified("nan")} VALUES (1, 1, 1.5), (4, 4, %s), (5, 5, NULL)', ["NaN"])
     if target.kind == "postgres":
@@ -95,11 +91,10 @@ def test_postgres_numeric_nan_is_refused_naming_column_and_key(pair, sync, decla
         sync({"primary_key": "k"}, stream="nan")
 
 
+@only_pairs(("postgres", "postgres"), ("postgres", "duckdb"))  # DuckDB's DECIMAL stops at 38 digits
 def test_postgres_numeric_beyond_38_digits_lands_exactly(pair, sync):
     """numeric(60,20) has no Arrow decimal128; it lands as exact text in DuckDB, as itself in PostgreSQL."""
     source, target = pair
-    if source.kind != "postgres":
-        pytest.skip("DuckDB's DECIMAL stops at 38 digits")
     source.execute(f'CREATE TABLE {source.qualified("wide")} (k integer PRIMARY KEY, n numeric(60,20))')
     value = "1234567890123456789012345678901234567890.12345678901234567890"
     source.execute(f'INSERT INTO {source.qualified("wide")} VALUES (1, %s), (2, -0.5), (3, NULL)', [value])
@@ -112,11 +107,10 @@ def test_postgres_numeric_beyond_38_digits_lands_exactly(pair, sync):
                             [target.qualified("wide")]) == [("numeric(60,20)",)]
 
 
+@only_pairs(("duckdb", "postgres"))  # DuckDB values into PostgreSQL
 def test_nul_in_a_duckdb_string_fails_in_one_line_naming_column_and_key(pair, sync):
     """PostgreSQL text has no NUL; the driver used to fail with a bare encoding error."""
     source, target = pair
-    if source.kind != "duckdb" or target.kind != "postgres":
-        pytest.skip("DuckDB values into PostgreSQL")
     source.ensure_schema()
     source.execute(f'CREATE TABLE {source.qualified("odd")} (k integer PRIMARY KEY, v VARCHAR)')
     source.execute(f"INSERT INTO {source.qualified('odd')} VALUES (1, NULL), (6, 'a' || chr(0) || 'b')")
@@ -125,12 +119,11 @@ def test_nul_in_a_duckdb_string_fails_in_one_line_naming_column_and_key(pair, sy
     assert "\n" not in str(failure.value)
 
 
+@only_pairs(("duckdb", "postgres"), ("duckdb", "duckdb"))  # DuckDB's integer types
 def test_duckdb_39_digit_integers_copy_exactly(pair, sync):
     """HUGEINT and UHUGEINT reach 39 digits, past decimal128(38, 0) (DuckDB's Arrow export), which
     PostgreSQL's bulk load turned into an encoding error: they travel as exact text."""
     source, target = pair
-    if source.kind != "duckdb":
-        pytest.skip("DuckDB's integer types")
     source.ensure_schema()
     source.execute(f'CREATE TABLE {source.qualified("wide")} (k integer PRIMARY KEY, h HUGEINT, u UHUGEINT)')
     source.execute(f"INSERT INTO {source.qualified('wide')} VALUES (1, NULL, NULL), "
