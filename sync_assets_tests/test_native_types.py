@@ -3,11 +3,8 @@ values), and the cross-engine mapping of the types with no counterpart (docs/typ
 
 from __future__ import annotations
 
-import pytest
-
-from sync_assets.errors import DataError
-
 from sync_assets_tests.test_modes import only_pairs, pair, sync  # noqa: F401  (fixtures: every source/target pair)
+from sync_assets_tests.test_value_edges import assert_duckdb_rows_refused
 
 POSTGRES_COLUMNS = {
     "k": "integer", "i2": "smallint", "i8": "bigint", "r": "real", "f": "double precision",
@@ -120,7 +117,6 @@ def test_duckdb_types_land_in_postgres_as_documented(pair, sync):
     source.ensure_schema()
     names = ["k", "i1", "h", "ui", "ub", "dec", "v", "ts_s", "ts_ms", "ts_ns", "tz", "tm", "iv", "u", "bl", "j", "li",
              "ttz", "bits", "big"]
-    columns = {c: DUCKDB_COLUMNS[c] for c in names}
     source.execute(f'CREATE TABLE {source.qualified("wide")} ('
                    + ", ".join(f'"{c}" {t}' for c, t in DUCKDB_COLUMNS.items()) + ")")
     source.execute(f'INSERT INTO {source.qualified("wide")} VALUES ({DUCKDB_VALUES.replace(".123456789", ".123456")})')
@@ -139,9 +135,5 @@ def test_duckdb_types_land_in_postgres_as_documented(pair, sync):
 
 @only_pairs(("duckdb", "postgres"))  # DuckDB -> PostgreSQL mapping
 def test_duckdb_nested_types_into_postgres_are_refused_naming_the_column(pair, sync):
-    source, target = pair
-    source.ensure_schema()
-    source.execute(f'CREATE TABLE {source.qualified("nested")} (k INTEGER, st STRUCT(a INTEGER))')
-    source.execute(f"INSERT INTO {source.qualified('nested')} VALUES (1, {{'a': 1}})")
-    with pytest.raises(DataError, match=r"stream .*nested.*column 'st' is struct.*no PostgreSQL type"):
-        sync({"primary_key": "k"}, stream="nested")
+    assert_duckdb_rows_refused(pair, sync, "nested", "k INTEGER, st STRUCT(a INTEGER)", "(1, {'a': 1})",
+                               r"stream .*nested.*column 'st' is struct.*no PostgreSQL type")

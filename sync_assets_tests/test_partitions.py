@@ -12,7 +12,6 @@ check is run over a partition window, passing and failing.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import dagster as dg

@@ -67,12 +67,18 @@ def test_duckdb_nanoseconds_into_postgres_are_refused_unless_whole_microseconds(
 
 @only_pairs(("duckdb", "postgres"))  # DuckDB's dates reach 5881580 AD, PostgreSQL's 5874897 AD
 def test_duckdb_dates_beyond_postgres_range_are_refused_by_key(pair, sync):
-    source, target = pair
+    assert_duckdb_rows_refused(pair, sync, "late", "k integer PRIMARY KEY, d DATE", "(1, '2024-01-01'), (2, '5881580-01-01')",
+                               r"stream .*late.*column 'd'.*outside PostgreSQL's range.*k=2")
+
+
+def assert_duckdb_rows_refused(pair, sync, table: str, columns: str, values: str, message: str) -> None:
+    """A DuckDB source table of ``columns`` holding ``values`` is refused with ``message``."""
+    source, _ = pair
     source.ensure_schema()
-    source.execute(f'CREATE TABLE {source.qualified("late")} (k integer PRIMARY KEY, d DATE)')
-    source.execute(f"INSERT INTO {source.qualified('late')} VALUES (1, '2024-01-01'), (2, '5881580-01-01')")
-    with pytest.raises(DataError, match=r"stream .*late.*column 'd'.*outside PostgreSQL's range.*k=2"):
-        sync({"primary_key": "k"}, stream="late")
+    source.execute(f"CREATE TABLE {source.qualified(table)} ({columns})")
+    source.execute(f"INSERT INTO {source.qualified(table)} VALUES {values}")
+    with pytest.raises(DataError, match=message):
+        sync({"primary_key": "k"}, stream=table)
 
 
 @pytest.mark.parametrize("declared", ["numeric(10,2)", "numeric(38,10)"])
