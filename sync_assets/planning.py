@@ -13,8 +13,10 @@ watermark window it covers. Strategies are written once here, against the connec
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -23,9 +25,8 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 
 from sync_assets.connectors.base import Connector, Filter, ReadRequest, WriteOp
-from sync_assets.errors import ConfigError
+from sync_assets.errors import ConfigError, SyncAssetsError
 from sync_assets.spec import TableSpec
-from sync_assets.sql_guard import naming_the_stream
 
 
 @dataclass(frozen=True)
@@ -60,10 +61,28 @@ class SyncPlan:
         return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def _naming_the_stream(table: TableSpec, key: str) -> Iterator[None]:
+    """Run a source read of ``table``'s own ``key`` (``sql`` or ``where``): an error the database
+    raises for it becomes a ConfigError naming the file, stream and key; a transient one (a
+    dropped connection) passes unchanged, so it is still retried."""
+    from sync_assets.retries import is_transient
+
+    try:
+        yield
+    except SyncAssetsError:
+        raise
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        detail = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise ConfigError(f"{table.file}: stream {table.name!r} key {key!r}: the source refuses it: {detail}") from exc
+
+
 def source_columns(table: TableSpec, source: Connector) -> pa.Schema:
     """Every column of the table's source (table or query), read from the source's catalog."""
     if table.source_table is None:
-        with naming_the_stream(table, "sql"):
+        with _naming_the_stream(table, "sql"):
             return source.query_schema(table.sql or "")
     schema = source.table_schema(table.source_table)
     if schema is None:
@@ -103,7 +122,7 @@ def plan_sync(table: TableSpec, source: Connector, target: Connector, options: R
     schema = source_schema(table, source, columns)
     read = base_read(table, schema)
     if table.where:
-        with naming_the_stream(table, "where"):  # one row-less query: the source checks the condition
+        with _naming_the_stream(table, "where"):  # one row-less query: the source checks the condition
             source.fetch(*source.render_select(dataclasses.replace(read, order_by=(), limit=0), schema))
     replace = WriteOp("replace", table.target_table, table.primary_key, schema_changes=table.schema_changes,  # type: ignore[arg-type]
                       load_method=table.load_method, lock_timeout_s=table.lock_timeout.total_seconds())  # type: ignore[arg-type]

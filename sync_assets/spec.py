@@ -21,7 +21,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sync_assets.errors import ConfigError
-from sync_assets.sql_guard import check_stream_sql
+
+DEFAULT_LOCK_TIMEOUT = timedelta(minutes=5)
+"""How long a run waits for another run writing the same target table, unless a stream says."""
 
 PATH_KEYS = frozenset({"path", "private_key_file"})
 """Connection options holding file paths; relative ones are relative to their YAML file."""
@@ -462,7 +464,7 @@ class TableSpec:
     freshness: timedelta | None = None
     schema_drift: SchemaDriftPolicy = SchemaDriftPolicy(added="add")
     retries: RetrySpec = RetrySpec()
-    lock_timeout: timedelta = timedelta(minutes=5)
+    lock_timeout: timedelta = DEFAULT_LOCK_TIMEOUT
     on_change: bool = True
     depends_on: tuple[str, ...] = ()
     ignore_dependencies: tuple[str, ...] = ()
@@ -730,7 +732,7 @@ def _resolve_operations(where: str, opts: dict[str, Any], mode: str, update_key:
         "schema_drift": drift,
         "retries": _as_model(RetrySpec, opts.get("retries")) or RetrySpec(),
         "lock_timeout": parse_duration(opts["lock_timeout"]) if opts.get("lock_timeout") is not None
-        else timedelta(minutes=5),
+        else DEFAULT_LOCK_TIMEOUT,
         "on_change": opts.get("on_change", True),
         "depends_on": tuple(opts.get("depends_on") or ()),
         "ignore_dependencies": tuple(opts.get("ignore_dependencies") or ()),
@@ -787,9 +789,12 @@ def load_files(files: list[Path], config_dir: Path | None = None, *, skip_unreso
                 )
             for stream_name, opts in _streams(path, replication, catalog, skip_unresolved_wildcards):
                 table = _resolve_table(path, stream_name, opts, replication, connections)
-                sql, condition = check_stream_sql(f"{path}: stream {stream_name!r}",
-                                                  connections[replication.source].kind, table.sql, table.where)
-                table = replace(table, sql=sql, where=condition)
+                if table.sql or table.where:  # sqlglot is imported only for streams that have source SQL
+                    from sync_assets.sql_guard import check_stream_sql
+
+                    sql, condition = check_stream_sql(f"{path}: stream {stream_name!r}",
+                                                      connections[replication.source].kind, table.sql, table.where)
+                    table = replace(table, sql=sql, where=condition)
                 if table.asset_key in seen_keys:
                     raise ConfigError(
                         f"{table.label}: asset key {'/'.join(table.asset_key)} is already used by "

@@ -14,25 +14,19 @@ source's dialect:
   ``dblink_exec``, ``set_config``, ``nextval``, T-SQL ``OPENQUERY``, ...).
 
 A query sqlglot cannot parse is refused too: put it in a view in the source database and sync
-the view as a table. At run time, ``naming_the_stream`` turns the source's refusal of a query or
-condition that parsed (an unknown column, a type error) into one line naming the file and stream.
+the view as a table. At run time, ``planning`` turns the source's refusal of a query or condition
+that parsed (an unknown column, a type error) into one line naming the file and stream.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from sync_assets.errors import ConfigError, SyncAssetsError
-
-if TYPE_CHECKING:
-    from sync_assets.spec import TableSpec
+from sync_assets.errors import ConfigError
 
 DIALECTS = {"postgres": "postgres", "duckdb": "duckdb", "mssql": "tsql", "snowflake": "snowflake"}
 """Connection kind -> sqlglot dialect."""
@@ -154,21 +148,3 @@ def _describe(node: exp.Expression) -> str:
 
 def _strip(text: str) -> str:
     return text.strip().rstrip(";").rstrip()
-
-
-@contextlib.contextmanager
-def naming_the_stream(table: TableSpec, key: str) -> Iterator[None]:
-    """Run a source read of ``table``'s own ``key`` (``sql`` or ``where``): an error the database
-    raises for it becomes a ConfigError naming the file, stream and key; a transient one (a
-    dropped connection) passes unchanged, so it is still retried."""
-    from sync_assets.retries import is_transient
-
-    try:
-        yield
-    except SyncAssetsError:
-        raise
-    except Exception as exc:
-        if is_transient(exc):
-            raise
-        detail = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise ConfigError(f"{table.file}: stream {table.name!r} key {key!r}: the source refuses it: {detail}") from exc

@@ -4,7 +4,8 @@ Reads stream with ``fetch_record_batch`` (DuckDB exports UUID and JSON losslessl
 ``arrow_lossless_conversion`` is on); writes let DuckDB scan an Arrow ``RecordBatchReader``
 directly (no copy, no Python rows). DuckDB allows one writing process per file: a sync holds a
 write connection open as its writer lock (retried while another process holds the file, up to
-the table's ``lock_timeout``), and the Dagster wiring gives each DuckDB target a writer pool of size 1. Targets get no PRIMARY KEY constraint:
+the table's ``lock_timeout``), and the Dagster wiring gives each DuckDB target a writer pool of
+size 1. Targets get no PRIMARY KEY constraint:
 DuckDB's ART indexes slow bulk loads and cost memory; merges match keys with a join instead.
 """
 

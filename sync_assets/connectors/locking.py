@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable
 
 from sync_assets.errors import TargetLocked
-from sync_assets.spec import TableName
+from sync_assets.spec import DEFAULT_LOCK_TIMEOUT, TableName
 
 STAGING_MARK = "__sync_staging"
 LEGACY_STAGING_SUFFIX = STAGING_MARK
@@ -30,7 +30,7 @@ LEGACY_STAGING_SUFFIX = STAGING_MARK
 TYPED_STAGE_SUFFIX = "_typed"
 _RUN_SUFFIX_LENGTH = len(STAGING_MARK) + 1 + 8 + len(TYPED_STAGE_SUFFIX)
 
-DEFAULT_LOCK_TIMEOUT_S = 300.0
+DEFAULT_LOCK_TIMEOUT_S = DEFAULT_LOCK_TIMEOUT.total_seconds()
 
 
 def lock_key(database: str, qualified_table: str) -> int:

@@ -158,15 +158,17 @@ def unqualified_type_name(pg_type: str) -> str:
     return name[1:-1].replace('""', '"') if name.startswith('"') else name
 
 
-_CATALOG_COLUMNS = """
+_ENUM_LABELS = "ARRAY(SELECT e.enumlabel FROM pg_enum e WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder)"
+"""The labels of enum type ``t``, in their sort order."""
+
+_CATALOG_COLUMNS = f"""
 SELECT a.attname,
        format_type(CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END,
                    CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END),
        NOT a.attnotnull,
        t.typtype,
        t.typname,
-       CASE WHEN t.typtype = 'e' THEN ARRAY(SELECT e.enumlabel FROM pg_enum e
-                                            WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder) END
+       CASE WHEN t.typtype = 'e' THEN {_ENUM_LABELS} END
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_type t ON t.oid = a.atttypid
@@ -331,8 +333,7 @@ class PostgresConnector(SqlConnector):
             columns = [(result.fname(i).decode(), result.ftype(i), result.fmod(i)) for i in range(result.nfields)]
             types = self.fetch_on(
                 conn, "SELECT format_type(c.oid, c.typmod), t.typtype, t.typname, "
-                      "CASE WHEN t.typtype = 'e' THEN ARRAY(SELECT e.enumlabel FROM pg_enum e "
-                      "WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder) END "
+                      f"CASE WHEN t.typtype = 'e' THEN {_ENUM_LABELS} END "
                       "FROM unnest(%s::oid[], %s::int4[]) "
                       "WITH ORDINALITY AS c(oid, typmod, n) JOIN pg_type t ON t.oid = c.oid ORDER BY c.n",
                 ([oid for _, oid, _ in columns], [typmod for _, _, typmod in columns]))
@@ -587,8 +588,8 @@ class PostgresConnector(SqlConnector):
         return int(rows if rows is not None and rows >= 0 else stream.rows_read), False
 
 
-_TYPE_IN_SCHEMA = """
-SELECT t.typtype, ARRAY(SELECT e.enumlabel FROM pg_enum e WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder)
+_TYPE_IN_SCHEMA = f"""
+SELECT t.typtype, {_ENUM_LABELS}
 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
 WHERE n.nspname = %s AND t.typname = %s
 """
