@@ -18,9 +18,9 @@ from urllib.parse import urlparse
 
 import yaml
 
+from sync_assets.config.loader import load_files
 from sync_assets.connectors import connector_for
-from sync_assets.engine import sync_table
-from sync_assets.spec import load_files
+from sync_assets.sync.engine import sync_table
 
 
 def postgres_connection(dsn: str, password_variable: str) -> dict:

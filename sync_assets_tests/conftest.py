@@ -24,8 +24,9 @@ import psycopg
 import pytest
 import yaml
 
+from sync_assets.config.loader import load_files
+from sync_assets.config.project import Project
 from sync_assets.connectors import connector_for
-from sync_assets.spec import Project, load_files
 
 DEFAULT_PG = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=5"
 

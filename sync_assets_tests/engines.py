@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ DDL = {
     ),
 }
 
-BASE_TIME = datetime(2024, 1, 1, tzinfo=timezone.utc)
+BASE_TIME = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def make_row(i: int, *, updated: datetime | None = None, nulls: bool = False) -> tuple:
@@ -61,7 +61,7 @@ def make_row(i: int, *, updated: datetime | None = None, nulls: bool = False) ->
 def normalize(value: Any) -> Any:
     """Make values from either driver comparable (UTC instants, str UUIDs, parsed JSON, bytes)."""
     if isinstance(value, datetime) and value.tzinfo is not None:
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, memoryview):

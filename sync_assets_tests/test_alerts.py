@@ -14,9 +14,14 @@ import dagster as dg
 import pytest
 from aiosmtpd.controller import Controller
 
-from sync_assets.alerts import FAILED_CHECKS_SENSOR, RUN_FAILURE_SENSOR, AlertDeliveryFailed, build_alert_sensors
-from sync_assets.definitions import build_definitions
 from sync_assets.errors import ConfigError
+from sync_assets.orchestration.alerts import (
+    FAILED_CHECKS_SENSOR,
+    RUN_FAILURE_SENSOR,
+    AlertDeliveryFailed,
+    build_alert_sensors,
+)
+from sync_assets.orchestration.project_definitions import build_definitions
 
 
 class Received:

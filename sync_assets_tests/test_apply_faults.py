@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 
-from sync_assets.engine import sync_table
-from sync_assets.planning import RunOptions
-from sync_assets.spec import TableName
+from sync_assets.config.names import TableName
+from sync_assets.sync.engine import sync_table
+from sync_assets.sync.planning import RunOptions
 from sync_assets_tests.conftest import connectors
 from sync_assets_tests.engines import BASE_TIME, TABLE, Side, make_row
 from sync_assets_tests.test_modes import pair  # noqa: F401  (fixture)
@@ -264,11 +264,11 @@ def test_fault_during_a_partition_overwrite(pair, sync_with_faults):  # noqa: F8
                "partition": {"column": "d", "start": "2024-01-01", "granularity": "daily"}}
     run, faults = sync_with_faults(options)
     source.create_test_table([make_row(i) for i in range(1, 57)])  # d = 2024-01-01 .. 2024-01-28, two rows each
-    month = RunOptions(partition_window=(datetime(2024, 1, 1, tzinfo=timezone.utc),
-                                         datetime(2024, 2, 1, tzinfo=timezone.utc)))
+    month = RunOptions(partition_window=(datetime(2024, 1, 1, tzinfo=UTC),
+                                         datetime(2024, 2, 1, tzinfo=UTC)))
     run(month)
-    week = RunOptions(partition_window=(datetime(2024, 1, 8, tzinfo=timezone.utc),
-                                        datetime(2024, 1, 15, tzinfo=timezone.utc)))
+    week = RunOptions(partition_window=(datetime(2024, 1, 8, tzinfo=UTC),
+                                        datetime(2024, 1, 15, tzinfo=UTC)))
     in_week = "d >= DATE '2024-01-08' AND d < DATE '2024-01-15'"
     source.execute(f'UPDATE {source.qualified()} SET "Name" = %s WHERE {in_week}', ["changed"])
     source.execute(f'DELETE FROM {source.qualified()} WHERE d = DATE \'2024-01-09\'')

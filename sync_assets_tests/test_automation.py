@@ -3,15 +3,15 @@ times; plus validation of the automation keys in the YAML. No daemon, no databas
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pytest
 
-from sync_assets.automation import RANGE_END_TAG, RANGE_START_TAG, build_schedules
-from sync_assets.definitions import build_definitions
 from sync_assets.errors import ConfigError
+from sync_assets.orchestration.automation import RANGE_END_TAG, RANGE_START_TAG, build_schedules
+from sync_assets.orchestration.project_definitions import build_definitions
 
 PG = {"kind": "postgres", "options": {"database": "test"}}
 DUCK = {"kind": "duckdb", "options": {"path": "w.duckdb"}}
@@ -62,7 +62,7 @@ def test_outside_the_window_tables_are_held_back_not_queued(write_project):
 def test_a_tick_with_every_table_outside_its_window_is_skipped_with_the_reason(write_project):
     streams = {"public.orders": STREAMS["public.orders"]}
     (schedule,) = build_schedules(write_project(project_config(streams)))
-    moment = datetime(2024, 3, 10, 11, 30, tzinfo=timezone.utc)
+    moment = datetime(2024, 3, 10, 11, 30, tzinfo=UTC)
     result = schedule.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=moment))
     assert result.run_requests == []
     assert "public.orders only syncs 19:00-07:00 Europe/Berlin (it is 12:30 there)" in result.skip_message
@@ -72,8 +72,8 @@ def test_window_wraps_midnight_in_its_own_time_zone(write_project):
     project = write_project(project_config({"public.orders": STREAMS["public.orders"]}))
     window = project.tables[0].window
     assert window.contains(datetime(2024, 6, 1, 23, 59, tzinfo=BERLIN))
-    assert window.contains(datetime(2024, 6, 1, 4, 0, tzinfo=timezone.utc))  # 06:00 in Berlin
-    assert not window.contains(datetime(2024, 6, 1, 5, 0, tzinfo=timezone.utc))  # 07:00 in Berlin
+    assert window.contains(datetime(2024, 6, 1, 4, 0, tzinfo=UTC))  # 06:00 in Berlin
+    assert not window.contains(datetime(2024, 6, 1, 5, 0, tzinfo=UTC))  # 07:00 in Berlin
 
 
 @pytest.mark.parametrize("change, message", [
@@ -100,7 +100,7 @@ def test_automation_keys_are_validated_with_file_stream_and_key(write_project, c
 def test_shipped_automation_example_loads_into_schedules_sensors_and_checks(monkeypatch):
     from pathlib import Path
 
-    from sync_assets.spec import load_files
+    from sync_assets.config.loader import load_files
 
     for name in ("ERP_PASSWORD", "REPORTING_PASSWORD", "SLACK_WEBHOOK_URL", "SMTP_PASSWORD", "PAGER_TOKEN"):
         monkeypatch.setenv(name, "x")

@@ -12,20 +12,20 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 
-from sync_assets.connectors.base import Filter, KeysetFilter, ReadRequest
-from sync_assets.engine import sync_table
-from sync_assets.spec import TableName
+from sync_assets.config.names import TableName
+from sync_assets.connectors.requests import Filter, KeysetFilter, ReadRequest
+from sync_assets.sync.engine import sync_table
 from sync_assets_tests.conftest import connectors
 
 ROWS = 200_000
 GATE_ROW = 150_000
 """The view stops before this row until the gate opens; the rows before it fill several batches."""
-START = datetime(2024, 1, 1, tzinfo=timezone.utc)
+START = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def make_gated_view(pg, schema: str, name: str, rows: int, gate_row: int) -> int:

@@ -11,8 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from sync_assets.demo import prepare_demo_source
-from sync_assets.engine import sync_table
+from sync_assets.demo.chinook import prepare_demo_source
+from sync_assets.sync.engine import sync_table
 from sync_assets_tests.conftest import connectors
 from sync_assets_tests.engines import Side
 

@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from sync_assets.cli import main
-from sync_assets.demo import prepare_demo_source
+from sync_assets.cli.main import main
+from sync_assets.demo.chinook import DEMO_CONFIG_DIR, prepare_demo_source
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ def test_discover_lists_wildcard_tables_then_definitions_expand_them(config_dir,
     assert "run `sync-assets discover`" in capsys.readouterr().err
     assert main(["--config", str(config_dir), "discover"]) == 0
     assert "main.* -> 11 table(s)" in capsys.readouterr().out
-    from sync_assets.spec import load_project
+    from sync_assets.config.loader import load_project
 
     keys = {"/".join(t.asset_key) for t in load_project(config_dir).tables}
     assert {"raw/Album", "raw/Track", "raw/Genre"} <= keys and not any(k.startswith("raw/Playlist") for k in keys)
@@ -99,8 +99,7 @@ def test_demo_command_syncs_every_table_and_limits_the_duckdb_writer(tmp_path):
     import dagster as dg
     import duckdb
 
-    root = Path(__file__).resolve().parents[1]
-    config = yaml.safe_load((root / "config" / "chinook_demo.yaml").read_text())
+    config = yaml.safe_load((DEMO_CONFIG_DIR / "chinook.yaml").read_text())
     config["connections"]["chinook"]["options"]["path"] = str(tmp_path / "chinook.duckdb")
     config["connections"]["warehouse"]["options"]["path"] = str(tmp_path / "warehouse.duckdb")
     (tmp_path / "config").mkdir()

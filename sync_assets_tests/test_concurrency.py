@@ -12,21 +12,22 @@ import re
 import subprocess
 import sys
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
 import yaml
 
+from sync_assets.config.loader import load_files
+from sync_assets.config.names import TableName
 from sync_assets.connectors import connector_for
 from sync_assets.errors import DataError, TargetLocked
-from sync_assets.planning import RunOptions
-from sync_assets.policies import sync_with_policies
-from sync_assets.spec import TableName, load_files
+from sync_assets.sync.planning import RunOptions
+from sync_assets.sync.policies import sync_with_policies
 
 ROWS = 300_000
-START = datetime(2024, 1, 1, tzinfo=timezone.utc)
+START = datetime(2024, 1, 1, tzinfo=UTC)
 LOCKED = "another run is writing it"
 
 

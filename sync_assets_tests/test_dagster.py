@@ -17,9 +17,10 @@ import psycopg
 import pytest
 import yaml
 
-from sync_assets.definitions import build_definitions
-from sync_assets.demo import prepare_demo_source
-from sync_assets.spec import load_project
+from sync_assets.config.loader import load_project
+from sync_assets.demo.chinook import DEMO_CONFIG_DIR, prepare_demo_source
+from sync_assets.demo.definitions import build_demo_definitions
+from sync_assets.orchestration.project_definitions import build_definitions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +33,7 @@ def chinook_source(tmp_path_factory) -> Path:
 @pytest.fixture
 def demo_config(tmp_path, chinook_source) -> Path:
     """The shipped demo config, pointed at a private copy of the source and a fresh warehouse."""
-    config = yaml.safe_load((ROOT / "config" / "chinook_demo.yaml").read_text())
+    config = yaml.safe_load((DEMO_CONFIG_DIR / "chinook.yaml").read_text())
     shutil.copy(chinook_source, tmp_path / "chinook.duckdb")
     config["connections"]["chinook"]["options"]["path"] = str(tmp_path / "chinook.duckdb")
     config["connections"]["warehouse"]["options"]["path"] = str(tmp_path / "warehouse.duckdb")
@@ -52,10 +53,13 @@ def _warehouse(config_dir: Path) -> duckdb.DuckDBPyConnection:
 
 def test_shipped_definitions_load_without_touching_a_database(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
-    defs = build_definitions(load_project(ROOT / "config"))
+    project = load_project(DEMO_CONFIG_DIR)
+    defs = build_demo_definitions(project)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert {"chinook/Invoice", "chinook/InvoiceLine", "chinook/Artist", "analytics/revenue_by_country"} <= keys
+    product_keys = {k.to_user_string() for k in build_definitions(project).resolve_asset_graph().get_all_asset_keys()}
+    assert product_keys == keys - {"analytics/revenue_by_country"}  # the demo's own asset lives only in its location
     invoice = graph.get(dg.AssetKey(["chinook", "Invoice"]))
     assert invoice.partitions_def is not None and invoice.backfill_policy == dg.BackfillPolicy.single_run()
     spec = defs.get_assets_def(dg.AssetKey(["chinook", "Artist"])).specs_by_key[dg.AssetKey(["chinook", "Artist"])]
@@ -66,7 +70,7 @@ def test_shipped_definitions_load_without_touching_a_database(monkeypatch, tmp_p
 
 def test_materialize_records_metadata_and_passes_the_check(demo_config):
     defs = build_definitions(load_project(demo_config))
-    result = _materialize(defs, 
+    result = _materialize(defs,
         [defs.get_assets_def(dg.AssetKey(["chinook", "InvoiceLine"]))],
         instance=dg.DagsterInstance.ephemeral(),
         selection=[dg.AssetKey(["chinook", "InvoiceLine"])],
@@ -86,7 +90,7 @@ def test_materialize_records_metadata_and_passes_the_check(demo_config):
 
 def test_dry_run_materializes_nothing(demo_config):
     defs = build_definitions(load_project(demo_config))
-    result = _materialize(defs, 
+    result = _materialize(defs,
         [defs.get_assets_def(dg.AssetKey(["chinook", "Artist"]))],
         instance=dg.DagsterInstance.ephemeral(),
         run_config={"ops": {"chinook__Artist": {"config": {"dry_run": True}}}},
@@ -126,7 +130,7 @@ def test_force_full_refresh_and_window_rerun_from_run_config(demo_config):
 
 
 def test_io_manager_feeds_a_downstream_polars_asset(demo_config):
-    defs = build_definitions(load_project(demo_config))
+    defs = build_demo_definitions(load_project(demo_config))
     keys = [dg.AssetKey(["chinook", "Customer"]), dg.AssetKey(["chinook", "Invoice"]),
             dg.AssetKey(["analytics", "revenue_by_country"])]
     instance = dg.DagsterInstance.ephemeral()

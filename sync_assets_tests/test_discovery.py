@@ -10,10 +10,10 @@ import duckdb
 import pytest
 import yaml
 
-from sync_assets.cli import main
+from sync_assets.cli.main import main
+from sync_assets.config.models import ConnectionSpec
 from sync_assets.connectors import connector_for
-from sync_assets.connectors.base import SchemaInfo
-from sync_assets.spec import ConnectionSpec
+from sync_assets.connectors.interface import SchemaInfo
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ import psycopg
 import pyarrow as pa
 import pytest
 
-from sync_assets.connectors.base import SourceStream
-from sync_assets.engine import sync_table
+from sync_assets.connectors.requests import SourceStream
 from sync_assets.errors import SourceReadError
+from sync_assets.sync.engine import sync_table
 from sync_assets_tests.conftest import connectors
 from sync_assets_tests.engines import BASE_TIME, TABLE, make_row
 from sync_assets_tests.test_modes import pair  # noqa: F401  (fixture)
@@ -92,7 +92,7 @@ def test_failure_mid_load_leaves_target_and_watermark_unchanged(pair, write_proj
 
 
 def test_long_loads_report_progress(caplog):
-    from sync_assets.connectors.base import Progress
+    from sync_assets.connectors.requests import Progress
 
     progress = Progress("rows", every_s=0)
     with caplog.at_level("INFO", logger="sync_assets"):

@@ -10,18 +10,18 @@ Either way the target keeps exactly the rows it had, and no staging table is lef
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
-from sync_assets.engine import sync_table
 from sync_assets.errors import DataError, SchemaMismatchError
-from sync_assets.planning import RunOptions
+from sync_assets.sync.engine import sync_table
+from sync_assets.sync.planning import RunOptions
 from sync_assets_tests.conftest import connectors
 from sync_assets_tests.engines import Side
 
 MODES = ["full_refresh", "incremental", "date_partitioned"]
-DAY = RunOptions(partition_window=(datetime(2024, 1, 1, tzinfo=timezone.utc), datetime(2024, 1, 2, tzinfo=timezone.utc)))
+DAY = RunOptions(partition_window=(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 2, tzinfo=UTC)))
 
 
 @pytest.fixture

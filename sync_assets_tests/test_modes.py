@@ -7,14 +7,14 @@ of NULLs in every non-key column. Each test compares the target with the source 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
-from sync_assets.engine import sync_table
 from sync_assets.errors import ConfigError, DataError, SchemaMismatchError
-from sync_assets.planning import RunOptions
+from sync_assets.sync.engine import sync_table
+from sync_assets.sync.planning import RunOptions
 from sync_assets_tests.conftest import connectors
 from sync_assets_tests.engines import BASE_TIME, TABLE, Side, make_row
 
@@ -144,8 +144,8 @@ def test_date_partition_overwrites_exactly_its_window(pair, sync):
     source.create_test_table(_rows(27))  # d = 2024-01-02 .. 2024-01-28
     options = {"mode": "date_partitioned", "primary_key": "Id",
                "partition": {"column": "d", "start": "2024-01-01", "granularity": "daily"}}
-    day = (datetime(2024, 1, 5, tzinfo=timezone.utc), datetime(2024, 1, 6, tzinfo=timezone.utc))
-    range_ = (datetime(2024, 1, 1, tzinfo=timezone.utc), datetime(2024, 2, 1, tzinfo=timezone.utc))
+    day = (datetime(2024, 1, 5, tzinfo=UTC), datetime(2024, 1, 6, tzinfo=UTC))
+    range_ = (datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 2, 1, tzinfo=UTC))
     sync(options, RunOptions(partition_window=range_))
     assert target.rows() == source.rows()
     source.execute(f'UPDATE {source.qualified()} SET "Name" = %s', ["everywhere"])

@@ -20,9 +20,9 @@ from datetime import datetime
 import pytest
 
 from sync_assets.connectors import connector_for
-from sync_assets.engine import sync_table
-from sync_assets.planning import RunOptions
-from sync_assets.policies import sync_with_policies
+from sync_assets.sync.engine import sync_table
+from sync_assets.sync.planning import RunOptions
+from sync_assets.sync.policies import sync_with_policies
 
 pytestmark = [
     pytest.mark.mssql_live,

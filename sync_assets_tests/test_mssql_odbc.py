@@ -17,7 +17,8 @@ import pyarrow as pa
 import pyodbc
 import pytest
 
-from sync_assets.connectors import mssql
+from sync_assets.config.connection_options import MssqlOptions
+from sync_assets.connectors.mssql import odbc
 from sync_assets.errors import ConfigError, ConnectionFailed
 
 PSQLODBC = "PostgreSQL Unicode"
@@ -29,14 +30,14 @@ pytestmark = pytest.mark.skipif(PSQLODBC not in pyodbc.drivers(),
 @pytest.fixture
 def odbc_pg(pg_conninfo: str) -> str:
     params = psycopg.conninfo.conninfo_to_dict(pg_conninfo)
-    return ";".join(f"{k}={mssql.odbc_value(str(v))}" for k, v in {
+    return ";".join(f"{k}={odbc.odbc_value(str(v))}" for k, v in {
         "Driver": PSQLODBC, "Server": params.get("host", "127.0.0.1"), "Port": params.get("port", 5432),
         "Database": params.get("dbname", "test"), "Uid": params.get("user", "postgres"),
         "UseDeclareFetch": 1, "Fetch": 1000,
     }.items())
 
 
-LIMITS = mssql.OdbcLimits(login_timeout_s=5, query_timeout_s=30)
+LIMITS = odbc.OdbcLimits(login_timeout_s=5, query_timeout_s=30)
 
 
 @pytest.fixture
@@ -56,7 +57,7 @@ FETCH_SCHEMA = pa.schema([("id", pa.int64()), ("select", pa.string()), ("amount"
 
 
 def test_reads_stream_in_bounded_batches_with_explicit_types(odbc_pg, events):
-    reader = mssql.read_arrow_batches(
+    reader = odbc.read_arrow_batches(
         odbc_pg, f'SELECT id, "select", amount, happened, payload FROM "{events}"."ev ents" ORDER BY id',
         [], FETCH_SCHEMA, batch_size=4000, limits=LIMITS)
     sizes, first = [], None
@@ -72,7 +73,7 @@ def test_reads_stream_in_bounded_batches_with_explicit_types(odbc_pg, events):
 
 
 def test_text_binds_compare_in_the_column_type(odbc_pg, events):
-    reader = mssql.read_arrow_batches(
+    reader = odbc.read_arrow_batches(
         odbc_pg, f'SELECT id FROM "{events}"."ev ents" WHERE happened >= CAST(? AS timestamp) AND id < CAST(? AS bigint)',
         ["2024-01-01T05:00:00.000000", "20000"], pa.schema([("id", pa.int64())]), 1000, LIMITS)
     ids = pa.Table.from_batches(list(reader), schema=pa.schema([("id", pa.int64())]))["id"].to_pylist()
@@ -81,9 +82,9 @@ def test_text_binds_compare_in_the_column_type(odbc_pg, events):
 
 def test_value_larger_than_the_text_bound_fails_instead_of_truncating(odbc_pg, events, pg):
     pg.execute(f'UPDATE "{events}"."ev ents" SET "select" = repeat(\'x\', 5000) WHERE id = 7')
-    limits = mssql.OdbcLimits(login_timeout_s=5, query_timeout_s=30, max_text_bytes=100)
+    limits = odbc.OdbcLimits(login_timeout_s=5, query_timeout_s=30, max_text_bytes=100)
     with pytest.raises(Exception, match="too large|truncat"):
-        for _ in mssql.read_arrow_batches(odbc_pg, f'SELECT "select" FROM "{events}"."ev ents"', [],
+        for _ in odbc.read_arrow_batches(odbc_pg, f'SELECT "select" FROM "{events}"."ev ents"', [],
                                           pa.schema([("select", pa.string())]), 1000, limits):
             pass
 
@@ -91,11 +92,11 @@ def test_value_larger_than_the_text_bound_fails_instead_of_truncating(odbc_pg, e
 def test_bulk_insert_writes_every_batch_with_quoted_names(odbc_pg, events, pg):
     pg.execute(f'CREATE TABLE "{events}"."copy" (id bigint, "select" text, amount numeric(19,4), '
                f'happened timestamp(6), payload bytea)')
-    source = mssql.read_arrow_batches(
+    source = odbc.read_arrow_batches(
         odbc_pg, f'SELECT id, "select", amount, happened, payload FROM "{events}"."ev ents"', [], FETCH_SCHEMA,
         batch_size=3000, limits=LIMITS)
     quoted = ['"id"', '"select"', '"amount"', '"happened"', '"payload"']
-    rows = mssql.bulk_insert(source, f'"{events}"."copy"', quoted, odbc_pg, LIMITS, chunk_size=2000)
+    rows = odbc.bulk_insert(source, f'"{events}"."copy"', quoted, odbc_pg, LIMITS, chunk_size=2000)
     assert rows == 25000
     differences = pg.execute(
         f'SELECT count(*) FROM ((SELECT id, "select", amount, happened, payload FROM "{events}"."ev ents") '
@@ -105,16 +106,16 @@ def test_bulk_insert_writes_every_batch_with_quoted_names(odbc_pg, events, pg):
 
 def test_query_timeout_cancels_a_long_read(odbc_pg):
     with pytest.raises(Exception, match="(?i)cancel|timeout|57014"):
-        for _ in mssql.read_arrow_batches(odbc_pg, "SELECT 1 AS one FROM pg_sleep(30)", [],
+        for _ in odbc.read_arrow_batches(odbc_pg, "SELECT 1 AS one FROM pg_sleep(30)", [],
                                           pa.schema([("one", pa.int32())]), 10,
-                                          mssql.OdbcLimits(login_timeout_s=5, query_timeout_s=1)):
+                                          odbc.OdbcLimits(login_timeout_s=5, query_timeout_s=1)):
             pass
 
 
 def test_a_driver_that_cannot_set_the_query_timeout_is_refused_clearly(odbc_pg):
     """psqlODBC refuses pyodbc's connection-level timeout; a session must not silently run without one."""
     with pytest.raises(ConnectionFailed, match="cannot set a query timeout"):
-        mssql.odbc_connect(odbc_pg, LIMITS, "postgres via psqlODBC")
+        odbc.odbc_connect(odbc_pg, LIMITS, "postgres via psqlODBC")
 
 
 @pytest.fixture
@@ -145,8 +146,8 @@ def silent_port():
 
 
 def _sql_server_drivers() -> list[str]:
-    found = [d for d in (*mssql.MICROSOFT_DRIVERS, mssql.FREETDS) if d in pyodbc.drivers()]
-    bundled = mssql.bundled_driver_path()
+    found = [d for d in (*odbc.MICROSOFT_DRIVERS, odbc.FREETDS) if d in pyodbc.drivers()]
+    bundled = odbc.bundled_driver_path()
     return found + ([bundled] if bundled else [])
 
 
@@ -155,14 +156,14 @@ def _sql_server_drivers() -> list[str]:
     reason="no SQL Server ODBC driver installed (tdsodbc or mssql-python-odbc)"))])
 def test_silent_server_fails_with_a_clear_error_instead_of_hanging(driver, silent_port):
     """The pytest timeout is only a guard against a hang; the connect must raise on its own."""
-    opts = mssql.MssqlOptions(server="127.0.0.1", port=silent_port, database="db", user="u", password="p",
+    opts = MssqlOptions(server="127.0.0.1", port=silent_port, database="db", user="u", password="p",
                               encrypt="no", login_timeout_s=2)
-    conn_str = mssql.connection_string(opts, driver, read_only=True)
+    conn_str = odbc.connection_string(opts, driver, read_only=True)
     with pytest.raises(ConnectionFailed, match="cannot connect within 2s"):
-        mssql.odbc_connect(conn_str, mssql.OdbcLimits(login_timeout_s=2), "silent test server")
+        odbc.odbc_connect(conn_str, odbc.OdbcLimits(login_timeout_s=2), "silent test server")
     with pytest.raises(Exception, match="(?i)timeout"):
-        for _ in mssql.read_arrow_batches(conn_str, "SELECT 1", [], pa.schema([("one", pa.int32())]), 10,
-                                          mssql.OdbcLimits(login_timeout_s=2)):
+        for _ in odbc.read_arrow_batches(conn_str, "SELECT 1", [], pa.schema([("one", pa.int32())]), 10,
+                                          odbc.OdbcLimits(login_timeout_s=2)):
             pass
 
 

@@ -14,11 +14,12 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from sync_assets.connectors import mssql_switch as switch
-from sync_assets.connectors.base import WriteOp
-from sync_assets.connectors.mssql import MssqlConnector
+from sync_assets.config.models import ConnectionSpec
+from sync_assets.config.names import TableName
+from sync_assets.connectors.interface import WriteOp
+from sync_assets.connectors.mssql import switch
+from sync_assets.connectors.mssql.connector import MssqlConnector
 from sync_assets.errors import ConfigError, SchemaMismatchError
-from sync_assets.spec import ConnectionSpec, TableName
 
 TARGET = TableName("sales", "Order Lines]")
 STAGING = TableName("sales", "Order Lines]__sync_staging")
@@ -223,7 +224,7 @@ def test_other_engines_refuse_a_switch_write_naming_the_table(tmp_path):
 
 
 def test_switch_is_refused_at_load_time_for_a_target_that_is_not_sql_server(tmp_path):
-    from sync_assets.spec import load_project
+    from sync_assets.config.loader import load_project
 
     (tmp_path / "sync.yaml").write_text(
         "connections:\n  src: {kind: duckdb, options: {path: src.duckdb}}\n"

@@ -15,15 +15,13 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from sync_assets.connectors.base import Filter, ReadRequest
-from sync_assets.connectors.mssql import (
-    MssqlConnector,
-    MssqlOptions,
-    connection_string,
-    nstring,
-)
-from sync_assets.connectors.mssql_types import MssqlColumn, PreciseDatetime, arrow_field
-from sync_assets.spec import ConnectionSpec, TableName
+from sync_assets.config.connection_options import MssqlOptions
+from sync_assets.config.models import ConnectionSpec
+from sync_assets.config.names import TableName
+from sync_assets.connectors.mssql.connector import MssqlConnector
+from sync_assets.connectors.mssql.odbc import connection_string
+from sync_assets.connectors.mssql.types import MssqlColumn, PreciseDatetime, arrow_field, nstring
+from sync_assets.connectors.requests import Filter, ReadRequest
 
 ODD = TableName("sales]x", "Order Lines]")
 STAGING = TableName("sales]x", "Order Lines]__sync_staging")
@@ -143,7 +141,7 @@ def test_select_uses_top_and_binds_watermarks_in_the_column_type(conn):
             "AND [Version] > CONVERT(binary(8), ?, 1) ORDER BY [Id]") in sql
     assert params == ["2024-03-01T12:00:00.123", "2024-03-01T12:00:00.1234567", "0x00000000000007D1"]
     tree = parse(sql)
-    assert tree.args["limit"] is not None or "TOP" in sql
+    assert tree.args["limit"].expression == exp.Literal.number(10)  # TOP (10) as T-SQL parses it
     assert {c.name for c in tree.find_all(exp.Column)} >= set(SCHEMA.names)
     count_sql, _ = conn.render_select(request, SCHEMA, count_only=True)
     assert count_sql.startswith("SELECT COUNT_BIG(*) FROM (SELECT TOP (10) 1 AS one FROM [sales]]x].[Order Lines]]]")
@@ -215,7 +213,7 @@ def test_source_role_reads_with_readonly_intent():
 def test_example_configs_load(monkeypatch):
     from pathlib import Path
 
-    from sync_assets.spec import load_files
+    from sync_assets.config.loader import load_files
 
     for variable in ("ERP01_SALES_PASSWORD", "WAREHOUSE_PASSWORD", "TARGET_DB_PASSWORD"):
         monkeypatch.setenv(variable, "x")
@@ -232,7 +230,7 @@ def test_example_configs_load(monkeypatch):
 def test_catalog_queries_parse_and_use_catalog_views_not_count(name):
     """Only catalog views are read, so a COUNT can only count catalog rows (objects of a schema),
     never the rows of a table; COUNT(*) is refused outright."""
-    from sync_assets.connectors import mssql
+    from sync_assets.connectors.mssql import connector as mssql
 
     sql = getattr(mssql, name)
     tree = parse(sql)
@@ -243,20 +241,20 @@ def test_catalog_queries_parse_and_use_catalog_views_not_count(name):
 
 
 def test_table_listing_takes_counts_and_sizes_from_partitions():
-    from sync_assets.connectors import mssql
+    from sync_assets.connectors.mssql import connector as mssql
 
     assert "sys.partitions" in mssql._TABLES_SQL and "sys.allocation_units" in mssql._TABLES_SQL
 
 
 def test_database_listing_keeps_online_databases_the_login_can_open():
-    from sync_assets.connectors import mssql
+    from sync_assets.connectors.mssql import connector as mssql
 
     where = parse(mssql._DATABASES_SQL).find(exp.Where).sql(dialect="tsql")
     assert "HAS_DBACCESS(name) = 1" in where and "state = 0" in where
 
 
 def test_schema_listing_counts_tables_and_views_and_leaves_out_built_in_schemas():
-    from sync_assets.connectors import mssql
+    from sync_assets.connectors.mssql import connector as mssql
 
     tree = parse(mssql._SCHEMAS_SQL)
     join = tree.find(exp.Join)
@@ -279,7 +277,7 @@ def test_new_column_uses_t_sql_add_without_column_keyword(conn):
 
 
 def test_keyset_page_end_and_chunk_read_use_seekable_t_sql(conn):
-    from sync_assets.connectors.base import KeysetFilter
+    from sync_assets.connectors.requests import KeysetFilter
 
     keys = ("Changed At", "Id", "Note]")
     cursor = (datetime(2024, 3, 1, 12, 0, 0, 123000), 7, "b")
@@ -305,7 +303,7 @@ def test_keyset_page_end_and_chunk_read_use_seekable_t_sql(conn):
 
 
 def test_writer_lock_template_takes_an_exclusive_session_applock_without_waiting_server_side():
-    from sync_assets.connectors.mssql import GET_WRITER_LOCK
+    from sync_assets.connectors.mssql.connector import GET_WRITER_LOCK
 
     assert GET_WRITER_LOCK == (
         "SET NOCOUNT ON; DECLARE @granted int; EXEC @granted = sp_getapplock @Resource = ?, "
@@ -330,7 +328,7 @@ def test_leftover_staging_lookup_parses_and_uses_left_on_the_table_name(conn):
 
 
 def test_merge_counts_its_inserts_and_updates_in_the_same_batch(conn):
-    from sync_assets.connectors.mssql import merge_counting_batch
+    from sync_assets.connectors.mssql.connector import merge_counting_batch
 
     conn.identity = {"Id"}
     batch = merge_counting_batch(conn.merge_sql(ODD, STAGING, SCHEMA.names, ["Id"], {}))

@@ -16,8 +16,8 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from sync_assets.arrow_types import native_type
-from sync_assets.connectors import mssql_types as t
+from sync_assets.connectors.mssql import types as t
+from sync_assets.types.arrow import native_type
 
 
 def col(name, type_name, max_length=0, precision=0, scale=0):

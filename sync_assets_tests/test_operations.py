@@ -9,11 +9,13 @@ import random
 import dagster as dg
 import pytest
 
-from sync_assets.definitions import build_definitions
+from sync_assets.cli.discovery import discover_foreign_keys
+from sync_assets.config.lineage import LINEAGE_FILE, write_lineage_file
+from sync_assets.config.loader import load_project
+from sync_assets.config.models import RetrySpec
 from sync_assets.errors import ConfigError, ConnectionFailed, DataError, SchemaMismatchError
-from sync_assets.lineage import LINEAGE_FILE, discover_foreign_keys, write_lineage_file
-from sync_assets.retries import backoff_seconds, is_transient
-from sync_assets.spec import RetrySpec, load_project
+from sync_assets.orchestration.project_definitions import build_definitions
+from sync_assets.sync.retries import backoff_seconds, is_transient
 
 
 def pg_project(write_project, pg_options, source: str, streams: dict, **connection_extra):

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
-from sync_assets.definitions import build_definitions
+from sync_assets.orchestration.project_definitions import build_definitions
 from sync_assets_tests.engines import Side
 
 ZONE = "America/New_York"

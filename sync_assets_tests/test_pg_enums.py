@@ -7,9 +7,8 @@ from __future__ import annotations
 import pytest
 from psycopg import sql
 
-from sync_assets.connectors.postgres import PostgresConnector
+from sync_assets.connectors.postgres.connector import PostgresConnector
 from sync_assets.errors import SchemaMismatchError
-
 from sync_assets_tests.test_modes import only_pairs, pair, sync  # noqa: F401  (fixtures: every source/target pair)
 
 LABELS = ["sad", "it's", 'a "quoted" label', " spaced out ", "happy"]

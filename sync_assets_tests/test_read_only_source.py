@@ -21,13 +21,13 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from sync_assets.cli import main
-from sync_assets.connectors.base import ReadRequest
-from sync_assets.engine import sync_table
+from sync_assets.cli.main import main
+from sync_assets.config.names import TableName
+from sync_assets.config.sql_guard import check_stream_sql
+from sync_assets.connectors.requests import ReadRequest
 from sync_assets.errors import ConfigError
-from sync_assets.planning import RunOptions
-from sync_assets.spec import TableName
-from sync_assets.sql_guard import check_stream_sql
+from sync_assets.sync.engine import sync_table
+from sync_assets.sync.planning import RunOptions
 from sync_assets_tests.conftest import connectors
 
 SQL_ATTACK = "SELECT 1 AS id; DELETE FROM {canary}; COMMIT; SELECT 1 AS id"

@@ -19,11 +19,11 @@ import psycopg.errors
 import pyodbc
 import pytest
 
+from sync_assets.config.models import ConnectionSpec
 from sync_assets.connectors import connector_for
-from sync_assets.engine import sync_table
 from sync_assets.errors import ConfigError, ConnectionFailed, SourceReadError
-from sync_assets.retries import is_transient
-from sync_assets.spec import ConnectionSpec
+from sync_assets.sync.engine import sync_table
+from sync_assets.sync.retries import is_transient
 from sync_assets_tests.conftest import _start_throwaway_postgres, connectors
 from sync_assets_tests.test_bounded_reads import make_gated_view, wait_for_backend
 from sync_assets_tests.test_operations import materialize

@@ -17,11 +17,11 @@ from datetime import datetime
 import pyarrow as pa
 import pytest
 
-from sync_assets.arrow_types import fits_in, make_field
-from sync_assets.connectors import mssql_types
-from sync_assets.connectors.postgres import declared_limits
-from sync_assets.engine import sync_table
+from sync_assets.connectors.mssql import types as mssql_types
+from sync_assets.connectors.postgres.types import declared_limits
 from sync_assets.errors import SchemaMismatchError
+from sync_assets.sync.engine import sync_table
+from sync_assets.types.arrow import fits_in, make_field
 from sync_assets_tests.conftest import connectors
 from sync_assets_tests.engines import Side
 
@@ -32,7 +32,7 @@ def f(arrow_type: pa.DataType, **limits) -> pa.Field:
 
 def pg(pg_type: str) -> pa.Field:
     """A field as the PostgreSQL catalog describes a column of ``pg_type``."""
-    from sync_assets.connectors.postgres import arrow_type_for
+    from sync_assets.connectors.postgres.types import arrow_type_for
 
     arrow_type, logical, _ = arrow_type_for(pg_type)
     length, digits = declared_limits(pg_type)

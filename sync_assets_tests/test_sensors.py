@@ -6,15 +6,15 @@ fails the tick without losing the cursor, and a table outside its window is held
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 import pytest
 
-from sync_assets.definitions import build_definitions
-from sync_assets.sensors import SourceUnreachable, build_change_sensor, build_change_sensors
+from sync_assets.orchestration.project_definitions import build_definitions
+from sync_assets.orchestration.sensors import SourceUnreachable, build_change_sensor, build_change_sensors
 
-NOON = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+NOON = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture

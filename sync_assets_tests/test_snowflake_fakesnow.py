@@ -12,7 +12,7 @@ import io
 import json
 import uuid
 import warnings
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 
 import dagster as dg
@@ -23,18 +23,20 @@ import pyarrow.parquet as pq
 import pytest
 from fakesnow_server import FakesnowServer
 
-from sync_assets.arrow_types import logical_type, native_type
-from sync_assets.assets import build_table_asset, io_manager_key
-from sync_assets.checks import build_row_count_check
+from sync_assets.cli.sampling import list_tables_report, sample_table
+from sync_assets.config.models import ConnectionSpec
+from sync_assets.config.names import TableName
 from sync_assets.connectors import connector_for
-from sync_assets.connectors.base import Filter, ReadRequest, SchemaInfo
-from sync_assets.connectors.snowflake import SnowflakeConnector
-from sync_assets.engine import sync_table
+from sync_assets.connectors.interface import SchemaInfo
+from sync_assets.connectors.requests import Filter, ReadRequest
+from sync_assets.connectors.snowflake.connector import SnowflakeConnector
 from sync_assets.errors import ConfigError, ConnectionFailed
-from sync_assets.io_manager import SyncTargetIOManager
-from sync_assets.planning import RunOptions
-from sync_assets.sampling import list_tables_report, sample_table
-from sync_assets.spec import ConnectionSpec, TableName
+from sync_assets.orchestration.assets import build_table_asset, io_manager_key
+from sync_assets.orchestration.checks import build_row_count_check
+from sync_assets.orchestration.io_manager import SyncTargetIOManager
+from sync_assets.sync.engine import sync_table
+from sync_assets.sync.planning import RunOptions
+from sync_assets.types.arrow import logical_type, native_type
 
 PASSWORD_ENV = "SYNC_ASSETS_TEST_SNOWFLAKE_PASSWORD"
 
@@ -213,7 +215,7 @@ def test_full_read_of_every_type_is_exact(sf):
         "ID": Decimal(1), "AMOUNT": Decimal("12345.67"), "BIG": Decimal(9007199254740993), "RATIO": 1.5,
         "NAME": "héllo", "PAYLOAD": b"\xca\xfe", "ACTIVE": True, "DAY": date(2024, 2, 29),
         "AT_TIME": time(23, 59, 58, 123456), "NTZ": datetime(2024, 1, 2, 3, 4, 5, 123456),
-        "TZ": datetime(2024, 1, 2, 1, 4, 5, 123456, tzinfo=timezone.utc),
+        "TZ": datetime(2024, 1, 2, 1, 4, 5, 123456, tzinfo=UTC),
         "DOC": '{"a":1,"b":[true,null]}', "OBJ": '{"k":"v"}', "ARR": '[1,"x"]', 'Mixed Case "col"': "quoted",
     }
 
@@ -241,7 +243,7 @@ def test_filters_bind_values_cast_to_the_column_type(sf):
     sql, params = sf.connector.render_select(ReadRequest(table=table, filters=(Filter("AT", ">", 1),)), schema)
     assert 'WHERE "AT" > CAST(? AS TIMESTAMP_NTZ(9))' in sql and params == ["1"]
     assert ids(Filter("AT", ">", datetime(2024, 1, 2, 12, 0, 0))) == [2, 3]
-    assert ids(Filter("TZ", ">=", datetime(2024, 1, 2, 13, 0, tzinfo=timezone.utc))) == [3]
+    assert ids(Filter("TZ", ">=", datetime(2024, 1, 2, 13, 0, tzinfo=UTC))) == [3]
     assert ids(Filter("ID", ">", Decimal(1)), Filter("ID", "<=", Decimal(2))) == [2]
     assert ids(Filter("D", ">=", date(2024, 1, 2)), Filter("D", "<", date(2024, 1, 3))) == [2]
 
@@ -284,7 +286,7 @@ def test_full_refresh_into_duckdb_keeps_every_value(sf, write_project, tmp_path)
     row = duck_rows(tmp_path, 'SELECT "BIG", "DOC" ->> \'a\', epoch_us("TZ"), "Mixed Case ""col""" '
                               'FROM "SRC"."ALL_TYPES"')[0]
     assert row == (Decimal(9007199254740993), "1",
-                   int(datetime(2024, 1, 2, 1, 4, 5, 123456, tzinfo=timezone.utc).timestamp() * 1_000_000),
+                   int(datetime(2024, 1, 2, 1, 4, 5, 123456, tzinfo=UTC).timestamp() * 1_000_000),
                    "quoted")
 
 
@@ -359,7 +361,7 @@ def test_full_refresh_into_postgres_keeps_every_value(sf, write_project, pg_opti
     assert types["TZ"] == "timestamp with time zone" and types["NTZ"] == "timestamp without time zone"
     assert types["ID"] == "numeric" and types["DOC"] == "jsonb" and types["PAYLOAD"] == "bytea"
     assert row[0] == Decimal(9007199254740993) and row[1] == Decimal("12345.67")
-    assert row[2] == datetime(2024, 1, 2, 1, 4, 5, 123456, tzinfo=timezone.utc)
+    assert row[2] == datetime(2024, 1, 2, 1, 4, 5, 123456, tzinfo=UTC)
     assert row[3] == datetime(2024, 1, 2, 3, 4, 5, 123456)
     assert (bytes(row[4]), row[5], row[6]) == (b"\xca\xfe", {"k": "v"}, time(23, 59, 58, 123456))
 
@@ -373,7 +375,7 @@ def test_date_partition_overwrites_only_its_day(sf, write_project, tmp_path):
     table = project.tables[0]
 
     def run_day(day: int):
-        window = (datetime(2024, 5, day, tzinfo=timezone.utc), datetime(2024, 5, day + 1, tzinfo=timezone.utc))
+        window = (datetime(2024, 5, day, tzinfo=UTC), datetime(2024, 5, day + 1, tzinfo=UTC))
         return sync_table(table, *_connectors(project, table), RunOptions(partition_window=window))
 
     assert run_day(1).rows_written == 2

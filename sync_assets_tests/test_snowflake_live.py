@@ -18,19 +18,20 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import duckdb
 import pytest
 
+from sync_assets.cli.sampling import list_tables_report
+from sync_assets.config.models import ConnectionSpec
+from sync_assets.config.names import TableName
 from sync_assets.connectors import connector_for
-from sync_assets.connectors.base import ReadRequest
-from sync_assets.connectors.snowflake import SnowflakeConnector
-from sync_assets.engine import sync_table
+from sync_assets.connectors.requests import ReadRequest
+from sync_assets.connectors.snowflake.connector import SnowflakeConnector
 from sync_assets.errors import ConfigError, ConnectionFailed, DataError
-from sync_assets.sampling import list_tables_report
-from sync_assets.spec import ConnectionSpec, TableName
+from sync_assets.sync.engine import sync_table
 
 REQUIRED = ("SNOWFLAKE_TEST_ACCOUNT", "SNOWFLAKE_TEST_USER", "SNOWFLAKE_TEST_DATABASE", "SNOWFLAKE_TEST_WAREHOUSE")
 MISSING = [name for name in REQUIRED if not os.environ.get(name)]
@@ -87,8 +88,8 @@ def test_exact_numbers_instants_and_json(live_schema):
     arrow_schema = connector.table_schema(table)
     row = connector.open_stream(ReadRequest(table=table), arrow_schema).open_batches().read_all().to_pylist()[0]
     assert row["BIG"] == Decimal("12345678901234567890123456789012345678") and row["SMALL"] == Decimal(7)
-    assert row["LTZ"] == datetime(2024, 1, 2, 1, 4, 5, 123456, tzinfo=timezone.utc)
-    assert row["TZ"] == datetime(2024, 1, 2, 8, 4, 5, 123456, tzinfo=timezone.utc)
+    assert row["LTZ"] == datetime(2024, 1, 2, 1, 4, 5, 123456, tzinfo=UTC)
+    assert row["TZ"] == datetime(2024, 1, 2, 8, 4, 5, 123456, tzinfo=UTC)
     assert row["DOC"] == '{"a":[1,2],"b":{"c":null}}'
 
 
@@ -158,7 +159,7 @@ def test_stage_unload_into_duckdb_matches_the_streamed_read(live_schema, write_p
     assert not list(tmp_path.glob("sync_assets_unload_*")), "unloaded files were left behind"
     cur.execute(f"SHOW STAGES LIKE 'SYNC_ASSETS_UNLOAD_%' IN SCHEMA \"{connector.opts.database}\".\"{schema}\"")
     assert cur.fetchall() == []
-    query = 'SELECT * FROM "{s}"."BIG" ORDER BY "ID"'.format(s=schema)
+    query = f'SELECT * FROM "{schema}"."BIG" ORDER BY "ID"'
     with duckdb.connect(str(tmp_path / "streamed.duckdb")) as a, duckdb.connect(str(tmp_path / "unload.duckdb")) as b:
         assert a.execute(query).fetchmany(1000) == b.execute(query).fetchmany(1000)
         assert a.execute(f'DESCRIBE "{schema}"."BIG"').fetchall() == b.execute(f'DESCRIBE "{schema}"."BIG"').fetchall()

@@ -9,7 +9,7 @@ the lossless-or-loud conversion of driver batches, which need no server either.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,12 +17,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sync_assets.arrow_types import make_field
-from sync_assets.connectors.base import Filter, ReadRequest
-from sync_assets.connectors.snowflake import SnowflakeConnector, arrow_type_for, declared_type_from_description
+from sync_assets.config.models import ConnectionSpec
+from sync_assets.config.names import TableName
+from sync_assets.connectors.requests import Filter, ReadRequest
+from sync_assets.connectors.snowflake.connector import SnowflakeConnector
+from sync_assets.connectors.snowflake.stage import StageStatements, streamed_unload, unload_select
+from sync_assets.connectors.snowflake.types import arrow_type_for, declared_type_from_description
 from sync_assets.errors import DataError
-from sync_assets.snowflake_stage import StageStatements, streamed_unload, unload_select
-from sync_assets.spec import ConnectionSpec, TableName
+from sync_assets.types.arrow import make_field
 
 STAGE = StageStatements('"DB"."RAW"."SYNC_ASSETS_UNLOAD_AB12"')
 SCHEMA = pa.schema([
@@ -102,7 +104,7 @@ def test_success_streams_canonical_batches_and_removes_everything(tmp_path):
     assert [s.split()[0] for s in server.statements] == ["CREATE", "COPY", "GET", "DROP"]
     assert result.schema == SCHEMA
     assert result.column("ID").to_pylist() == [Decimal(1), Decimal(2), Decimal(3)]
-    assert result.column("AT")[0].as_py() == datetime(2024, 1, 1, 12, 1, tzinfo=timezone.utc)
+    assert result.column("AT")[0].as_py() == datetime(2024, 1, 1, 12, 1, tzinfo=UTC)
     assert not local_dir.exists()
 
 

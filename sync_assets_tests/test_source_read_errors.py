@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
-from sync_assets.engine import sync_table
 from sync_assets.errors import SyncAssetsError
+from sync_assets.sync.engine import sync_table
 from sync_assets_tests.conftest import connectors
 
 FAILING_QUERIES = {

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from sync_assets.config.loader import load_project
+from sync_assets.config.names import TableName
 from sync_assets.errors import ConfigError
-from sync_assets.spec import TableName, load_project
 
 PG = {"kind": "postgres", "options": {"database": "test"}}
 DUCK = {"kind": "duckdb", "options": {"path": "w.duckdb"}}

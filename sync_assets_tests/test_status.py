@@ -10,9 +10,9 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from sync_assets.cli import main
-from sync_assets.definitions import build_definitions
-from sync_assets.spec import load_project
+from sync_assets.cli.main import main
+from sync_assets.config.loader import load_project
+from sync_assets.orchestration.project_definitions import build_definitions
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from sync_assets.engine import sync_table
+from sync_assets.config.names import TableName
 from sync_assets.errors import ConfigError
-from sync_assets.spec import TableName
+from sync_assets.sync.engine import sync_table
 from sync_assets_tests.conftest import connectors
 
 AWKWARD = ["Odd.Name", 'q"uote', "My Mixed Table"]

@@ -20,25 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict
 
-from sync_assets.arrow_types import conforming_reader, logical_type, make_field, native_type, simple_type_name
-from sync_assets.connectors.base import ReadRequest, SchemaInfo, SourceStream, SqlConnector, TableInfo
+from sync_assets.config.connection_options import DuckDBOptions
+from sync_assets.config.names import TableName
+from sync_assets.connectors.interface import SchemaInfo, TableInfo
 from sync_assets.connectors.locking import wait_until_acquired, waited
+from sync_assets.connectors.requests import ReadRequest, SourceStream
+from sync_assets.connectors.sql_write import SqlConnector
 from sync_assets.errors import ConfigError, TargetLocked
-from sync_assets.spec import TableName
+from sync_assets.types.arrow import conforming_reader, logical_type, make_field, native_type, simple_type_name
 
 KIND = "duckdb"
-
-
-class DuckDBOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    path: str
-    memory_limit: str = "64MB"
-    threads: int | None = None
-    string_compression: bool = True
-    """False skips DuckDB's dictionary+FSST string compression on loads: about 1.15-1.6x faster
-    bulk loads of text-heavy tables (less CPU), for files about 60% larger (measured in bench/)."""
 
 
 _DUCKDB_NAMES = {
@@ -94,8 +86,14 @@ def _arrow_type_for(duck_type: str) -> pa.DataType | None:
 
 _FILE_WRITERS: dict[str, threading.RLock] = {}
 """One writer at a time per DuckDB file among the threads of this process (they share its instance)."""
+
+
 _FILE_WRITERS_GUARD = threading.Lock()
+
+
 _FILE_LOCK_HELD = "Could not set lock on file"
+
+
 _FILE_BEING_CREATED = "is not a valid DuckDB database file"
 """What a process opening a new file sees while another process is still writing its header."""
 

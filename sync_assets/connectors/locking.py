@@ -21,8 +21,9 @@ import time
 import uuid
 from collections.abc import Callable
 
+from sync_assets.config.models import DEFAULT_LOCK_TIMEOUT
+from sync_assets.config.names import TableName
 from sync_assets.errors import TargetLocked
-from sync_assets.spec import DEFAULT_LOCK_TIMEOUT, TableName
 
 STAGING_MARK = "__sync_staging"
 LEGACY_STAGING_SUFFIX = STAGING_MARK

@@ -1,0 +1,364 @@
+"""The YAML configuration's models: every section and key a config file may hold, validated.
+
+These pydantic models describe one file as written (connections, replications with their defaults
+and streams, schedules, alerts, lineage, catalog); ``loader`` reads files into them and ``streams``
+resolves each stream into a ``TableSpec``. Unknown keys are errors, so a typo is caught at load.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time, timedelta
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+DEFAULT_LOCK_TIMEOUT = timedelta(minutes=5)
+"""How long a run waits for another run writing the same target table, unless a stream says."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _valid_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}; use an IANA name such as 'Europe/Berlin' or 'UTC'") from None
+    return value
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``"10 minutes"`` (or a number of seconds) as a timedelta."""
+    parsed = parse_lookback(value)
+    if isinstance(parsed, (int, float)):
+        return timedelta(seconds=parsed)
+    if parsed is None:
+        raise ValueError("a duration is required")
+    return parsed
+
+
+class ChangeSensorSpec(_Strict):
+    """Poll this source's tables for changes (one cheap query per table per tick)."""
+
+    minimum_interval: str | int = "60 seconds"
+    """Time between ticks: ``"5 minutes"`` or a number of seconds."""
+
+    @field_validator("minimum_interval")
+    @classmethod
+    def _valid_interval(cls, value: Any) -> Any:
+        parse_duration(value)
+        return value
+
+    @property
+    def interval_seconds(self) -> int:
+        return max(1, int(parse_duration(self.minimum_interval).total_seconds()))
+
+
+class ConnectionSpec(_Strict):
+    """One database. Kind-specific keys are checked by the connector's own ``options`` model."""
+
+    kind: Literal["postgres", "duckdb", "mssql", "snowflake"]
+    role: Literal["source", "target", "both"] = "both"
+    protected: bool = False
+    max_concurrent_reads: int = Field(default=4, ge=1)
+    change_sensor: ChangeSensorSpec | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _snowflake_reads_only(cls, data: Any) -> Any:
+        """Snowflake is a source only: its connections default to, and must keep, role source."""
+        if isinstance(data, dict) and data.get("kind") == "snowflake":
+            data = {"role": "source", **data}
+            if data["role"] != "source":
+                raise ValueError("a snowflake connection is a source only: role must be 'source'")
+        return data
+
+    @property
+    def writable(self) -> bool:
+        return self.role != "source" and not self.protected
+
+
+class PartitionSpec(_Strict):
+    """Date partitioning: each Dagster partition overwrites exactly its time window."""
+
+    column: str
+    granularity: Literal["hourly", "daily", "weekly", "monthly"] = "daily"
+    start: date | datetime
+    end_offset: int = 0
+    timezone: str = "UTC"
+
+
+LOOKBACK_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
+
+
+def parse_lookback(value: Any) -> timedelta | int | float | None:
+    """``"7 days"`` / ``"2 hours"`` become a timedelta; a bare number is a numeric key offset."""
+    if value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z]+?)s?\s*", str(value).lower())
+    if not match or match.group(2) not in LOOKBACK_UNITS:
+        raise ValueError(
+            f"lookback {value!r} is not a number or '<n> <unit>' with unit one of "
+            f"{', '.join(u + 's' for u in LOOKBACK_UNITS)}"
+        )
+    return timedelta(seconds=float(match.group(1)) * LOOKBACK_UNITS[match.group(2)])
+
+
+class SyncWindow(_Strict):
+    """A daily time window in which a table may sync; ``19:00-07:00`` wraps past midnight."""
+
+    start: time
+    end: time
+    timezone: str = "UTC"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, data: Any) -> Any:
+        """``"19:00-07:00"`` is short for ``{start: "19:00", end: "07:00"}`` (UTC)."""
+        if isinstance(data, str):
+            match = re.fullmatch(r"\s*(\d{1,2}:\d{2})\s*-\s*(\d{1,2}:\d{2})\s*", data)
+            if not match:
+                raise ValueError(f"window {data!r} is not 'HH:MM-HH:MM'")
+            return {"start": match.group(1), "end": match.group(2)}
+        return data
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_tz(cls, value: str) -> str:
+        return _valid_timezone(value)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> SyncWindow:
+        if self.start == self.end:
+            raise ValueError("window start and end are equal; leave the window out to allow any time")
+        return self
+
+    def contains(self, moment: datetime) -> bool:
+        local = moment.astimezone(ZoneInfo(self.timezone)).time()
+        if self.start < self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end
+
+    def describe(self) -> str:
+        return f"{self.start:%H:%M}-{self.end:%H:%M} {self.timezone}"
+
+
+class ChunkSpec(_Strict):
+    """Copy a large table over several runs: at most ``rows`` rows, or one ``range`` of the
+    update key, beyond the target's watermark per run, until the copy has caught up."""
+
+    rows: int | None = Field(default=None, ge=1)
+    range: str | int | float | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ChunkSpec:
+        if (self.rows is None) == (self.range is None):
+            raise ValueError("give exactly one of 'rows' (rows per run) or 'range' (update-key span per run)")
+        if self.range is not None:
+            parse_lookback(self.range)
+        return self
+
+    @property
+    def key_range(self) -> timedelta | int | float | None:
+        return parse_lookback(self.range)
+
+
+class SchemaDriftPolicy(_Strict):
+    """What a difference between source and target columns does: ``add`` a new column, ``warn``
+    (the schema_drift check fails with severity WARN and the sync goes on) or ``fail`` (the sync
+    refuses to write and the check fails with severity ERROR)."""
+
+    added: Literal["add", "warn", "fail"] | None = None
+    dropped: Literal["warn", "fail"] = "warn"
+    type_changed: Literal["warn", "fail"] = "warn"
+
+
+class RetrySpec(_Strict):
+    """Retries for transient errors (connection drops, deadlocks, serialization failures) only."""
+
+    max_retries: int = Field(default=3, ge=0)
+    delay: str | int = "10 seconds"
+    max_delay: str | int = "10 minutes"
+
+    @field_validator("delay", "max_delay")
+    @classmethod
+    def _valid_duration(cls, value: Any) -> Any:
+        parse_duration(value)
+        return value
+
+
+class StreamOptions(_Strict):
+    """Per-table settings; every key may also be given once under ``defaults``."""
+
+    sql: str | None = None
+    object: str | None = None
+    mode: Literal["full_refresh", "incremental", "smart", "date_partitioned"] | None = None
+    primary_key: list[str] | None = None
+    update_key: str | None = None
+    lookback: str | int | float | None = None
+    partition: PartitionSpec | None = None
+    batch_size: int | None = Field(default=None, ge=1)
+    columns: list[str] | None = None
+    exclude_columns: list[str] | None = None
+    exclude_tables: list[str] | None = None
+    where: str | None = None
+    limit: int | None = Field(default=None, ge=0)
+    group: str | None = None
+    description: str | None = None
+    asset_key: list[str] | None = None
+    schema_changes: Literal["evolve", "fail"] | None = None
+    load_method: Literal["auto", "rename", "switch"] | None = None
+    """How a full load replaces an existing target: ``rename`` builds a new table and renames it
+    into place; ``switch`` (SQL Server) keeps the target's indexes, partition scheme and
+    constraints and switches the new rows in; ``auto``: switch when a SQL Server target is
+    partitioned, else rename."""
+    disabled: bool = False
+    schedule: str | None = None
+    """Name of a schedule under the top-level ``schedules`` key."""
+    window: SyncWindow | None = None
+    chunk: ChunkSpec | None = None
+    late_partitions: int | None = Field(default=None, ge=1)
+    """Date-partitioned tables: re-sync the last N partitions on each schedule or sensor tick."""
+    freshness: str | int | None = None
+    """Maximum age of the last successful sync (``"6 hours"``), checked by a freshness check."""
+    schema_drift: SchemaDriftPolicy | None = None
+    retries: RetrySpec | None = None
+    lock_timeout: str | int | None = None
+    """How long a run waits while another run writes the same target table (``"5 minutes"``, the
+    default, or seconds) before it fails naming the table and the other run."""
+    on_change: bool = True
+    """Include this table in its source connection's change sensor (when it has one)."""
+    depends_on: list[str] | None = None
+    """Streams to load before this one, besides the foreign keys in ``lineage``."""
+    ignore_dependencies: list[str] | None = None
+    """Parent streams whose foreign keys to ignore: how a foreign-key cycle is broken."""
+
+    @field_validator("primary_key", "columns", "exclude_columns", "depends_on", "ignore_dependencies",
+                     mode="before")
+    @classmethod
+    def _string_to_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("lookback")
+    @classmethod
+    def _valid_lookback(cls, value: Any) -> Any:
+        parse_lookback(value)
+        return value
+
+    @field_validator("freshness", "lock_timeout")
+    @classmethod
+    def _valid_freshness(cls, value: Any) -> Any:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+
+class ScheduleSpec(_Strict):
+    """A named cron schedule; streams opt in with ``schedule: NAME`` (per table, or per group
+    through a replication's ``defaults``)."""
+
+    cron: str
+    timezone: str = "UTC"
+    description: str | None = None
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        from dagster._utils.schedules import is_valid_cron_string
+
+        if not is_valid_cron_string(value):
+            raise ValueError(f"{value!r} is not a valid cron expression (five fields, e.g. '0 19 * * *')")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_tz(cls, value: str) -> str:
+        return _valid_timezone(value)
+
+
+ALERT_EVENTS = ("run_failure", "check_failure", "freshness")
+
+
+AlertEvent = Literal["run_failure", "check_failure", "freshness"]
+
+
+class _Channel(_Strict):
+    events: list[AlertEvent] = Field(default_factory=lambda: list(ALERT_EVENTS))
+    timeout_s: int = Field(default=30, ge=1)
+
+
+class SlackChannel(_Channel):
+    kind: Literal["slack"]
+    webhook_url: str
+
+
+class EmailChannel(_Channel):
+    kind: Literal["email"]
+    host: str
+    port: int = 25
+    starttls: bool = False
+    ssl: bool = False
+    username: str | None = None
+    password: str | None = None
+    sender: str
+    recipients: list[str] = Field(min_length=1)
+
+
+class WebhookChannel(_Channel):
+    kind: Literal["webhook"]
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Header values are secrets: write each as ``{env: NAME}``."""
+
+
+AlertChannel = Annotated[SlackChannel | EmailChannel | WebhookChannel, Field(discriminator="kind")]
+
+
+class AlertsSpec(_Strict):
+    ui_base_url: str = "http://localhost:3000"
+    """Where the Dagster UI is served; messages link to ``{ui_base_url}/runs/{run_id}``."""
+    channels: dict[str, AlertChannel] = Field(default_factory=dict)
+
+
+class ForeignKeySpec(_Strict):
+    """One foreign key found in a source catalog: ``child`` references ``parent``."""
+
+    connection: str
+    child: str
+    parent: str
+    constraint: str | None = None
+    columns: list[str] = Field(default_factory=list)
+
+
+class LineageSpec(_Strict):
+    foreign_keys: list[ForeignKeySpec] = Field(default_factory=list)
+
+
+class ReplicationFile(_Strict):
+    source: str
+    target: str
+    defaults: StreamOptions = StreamOptions()
+    streams: dict[str, StreamOptions | None]
+
+
+class ConfigFile(_Strict):
+    connections: dict[str, ConnectionSpec] = Field(default_factory=dict)
+    replications: list[ReplicationFile] = Field(default_factory=list)
+    schedules: dict[str, ScheduleSpec] = Field(default_factory=dict)
+    alerts: AlertsSpec | None = None
+    lineage: LineageSpec | None = None
+    catalog: dict[str, dict[str, list[str]]] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single_replication(cls, data: Any) -> Any:
+        """A file may hold one replication at top level (Sling's shape) or a list of them."""
+        if isinstance(data, dict) and "streams" in data:
+            data = dict(data)
+            single = {k: data.pop(k) for k in ("source", "target", "defaults", "streams") if k in data}
+            data["replications"] = [*data.get("replications", []), single]
+        return data

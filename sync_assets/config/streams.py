@@ -1,0 +1,200 @@
+"""Resolving streams: a replication's defaults merged into each stream, wildcards expanded, and
+every option checked against the mode and the connections, giving one ``TableSpec`` per table.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from sync_assets.config.models import (
+    DEFAULT_LOCK_TIMEOUT,
+    ChunkSpec,
+    ConnectionSpec,
+    PartitionSpec,
+    ReplicationFile,
+    RetrySpec,
+    SchemaDriftPolicy,
+    StreamOptions,
+    SyncWindow,
+    parse_duration,
+    parse_lookback,
+)
+from sync_assets.config.names import TableName
+from sync_assets.config.project import DEFAULT_BATCH_SIZE, DEFAULT_SCHEMA, TableSpec
+from sync_assets.errors import ConfigError
+
+
+def _merge(defaults: StreamOptions, stream: StreamOptions | None) -> dict[str, Any]:
+    merged = defaults.model_dump(exclude_unset=True)
+    if stream is not None:
+        merged.update(stream.model_dump(exclude_unset=True))
+    return merged
+
+
+def _asset_key_part(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", text).strip("_") or "_"
+
+
+def resolve_table(
+    path: Path, stream_name: str, opts: dict[str, Any], replication: ReplicationFile,
+    connections: dict[str, ConnectionSpec],
+) -> TableSpec:
+    where = f"{path}: stream {stream_name!r}"
+    mode = opts.get("mode") or "full_refresh"
+    source_table = None if opts.get("sql") else TableName.parse(stream_name)
+    object_template = opts.get("object") or "{stream_schema}.{stream_table}"
+    stream_ref = TableName.parse(stream_name)
+    try:
+        target_table = TableName.from_template(object_template, {
+            "stream_schema": stream_ref.schema or DEFAULT_SCHEMA.get(connections[replication.target].kind, "public"),
+            "stream_table": stream_ref.name,
+            "source": replication.source,
+            "target": replication.target,
+        })
+    except KeyError as exc:
+        raise ConfigError(
+            f"{where}: key 'object' uses unknown placeholder {exc}; "
+            "use {stream_schema}, {stream_table}, {source} or {target}"
+        ) from None
+    except ValueError as exc:
+        raise ConfigError(f"{where}: key 'object' is not a valid template ({exc}): {object_template!r}") from None
+    primary_key = tuple(opts.get("primary_key") or ())
+    update_key = opts.get("update_key")
+    partition = opts.get("partition")
+    if isinstance(partition, dict):
+        partition = PartitionSpec.model_validate(partition)
+    if mode in ("incremental", "smart") and not update_key and not primary_key:
+        raise ConfigError(f"{where}: key 'update_key': mode {mode!r} needs an update_key (or a primary_key to use as one)")
+    if mode == "date_partitioned" and partition is None:
+        raise ConfigError(f"{where}: key 'partition': mode 'date_partitioned' needs a partition block (column, granularity, start)")
+    if partition is not None and mode != "date_partitioned":
+        raise ConfigError(f"{where}: key 'partition' is only used with mode 'date_partitioned' (mode is {mode!r})")
+    if mode in ("incremental", "smart") and not update_key:
+        if len(primary_key) != 1:
+            raise ConfigError(f"{where}: key 'update_key': mode {mode!r} needs an update_key")
+        update_key = primary_key[0]
+    if opts.get("lookback") is not None and mode not in ("incremental", "smart"):
+        raise ConfigError(f"{where}: key 'lookback' applies to incremental and smart modes only (mode is {mode!r})")
+    lookback = parse_lookback(opts.get("lookback"))
+    if lookback is not None and not primary_key:
+        raise ConfigError(
+            f"{where}: key 'lookback' re-reads rows, so it needs a primary_key to merge on "
+            "(without one the re-read rows would be appended twice)"
+        )
+    columns = opts.get("columns")
+    exclude = tuple(opts.get("exclude_columns") or ())
+    if columns:
+        for key_col in (*primary_key, *( [update_key] if update_key else [])):
+            if key_col not in columns:
+                raise ConfigError(f"{where}: key 'columns' must include key column {key_col!r}")
+    for key_col in (*primary_key, *([update_key] if update_key else [])):
+        if key_col in exclude:
+            raise ConfigError(f"{where}: key 'exclude_columns' removes key column {key_col!r}")
+    asset_key = tuple(opts.get("asset_key") or [
+        _asset_key_part(target_table.schema or replication.target), _asset_key_part(target_table.name)
+    ])
+    operations = _resolve_operations(where, opts, mode, update_key, primary_key)
+    return TableSpec(
+        name=stream_name,
+        file=path,
+        source=replication.source,
+        target=replication.target,
+        source_table=source_table,
+        sql=opts.get("sql"),
+        target_table=target_table,
+        mode=mode,
+        primary_key=primary_key,
+        update_key=update_key,
+        lookback=lookback,
+        partition=partition,
+        batch_size=opts.get("batch_size") or DEFAULT_BATCH_SIZE,
+        columns=tuple(columns) if columns else None,
+        exclude_columns=exclude,
+        where=opts.get("where"),
+        limit=opts.get("limit"),
+        group=opts.get("group") or _asset_key_part(replication.source),
+        description=opts.get("description"),
+        asset_key=asset_key,
+        schema_changes=opts.get("schema_changes") or "evolve",
+        load_method=_load_method(where, opts, connections[replication.target]),
+        **operations,
+    )
+
+
+def _load_method(where: str, opts: dict[str, Any], target: ConnectionSpec) -> str:
+    method = opts.get("load_method") or "auto"
+    if method == "switch" and target.kind != "mssql":
+        raise ConfigError(f"{where}: key 'load_method': 'switch' is SQL Server's ALTER TABLE ... SWITCH, but the "
+                          f"target is a {target.kind} connection; use 'auto' or 'rename'")
+    return method
+
+
+def _as_model(model: type[BaseModel], value: Any) -> Any:
+    """``defaults`` merged into a stream arrive as plain dicts; turn them back into models."""
+    return model.model_validate(value) if isinstance(value, dict) else value
+
+
+def _resolve_operations(where: str, opts: dict[str, Any], mode: str, update_key: str | None,
+                        primary_key: tuple[str, ...]) -> dict[str, Any]:
+    """The automation and operations settings of one stream, checked against its mode."""
+    chunk = _as_model(ChunkSpec, opts.get("chunk"))
+    if chunk is not None and mode not in ("incremental", "smart"):
+        raise ConfigError(f"{where}: key 'chunk' applies to incremental and smart modes only (mode is {mode!r}): "
+                          "a full refresh or a partition overwrite is one transaction")
+    late = opts.get("late_partitions")
+    if late is not None and mode != "date_partitioned":
+        raise ConfigError(f"{where}: key 'late_partitions' applies to mode 'date_partitioned' only (mode is {mode!r})")
+    schema_changes = opts.get("schema_changes") or "evolve"
+    drift = _as_model(SchemaDriftPolicy, opts.get("schema_drift")) or SchemaDriftPolicy()
+    if drift.added is None:
+        drift = drift.model_copy(update={"added": "add" if schema_changes == "evolve" else "fail"})
+    elif drift.added == "add" and schema_changes == "fail":
+        raise ConfigError(f"{where}: key 'schema_drift.added' is 'add' but 'schema_changes' is 'fail'; "
+                          "choose one (schema_changes: fail is the same as schema_drift.added: fail)")
+    freshness = opts.get("freshness")
+    return {
+        "schedule": opts.get("schedule"),
+        "window": _as_model(SyncWindow, opts.get("window")),
+        "chunk": chunk,
+        "late_partitions": late or 1,
+        "freshness": parse_duration(freshness) if freshness is not None else None,
+        "schema_drift": drift,
+        "retries": _as_model(RetrySpec, opts.get("retries")) or RetrySpec(),
+        "lock_timeout": parse_duration(opts["lock_timeout"]) if opts.get("lock_timeout") is not None
+        else DEFAULT_LOCK_TIMEOUT,
+        "on_change": opts.get("on_change", True),
+        "depends_on": tuple(opts.get("depends_on") or ()),
+        "ignore_dependencies": tuple(opts.get("ignore_dependencies") or ()),
+    }
+
+
+def enabled_streams(path: Path, replication: ReplicationFile, catalog: dict[str, dict[str, list[str]]],
+             skip_unresolved_wildcards: bool) -> list[tuple[str, dict[str, Any]]]:
+    """(stream name, merged options) for every enabled stream, wildcards expanded."""
+    from sync_assets.config import wildcards
+
+    streams = []
+    for stream_name, stream_opts in replication.streams.items():
+        opts = _merge(replication.defaults, stream_opts)
+        if opts.get("disabled"):
+            continue
+        if not wildcards.is_wildcard(stream_name):
+            if opts.get("exclude_tables"):
+                raise ConfigError(f"{path}: stream {stream_name!r}: key 'exclude_tables' only applies to wildcard streams")
+            streams.append((stream_name, opts))
+            continue
+        where = f"{path}: stream {stream_name!r}"
+        if opts.get("sql"):
+            raise ConfigError(f"{where}: key 'sql' cannot be used with a wildcard stream")
+        try:
+            names = wildcards.expand(stream_name, replication.source, catalog, opts.get("exclude_tables") or [], where)
+        except ConfigError:
+            if skip_unresolved_wildcards:
+                continue
+            raise
+        streams += [(name, opts) for name in names]
+    return streams

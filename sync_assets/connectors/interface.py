@@ -1,0 +1,321 @@
+"""The connector interface every database implements: catalog, reads as Arrow streams, writes.
+
+A connector knows one database: its catalog (the server's databases, its schemas, tables,
+columns), how to read a ``ReadRequest`` as a stream of Arrow record batches, and how to write a
+stream with a ``WriteOp``. Everything dialect-specific stays inside the connector; SQL targets
+share the write path in ``sql_write``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from sync_assets.config.models import ConnectionSpec
+from sync_assets.config.names import TableName
+from sync_assets.connectors.locking import (
+    DEFAULT_LOCK_TIMEOUT_S,
+)
+from sync_assets.connectors.requests import KeysetFilter, ReadRequest, SourceStream
+
+
+@dataclass(frozen=True)
+class WriteOp:
+    """How a stream lands in its target table."""
+
+    kind: Literal["replace", "append", "merge", "overwrite_window"]
+    table: TableName
+    primary_key: tuple[str, ...] = ()
+    window_column: str | None = None
+    window: tuple[Any, Any] | None = None
+    schema_changes: Literal["evolve", "fail"] = "evolve"
+    load_method: Literal["auto", "rename", "switch"] = "auto"
+    """How a replace lands: ``rename`` rebuilds the table from staging; ``switch`` keeps the
+    existing target's structure and swaps its rows (SQL Server); ``auto`` lets the engine choose."""
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
+    """How long to wait for another run's writer lock on the table before failing."""
+
+
+StructureKeepingReplace = Callable[[TableName, pa.Schema, dict[str, str]], list[str]]
+"""(staging table, schema, casts) -> the statements that replace a target's rows in place."""
+
+
+@dataclass
+class WriteResult:
+    rows_written: int
+    """Rows the apply wrote: inserted + updated."""
+    rows_deleted: int = 0
+    """Rows the apply removed: a partition window's old rows, a full refresh's old table."""
+    rows_inserted: int = 0
+    rows_updated: int = 0
+    columns_added: list[str] = field(default_factory=list)
+    statements: list[str] = field(default_factory=list)
+    native_path: bool = False
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    table: TableName
+    row_count: int | None
+    size_bytes: int | None
+    kind: str = "table"
+    last_altered: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SchemaInfo:
+    """A schema of the connection's database and how many tables and views the catalog lists in it."""
+
+    name: str
+    table_count: int
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    """``child`` (``columns``) references ``parent``, as the source catalog declares it."""
+
+    child: TableName
+    parent: TableName
+    constraint: str
+    columns: tuple[str, ...] = ()
+
+
+_FOREIGN_KEYS_SQL = """
+SELECT child.table_schema, child.table_name, parent.table_schema, parent.table_name, rc.constraint_name,
+       kcu.column_name
+FROM information_schema.referential_constraints rc
+JOIN information_schema.table_constraints child
+  ON child.constraint_schema = rc.constraint_schema AND child.constraint_name = rc.constraint_name
+JOIN information_schema.table_constraints parent
+  ON parent.constraint_schema = rc.unique_constraint_schema AND parent.constraint_name = rc.unique_constraint_name
+LEFT JOIN information_schema.key_column_usage kcu
+  ON kcu.constraint_schema = rc.constraint_schema AND kcu.constraint_name = rc.constraint_name
+ORDER BY child.table_schema, child.table_name, rc.constraint_name, kcu.ordinal_position
+"""
+
+
+def foreign_keys_from_rows(rows: Sequence[tuple]) -> list[ForeignKey]:
+    """Rows of (child schema, child table, parent schema, parent table, constraint, column)."""
+    grouped: dict[tuple, list[str]] = {}
+    for child_schema, child, parent_schema, parent, constraint, column in rows:
+        columns = grouped.setdefault((child_schema, child, parent_schema, parent, constraint), [])
+        if column is not None:
+            columns.append(column)
+    return [ForeignKey(TableName(cs, c), TableName(ps, p), name, tuple(cols))
+            for (cs, c, ps, p, name), cols in grouped.items()]
+
+
+class Connector(ABC):
+    """One database connection, as a source and (unless read-only) as a target."""
+
+    kind: str = ""
+    param_style: Literal["format", "qmark", "numeric"] = "qmark"
+
+    def __init__(self, name: str, spec: ConnectionSpec, *, read_only: bool = False):
+        self.name = name
+        self.spec = spec
+        self.options = spec.options
+        self._held_locks: dict[TableName, int] = {}
+        self.read_only = read_only or not spec.writable
+        """Every session this connector opens is read-only (as far as its engine allows): it reads
+        a source, or the connection is never written (``role: source``, ``protected``)."""
+
+    @abstractmethod
+    def connect(self) -> Any:
+        """A new DB-API connection, transactions under the caller's control."""
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Any]:
+        """A connection for control statements, closed afterwards."""
+        conn = self.connect()
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    # -- catalog -------------------------------------------------------------------------------
+    @abstractmethod
+    def table_schema(self, table: TableName) -> pa.Schema | None:
+        """The table's columns as a canonical Arrow schema, or None when it does not exist."""
+
+    @abstractmethod
+    def query_schema(self, sql: str) -> pa.Schema:
+        """The result columns of a custom SQL query."""
+
+    @property
+    @abstractmethod
+    def database_name(self) -> str:
+        """The database this connection works in, named as ``list_databases`` names it."""
+
+    @abstractmethod
+    def list_databases(self) -> list[str]:
+        """Names of the databases on the server that this login can use (its own included), sorted."""
+
+    @abstractmethod
+    def list_schemas(self) -> list[SchemaInfo]:
+        """The schemas of the connection's database, sorted by name, with their number of tables and
+        views from the catalog; empty schemas included, the engine's system schemas left out."""
+
+    @abstractmethod
+    def list_tables(self, schema: str | None = None) -> list[TableInfo]:
+        """Tables with row counts and sizes from the catalog (estimates where the engine keeps them)."""
+
+    def foreign_keys(self) -> list[ForeignKey]:
+        """Foreign keys between tables, from the standard ``information_schema`` views."""
+        return foreign_keys_from_rows(self.fetch(_FOREIGN_KEYS_SQL))
+
+    # -- reading -------------------------------------------------------------------------------
+    @abstractmethod
+    def open_stream(self, request: ReadRequest, schema: pa.Schema) -> SourceStream:
+        """Start reading ``request``; ``schema`` is the canonical schema of the selected columns."""
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        rows = self.fetch(sql, params)
+        return rows[0][0] if rows else None
+
+    @abstractmethod
+    def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Run a small query and return its rows (catalog lookups, counts, maxima)."""
+
+    def count(self, request: ReadRequest, schema: pa.Schema) -> int:
+        sql, params = self.render_select(request, schema, count_only=True)
+        return int(self.scalar(sql, params) or 0)
+
+    def max_value(self, table: TableName, column: str) -> Any:
+        return self.scalar(f"SELECT MAX({self.quote(column)}) FROM {self.qualified(table)}")
+
+    # -- SQL rendering -------------------------------------------------------------------------
+    @abstractmethod
+    def quote(self, identifier: str) -> str:
+        """Quote one identifier, escaping the quote character inside it."""
+
+    def qualified(self, table: TableName) -> str:
+        return (f"{self.quote(table.schema)}." if table.schema else "") + self.quote(table.name)
+
+    def placeholder(self, index: int, style: str | None = None) -> str:
+        return {"format": "%s", "qmark": "?", "numeric": f"${index}"}[style or self.param_style]
+
+    def typed_placeholder(self, index: int, field: pa.Field, style: str | None = None) -> str:
+        """A bind placeholder cast to the column's own type (the value is bound as text)."""
+        return f"CAST({self.placeholder(index, style)} AS {self.column_type_for_filter(field)})"
+
+    def column_type_for_filter(self, field: pa.Field) -> str:
+        return self.ddl_type(field)
+
+    def bind_value(self, value: Any, field: pa.Field | None = None) -> Any:
+        """Watermarks are bound as text and cast in SQL, so they compare in the column's type."""
+        if value is None:
+            return None
+        if hasattr(value, "isoformat"):
+            return value.isoformat()
+        return str(value)
+
+    def select_list(self, schema: pa.Schema) -> str:
+        return ", ".join(self.select_expression(f) for f in schema)
+
+    def select_expression(self, field: pa.Field) -> str:
+        return self.quote(field.name)
+
+    def where_clause(self, request: ReadRequest, schema: pa.Schema, style: str | None = None) -> tuple[str, list[Any]]:
+        clauses, params = [], []
+        if request.where:
+            clauses.append(f"({request.where})")
+        for flt in request.filters:
+            if isinstance(flt, KeysetFilter):
+                clauses.append(self._keyset_clause(flt, schema, params, style))
+                continue
+            value = self.bound_value_sql(flt.value, schema.field(flt.column), params, style)
+            clauses.append(f"{self.quote(flt.column)} {flt.op} {value}")
+        return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), params
+
+    def bound_value_sql(self, value: Any, field: pa.Field, params: list[Any], style: str | None) -> str:
+        """The SQL standing for a filter value compared in ``field``'s type: a typed placeholder,
+        with the value appended to ``params``."""
+        params.append(self.bind_value(value, field))
+        return self.typed_placeholder(len(params), field, style)
+
+    def _keyset_clause(self, flt: KeysetFilter, schema: pa.Schema, params: list[Any], style: str | None) -> str:
+        def compare(column: str, value: Any, op: str) -> str:
+            return f"{self.quote(column)} {op} {self.bound_value_sql(value, schema.field(column), params, style)}"
+
+        strict, last = ("<", "<=") if flt.op == "<=" else (">", ">")
+        pairs = list(zip(flt.columns, flt.values))
+
+        def from_column(i: int) -> str:  # built in text order: placeholders and params line up
+            column, value = pairs[i]
+            if i == len(pairs) - 1:
+                return compare(column, value, last)
+            earlier = compare(column, value, strict)
+            tied = compare(column, value, "=")
+            return f"({earlier} OR ({tied} AND {from_column(i + 1)}))"
+
+        if len(pairs) == 1:
+            return from_column(0)
+        leading = compare(*pairs[0], ">=" if flt.op == ">" else "<=")
+        return f"{leading} AND {from_column(0)}"
+
+    def render_select(
+        self, request: ReadRequest, schema: pa.Schema, *, count_only: bool = False,
+        param_style: str | None = None, select_list: str | None = None,
+    ) -> tuple[str, list[Any]]:
+        """The SELECT (or COUNT) for a request, with its bind parameters in ``param_style``;
+        ``select_list`` replaces the default column expressions (a connector's own read path)."""
+        source = self.qualified(request.table) if request.table else f"({request.sql}) AS sync_query"
+        where, params = self.where_clause(request, schema, param_style)
+        if count_only:
+            return self.count_sql(source, where, request.limit), params
+        direction = " DESC" if request.descending else ""
+        order = (" ORDER BY " + ", ".join(self.quote(c) + direction for c in request.order_by)) if request.order_by else ""
+        columns = select_list or self.select_list(schema)
+        return self.select_sql(columns, source, where, order, request.limit, request.offset), params
+
+    def select_sql(self, columns: str, source: str, where: str, order: str, limit: int | None, offset: int = 0) -> str:
+        paging = self.limit_clause(limit) + (f" OFFSET {int(offset)}" if offset else "") if limit is not None else ""
+        return f"SELECT {columns} FROM {source}{where}{order}{paging}"
+
+    def count_sql(self, source: str, where: str, limit: int | None) -> str:
+        inner = f"SELECT 1 AS one FROM {source}{where}{self.limit_clause(limit) if limit is not None else ''}"
+        return f"SELECT COUNT(*) FROM ({inner}) AS sync_count"
+
+    def limit_clause(self, limit: int) -> str:
+        return f" LIMIT {int(limit)}"
+
+    # -- writing -------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def writer_lock(self, table: TableName, timeout_s: float) -> Iterator[None]:
+        """Hold ``table``'s one-writer lock (re-entrant for this connector): wait for another run's
+        lock up to ``timeout_s`` seconds, then raise ``TargetLocked``."""
+        if table in self._held_locks:
+            self._held_locks[table] += 1
+            try:
+                yield
+            finally:
+                self._held_locks[table] -= 1
+            return
+        with self.acquire_writer_lock(table, timeout_s):
+            self._held_locks[table] = 1
+            try:
+                yield
+            finally:
+                del self._held_locks[table]
+
+    def acquire_writer_lock(self, table: TableName, timeout_s: float) -> contextlib.AbstractContextManager:
+        """The engine's lock on ``table`` (a source-only connection writes nothing and needs none)."""
+        return contextlib.nullcontext()
+
+    @abstractmethod
+    def write(self, op: WriteOp, stream: SourceStream) -> WriteResult:
+        """Load ``stream`` into ``op.table`` atomically."""
+
+    @abstractmethod
+    def ddl_type(self, field: pa.Field) -> str:
+        """The column type this database uses to store a canonical Arrow field."""
+
+    def close(self) -> None:
+        """Release pooled connections (connectors open connections per operation by default)."""

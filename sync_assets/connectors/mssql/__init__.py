@@ -1,0 +1,2 @@
+"""SQL Server: connector, type mapping, ODBC transport, and the staging + partition switch.
+"""

@@ -1,0 +1,2 @@
+"""PostgreSQL: connector, type mapping, ADBC Arrow reads and writes, and the binary COPY pass-through.
+"""

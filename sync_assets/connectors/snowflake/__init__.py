@@ -1,0 +1,2 @@
+"""Snowflake (a source): connector, type mapping, and the stage-unload fast path.
+"""

@@ -1,0 +1,401 @@
+"""The SQL write path every SQL target shares: staging, bulk load, and one transaction that applies.
+
+``SqlConnector.write`` runs the same safe sequence on every engine:
+
+    take the table's writer lock -> drop leftover staging of dead runs -> create this run's
+    staging -> bulk load the stream into it -> one transaction: evolve the target, apply (swap,
+    append, merge or window overwrite) and check the applied counts -> drop staging
+
+so a target is never half-loaded, and a failure leaves it exactly as it was. The writer lock
+(``locking``) makes two runs of one table take turns; the sync of a table holds it from planning
+on (``Connector.writer_lock`` is re-entrant), so the watermark is read under it too. Engines fill
+in the dialect: quoting, types, bulk load, merge syntax.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from abc import abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from sync_assets.config.names import TableName
+from sync_assets.connectors.interface import Connector, StructureKeepingReplace, WriteOp, WriteResult
+from sync_assets.connectors.locking import (
+    LEGACY_STAGING_SUFFIX,
+    TYPED_STAGE_SUFFIX,
+    is_staging_name,
+    new_staging,
+    staging_prefix,
+)
+from sync_assets.connectors.requests import SourceStream
+from sync_assets.errors import ConfigError, DataError, SchemaMismatchError
+from sync_assets.types.arrow import declared_type, fits_in
+
+log = logging.getLogger("sync_assets")
+
+
+class SqlConnector(Connector):
+    """The shared write path for SQL engines; subclasses fill in the dialect hooks below."""
+
+    max_identifier_bytes: int | None = None
+    """The engine's limit on identifier length (PostgreSQL: 63 bytes); staging names keep to it."""
+    default_schema = "main"
+    """The schema a table without one lives in."""
+
+    keys_enforced_by_constraint = False
+    """True when the target's own PRIMARY KEY constraint rejects duplicate keys during apply;
+    otherwise staging is checked for NULL and duplicate keys before applying."""
+
+    # dialect hooks --------------------------------------------------------------------------
+
+    @abstractmethod
+    def execute(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement on ``conn``; returns the affected row count where known."""
+
+    @abstractmethod
+    def commit(self, conn: Any) -> None: ...
+
+    @abstractmethod
+    def rollback(self, conn: Any) -> None: ...
+
+    @abstractmethod
+    def bulk_load(self, conn: Any, staging: TableName, stream: SourceStream, schema: pa.Schema) -> tuple[int, bool]:
+        """Load the stream into ``staging`` and commit; returns (rows, used the native path)."""
+
+    def column_ddl_type(self, table: TableName, field: pa.Field) -> str:
+        """The type a column of ``table`` gets for a canonical field (``ddl_type``, unless the type
+        belongs to the target's schema, like a PostgreSQL enum)."""
+        return self.ddl_type(field)
+
+    def create_types_sql(self, conn: Any, table: TableName, schema: pa.Schema,
+                         target_types: dict[str, str]) -> list[str]:
+        """Statements creating the types the ``target_types`` of ``table``'s columns need and its
+        schema lacks, run (and committed) before staging is created; raises SchemaMismatchError
+        when a type of that name exists but differs."""
+        return []
+
+    def load_type(self, field: pa.Field) -> str:
+        """The staging column type the Arrow bulk path can write (defaults to the final type)."""
+        return self.ddl_type(field)
+
+    def native_load_possible(self, stream: SourceStream, staging_types: list[str]) -> bool:
+        return False
+
+    def rename_table_sql(self, table: TableName, new_name: str) -> list[str]:
+        return [f"ALTER TABLE {self.qualified(table)} RENAME TO {self.quote(new_name)}"]
+
+    def add_primary_key_sql(self, table: TableName, key: Sequence[str], final_name: str) -> list[str]:
+        return []
+
+    def add_column_sql(self, table: TableName, column: str, column_type: str) -> str:
+        return f"ALTER TABLE {self.qualified(table)} ADD COLUMN {self.quote(column)} {column_type}"
+
+    def after_swap_sql(self, table: TableName, key: Sequence[str]) -> list[str]:
+        return []
+
+    def structure_keeping_replace(self, conn: Any, op: WriteOp, columns: Sequence[str]) -> StructureKeepingReplace | None:
+        """For a replace of an existing target with the source ``columns``: the builder of statements
+        that swap its rows and keep its structure (indexes, partitioning), or None to rebuild the
+        table from staging, which is what every engine but SQL Server (``load_method: switch``) does.
+        Called before the load, so a target that cannot take the rows fails before any is read."""
+        if op.load_method == "switch":
+            raise ConfigError(f"table {op.table}: load_method 'switch' needs a SQL Server target, not {self.kind}")
+        return None
+
+    def merge_sql(self, target: TableName, staging: TableName, columns: Sequence[str],
+                  key: Sequence[str], casts: dict[str, str]) -> list[str]:
+        """Upsert every staging row into the target on ``key`` (default: delete then insert)."""
+        match = " AND ".join(f"{self.qualified(target)}.{self.quote(k)} = s.{self.quote(k)}" for k in key)
+        return [
+            f"DELETE FROM {self.qualified(target)} WHERE EXISTS "
+            f"(SELECT 1 FROM {self.qualified(staging)} AS s WHERE {match})",
+            self.insert_select_sql(target, staging, columns, casts),
+        ]
+
+    def create_schema_sql(self, schema: str) -> str:
+        return f"CREATE SCHEMA IF NOT EXISTS {self.quote(schema)}"
+
+    def drop_table_sql(self, table: TableName) -> str:
+        return f"DROP TABLE IF EXISTS {self.qualified(table)}"
+
+    def schema_exists(self, schema: str) -> bool:
+        return True
+
+    def cast_expression(self, column: str, target_type: str) -> str:
+        return f"CAST({self.quote(column)} AS {target_type})"
+
+    # shared implementation ------------------------------------------------------------------
+    def create_table_sql(self, table: TableName, schema: pa.Schema, types: Sequence[str]) -> str:
+        cols = ", ".join(f"{self.quote(f.name)} {t}" for f, t in zip(schema, types))
+        return f"CREATE TABLE {self.qualified(table)} ({cols})"
+
+    def insert_select_sql(self, target: TableName, staging: TableName, columns: Sequence[str],
+                          casts: dict[str, str]) -> str:
+        cols = ", ".join(self.quote(c) for c in columns)
+        exprs = ", ".join(self.cast_expression(c, casts[c]) if c in casts else self.quote(c) for c in columns)
+        return f"INSERT INTO {self.qualified(target)} ({cols}) SELECT {exprs} FROM {self.qualified(staging)}"
+
+    def staging_for(self, table: TableName) -> TableName:
+        """A staging table for one run of ``table``, named so that no other run uses it."""
+        return new_staging(table, self.max_identifier_bytes)
+
+    def leftover_staging(self, conn: Any, table: TableName) -> list[TableName]:
+        """Staging tables of ``table`` left by runs that died (and the pre-per-run fixed name).
+        Only called while holding the table's writer lock, so no live run's staging is among them."""
+        prefix = staging_prefix(table.name, self.max_identifier_bytes)
+        rows = self.fetch_on(
+            conn,
+            f"SELECT table_name FROM information_schema.tables WHERE table_schema = {self.placeholder(1)} "
+            f"AND (LEFT(table_name, {len(prefix)}) = {self.placeholder(2)} OR table_name = {self.placeholder(3)})",
+            (table.schema or self.default_schema, prefix, table.name + LEGACY_STAGING_SUFFIX),
+        )
+        return [TableName(table.schema, name) for (name,) in rows if is_staging_name(name, prefix, table.name)]
+
+    def write(self, op: WriteOp, stream: SourceStream) -> WriteResult:
+        with self.writer_lock(op.table, op.lock_timeout_s):
+            return self._write_locked(op, stream)
+
+    def _write_locked(self, op: WriteOp, stream: SourceStream) -> WriteResult:
+        staging = self.staging_for(op.table)
+        schema = stream.schema
+        result = WriteResult(rows_written=0)
+        with self.session() as conn:
+            existing = self.table_schema(op.table)
+            keeper = (self.structure_keeping_replace(conn, op, schema.names)
+                      if existing is not None and op.kind == "replace" else None)
+            final_types = [self.column_ddl_type(op.table, f) for f in schema]
+            if existing is None or (op.kind == "replace" and keeper is None):
+                target_types = dict(zip(schema.names, final_types))
+            else:
+                target_types = self._reconcile(op, schema, existing, result)
+            staging_types = [target_types[f.name] for f in schema]
+            native = self.native_load_possible(stream, staging_types)
+            if not native:
+                staging_types = [self.load_type(f) for f in schema]
+            casts = {f.name: target_types[f.name] for f, st in zip(schema, staging_types)
+                     if st != target_types[f.name]}
+            prepare = [self.drop_table_sql(leftover) for leftover in self.leftover_staging(conn, op.table)]
+            if op.table.schema and not self.schema_exists(op.table.schema):
+                prepare.append(self.create_schema_sql(op.table.schema))
+            prepare += self.create_types_sql(conn, op.table, schema, target_types)
+            prepare.append(self.create_table_sql(staging, schema, staging_types))
+            self._run(conn, prepare, result)
+            self.commit(conn)
+            try:
+                started = time.monotonic()
+                rows, result.native_path = self.bulk_load(conn, staging, stream, schema)
+                log.info("loaded %s rows into staging %s in %.2fs (%s path)", f"{rows:,}", staging,
+                         time.monotonic() - started, "native" if result.native_path else "arrow")
+                self._apply(conn, op, staging, schema, existing, casts, target_types, rows, result, keeper)
+            except BaseException as exc:
+                with contextlib.suppress(Exception):
+                    self.rollback(conn)
+                if self.keys_enforced_by_constraint and self.is_key_violation(exc):
+                    self._check_unique(conn, op, staging)
+                if stream.failure is not None and stream.failure is not exc:
+                    stream.failure.__suppress_context__ = True  # the driver's wrapper only repeats it as text
+                    raise stream.failure
+                raise
+            finally:
+                self._drop_staging(conn, op.table, staging)
+        return result
+
+    def _drop_staging(self, conn: Any, table: TableName, staging: TableName) -> None:
+        """Drop this run's staging on its session, or on a fresh connection when the session died
+        (e.g. the connection dropped mid-load). When the database cannot be reached at all, the
+        staging table stays until the next run of ``table`` drops it."""
+        drop = self.drop_table_sql(staging)
+        try:
+            self.execute(conn, drop)
+            self.commit(conn)
+            return
+        except Exception:
+            with contextlib.suppress(Exception):  # its transaction would hold the staging table's lock
+                conn.close()
+        try:
+            with self.session() as fresh:
+                self.execute(fresh, drop)
+                self.commit(fresh)
+        except Exception as exc:
+            log.warning("staging table %s stays (%s); the next run of %s drops it", staging, exc, table)
+
+    def _reconcile(self, op: WriteOp, schema: pa.Schema, existing: pa.Schema, result: WriteResult) -> dict[str, str]:
+        """Check source columns against the existing target: add new ones, refuse lossy ones."""
+        types: dict[str, str] = {}
+        existing_native = self.native_column_types(op.table)
+        for field_ in schema:
+            if field_.name not in existing.names:
+                if op.schema_changes == "fail":
+                    raise SchemaMismatchError(
+                        f"table {op.table}: source has a new column {field_.name!r} "
+                        f"({field_.type}) and schema_changes is 'fail'"
+                    )
+                result.columns_added.append(field_.name)
+                types[field_.name] = self.column_ddl_type(op.table, field_)
+                continue
+            target_field = existing.field(field_.name)
+            if not fits_in(field_, target_field):
+                raise SchemaMismatchError(
+                    f"table {op.table}: column {field_.name!r} is {declared_type(field_)} in the source but "
+                    f"{existing_native.get(field_.name, declared_type(target_field))} in the target, which "
+                    "cannot hold every source value unchanged (it would truncate or round them); run a "
+                    "full refresh to rebuild the table, or widen the column; nothing was written"
+                )
+            types[field_.name] = existing_native[field_.name]
+        return types
+
+    @abstractmethod
+    def native_column_types(self, table: TableName) -> dict[str, str]:
+        """Column name -> the type as this database spells it in DDL."""
+
+    def _apply(self, conn: Any, op: WriteOp, staging: TableName, schema: pa.Schema,
+               existing: pa.Schema | None, casts: dict[str, str], target_types: dict[str, str],
+               rows: int, result: WriteResult, keeper: StructureKeepingReplace | None) -> None:
+        """One transaction: apply the staged ``rows`` and take the inserted / updated / deleted
+        counts from the apply statements themselves; a count that disagrees with the staged rows
+        raises before the commit, so the target stays as it was."""
+        columns = schema.names
+        if keeper is not None or op.kind == "replace" or existing is None:
+            self._check_unique_before_apply(conn, op, staging)
+            previous = self.count_rows(conn, op.table) if existing is not None else 0
+            statements = (keeper(staging, schema, casts) if keeper is not None
+                          else self._swap_sql(op, staging, schema, existing, casts, target_types))
+            self._run(conn, statements, result)
+            result.rows_inserted, result.rows_deleted = self.count_rows(conn, op.table), previous
+            self._expect(op, "the new table holds", result.rows_inserted, rows)
+        else:
+            self._run(conn, [self.add_column_sql(op.table, name, target_types[name])
+                             for name in result.columns_added], result)
+            if op.kind in ("merge", "overwrite_window"):
+                self._check_unique_before_apply(conn, op, staging, into=op.table)
+            if op.kind == "merge":
+                result.rows_inserted, result.rows_updated = self.apply_merge(
+                    conn, op.table, staging, columns, op.primary_key, casts, result)
+                applied = result.rows_inserted + result.rows_updated
+                key_only = set(columns) <= set(op.primary_key)
+                if not (key_only and applied <= rows):  # a key-only row already present is left as it is
+                    self._expect(op, "the merge inserted and updated", applied, rows)
+            else:
+                if op.kind == "overwrite_window":
+                    result.rows_deleted = self._delete_window(conn, op, schema, result)
+                insert = self.insert_select_sql(op.table, staging, columns, casts)
+                result.rows_inserted = self.execute(conn, insert)
+                result.statements.append(insert)
+                self._expect(op, "the insert added", result.rows_inserted, rows)
+        result.rows_written = result.rows_inserted + result.rows_updated
+        self.commit(conn)
+
+    def _swap_sql(self, op: WriteOp, staging: TableName, schema: pa.Schema, existing: pa.Schema | None,
+                  casts: dict[str, str], target_types: dict[str, str]) -> list[str]:
+        """Statements that put the staged rows in place of the target (built from staging)."""
+        columns = schema.names
+        statements: list[str] = []
+        source_table = staging
+        if casts:
+            cast_stage = TableName(staging.schema, staging.name + TYPED_STAGE_SUFFIX)
+            statements += [
+                self.drop_table_sql(cast_stage),
+                self.create_table_sql(cast_stage, schema, [target_types[c] for c in columns]),
+                self.insert_select_sql(cast_stage, staging, columns, casts),
+                self.drop_table_sql(staging),
+            ]
+            source_table = cast_stage
+        statements += self.add_primary_key_sql(source_table, op.primary_key, op.table.name)
+        if existing is not None:
+            statements.append(self.drop_table_sql(op.table))
+        statements += self.rename_table_sql(source_table, op.table.name)
+        statements += self.after_swap_sql(op.table, op.primary_key)
+        return statements
+
+    def _delete_window(self, conn: Any, op: WriteOp, schema: pa.Schema, result: WriteResult) -> int:
+        field_ = schema.field(op.window_column)
+        low, high = op.window  # type: ignore[misc]
+        column = self.quote(op.window_column)  # type: ignore[arg-type]
+        sql = (f"DELETE FROM {self.qualified(op.table)} WHERE {column} >= {self.typed_placeholder(1, field_)} "
+               f"AND {column} < {self.typed_placeholder(2, field_)}")
+        deleted = self.execute(conn, sql, (self.bind_value(low, field_), self.bind_value(high, field_)))
+        result.statements.append(sql)
+        return max(deleted, 0)
+
+    def apply_merge(self, conn: Any, target: TableName, staging: TableName, columns: Sequence[str],
+                    key: Sequence[str], casts: dict[str, str], result: WriteResult) -> tuple[int, int]:
+        """Run the merge of ``merge_sql``; returns (inserted, updated). By default the matching
+        rows are deleted (the updated ones) and every staged row is inserted."""
+        delete, insert = self.merge_sql(target, staging, columns, key, casts)
+        matched = self.execute(conn, delete)
+        written = self.execute(conn, insert)
+        result.statements += [delete, insert]
+        return written - matched, matched
+
+    def count_rows(self, conn: Any, table: TableName) -> int:
+        return int(self.fetch_on(conn, f"SELECT COUNT(*) FROM {self.qualified(table)}")[0][0])
+
+    @staticmethod
+    def _expect(op: WriteOp, what: str, applied: int, staged: int) -> None:
+        """Refuse to commit when the apply did not account for exactly the staged rows (a driver
+        that cannot tell, rowcount -1, is not checked)."""
+        if applied >= 0 and applied != staged:
+            raise DataError(f"table {op.table}: {what} {applied:,} rows but {staged:,} rows were staged; "
+                            "the transaction was rolled back and the target is unchanged")
+
+    def is_key_violation(self, exc: BaseException) -> bool:
+        return False
+
+    def primary_key_columns(self, conn: Any, table: TableName) -> set[str]:
+        """The columns of ``table``'s PRIMARY KEY constraint (empty: none, or not looked up)."""
+        return set()
+
+    def _check_unique_before_apply(self, conn: Any, op: WriteOp, staging: TableName,
+                                   into: TableName | None = None) -> None:
+        """Check staging for NULL and duplicate keys, unless a constraint will refuse them: on
+        engines that enforce keys by constraint, a replace's new table gets its PRIMARY KEY before
+        the swap, and rows merged or inserted ``into`` an existing table meet that table's own
+        PRIMARY KEY, if it has one on exactly these columns (a target created without one, or
+        keyed on other columns, is checked here)."""
+        if not op.primary_key:
+            return
+        if self.keys_enforced_by_constraint and (
+                into is None or self.primary_key_columns(conn, into) == set(op.primary_key)):
+            return
+        self._check_unique(conn, op, staging)
+
+    def _check_unique(self, conn: Any, op: WriteOp, staging: TableName) -> None:
+        """Raise a DataError naming the table, key columns and offending keys, if any."""
+        if not op.primary_key:
+            return
+        keys = ", ".join(self.quote(k) for k in op.primary_key)
+        not_null = " OR ".join(f"{self.quote(k)} IS NULL" for k in op.primary_key)
+        nulls = self.fetch_on(conn, f"SELECT COUNT(*) FROM {self.qualified(staging)} WHERE {not_null}")
+        if nulls and nulls[0][0]:
+            raise DataError(
+                f"table {op.table}: {nulls[0][0]} source rows have NULL in primary key column(s) "
+                f"{', '.join(op.primary_key)}; nothing was written"
+            )
+        dupes = self.fetch_on(
+            conn,
+            f"SELECT {keys}, COUNT(*) FROM {self.qualified(staging)} GROUP BY {keys} HAVING COUNT(*) > 1"
+            f"{self.limit_clause(5)}",
+        )
+        if dupes:
+            shown = "; ".join(
+                ", ".join(f"{k}={v!r}" for k, v in zip(op.primary_key, row[:-1])) + f" ({row[-1]} rows)"
+                for row in dupes
+            )
+            raise DataError(
+                f"table {op.table}: primary key ({', '.join(op.primary_key)}) is not unique in the "
+                f"source rows: {shown}; nothing was written"
+            )
+
+    @abstractmethod
+    def fetch_on(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """``fetch`` on an open session connection."""
+
+    def _run(self, conn: Any, statements: Sequence[str], result: WriteResult) -> None:
+        for sql in statements:
+            self.execute(conn, sql)
+            result.statements.append(sql)

@@ -1,0 +1,71 @@
+"""The demo's source: the Chinook sample database as a DuckDB file, and the demo's asset keys.
+
+``prepare_demo_source`` turns the shipped Chinook SQLite file (MIT licence, see
+``demo/data/LICENSE.md``) into a DuckDB file once, keeping the declared column types
+(NVARCHAR -> VARCHAR, NUMERIC(10,2) -> DECIMAL(10,2), DATETIME -> TIMESTAMP), so the demo needs
+no server.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import dagster as dg
+
+DEMO_CONFIG_DIR = Path(__file__).resolve().parent / "config"
+CHINOOK_SQLITE = Path(__file__).parent / "data" / "Chinook_Sqlite.sqlite"
+
+
+INVOICE_KEY = dg.AssetKey(["chinook", "Invoice"])
+
+
+CUSTOMER_KEY = dg.AssetKey(["chinook", "Customer"])
+
+
+REVENUE_KEY = dg.AssetKey(["analytics", "revenue_by_country"])
+
+
+def _duckdb_type(declared: str) -> str:
+    declared = declared.upper()
+    if declared.startswith("NUMERIC"):
+        return declared.replace("NUMERIC", "DECIMAL")
+    if declared == "DATETIME":
+        return "TIMESTAMP"
+    if "CHAR" in declared:
+        return "VARCHAR"
+    return {"INTEGER": "INTEGER", "BLOB": "BLOB", "REAL": "DOUBLE"}.get(declared, "VARCHAR")
+
+
+def prepare_demo_source(path: str | Path, *, force: bool = False) -> Path:
+    """Build the Chinook DuckDB file at ``path`` unless it is already there."""
+    import duckdb
+    import polars as pl
+
+    path = Path(path)
+    if path.exists() and not force:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    lite = sqlite3.connect(CHINOOK_SQLITE)
+    duck = duckdb.connect(str(tmp))
+    tables = [r[0] for r in lite.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+    for table in tables:
+        columns = lite.execute(f'PRAGMA table_info("{table}")').fetchall()
+        pk = [c[1] for c in sorted(columns, key=lambda c: c[5]) if c[5]]
+        ddl = ", ".join(f'"{c[1]}" {_duckdb_type(c[2])}{" NOT NULL" if c[3] else ""}' for c in columns)
+        duck.execute(f'CREATE TABLE "{table}" ({ddl}, PRIMARY KEY ({", ".join(chr(34) + k + chr(34) for k in pk)}))')
+        rows = lite.execute(f'SELECT * FROM "{table}"').fetchall()
+        frame = pl.DataFrame(rows, schema=[c[1] for c in columns], orient="row", infer_schema_length=None)
+        duck.register("chinook_rows", frame.to_arrow())
+        duck.execute(f'INSERT INTO "{table}" SELECT * FROM chinook_rows')
+        duck.unregister("chinook_rows")
+    duck.close()
+    lite.close()
+    tmp.rename(path)
+    return path
+
+
+def has_demo_tables(asset_keys: set[dg.AssetKey]) -> bool:
+    return {INVOICE_KEY, CUSTOMER_KEY} <= asset_keys

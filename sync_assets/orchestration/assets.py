@@ -1,0 +1,191 @@
+"""Dagster wiring for tables: one asset per table spec, with partitions, pools, deps and metadata.
+
+Thin on purpose: the asset syncs one table through ``policies.sync_with_policies`` (schema-drift
+policy, background-copy chunks) and turns the result into materialization metadata (rows,
+duration, rows/s, watermarks, window, SQL, column schema, chunk progress). Foreign-key parents
+are asset deps, so a run of several tables loads parents first. Transient errors are retried
+with exponential backoff and jitter (``retries``); data errors fail at once. A dry run logs the
+plan and materializes nothing.
+"""
+
+from datetime import date, datetime
+
+import dagster as dg
+
+from sync_assets.config.project import Project, TableSpec
+from sync_assets.connectors import connector_for
+from sync_assets.sync.chunking import ChunkProgress
+from sync_assets.sync.engine import SyncResult
+from sync_assets.sync.planning import RunOptions
+from sync_assets.sync.policies import sync_with_policies
+from sync_assets.sync.retries import backoff_seconds, is_transient
+
+KIND_BADGES = {"postgres": "postgres", "duckdb": "duckdb", "mssql": "sqlserver", "snowflake": "snowflake"}
+
+
+class SyncRunConfig(dg.Config):
+    """Run-time options, set in the launchpad or with ``--config-json`` on the CLI."""
+
+    dry_run: bool = False
+    """Plan and count, print the SQL; write nothing and record no materialization."""
+    full_refresh: bool = False
+    """Rebuild an incremental table from scratch (staging and swap)."""
+    window_start: str | None = None
+    """Re-run a watermark window: rows with update_key > window_start ..."""
+    window_end: str | None = None
+    """... and <= window_end (both in the update key's own type, as text)."""
+
+
+def pool_for(project: Project, table: TableSpec) -> str:
+    """DuckDB files take one writer at a time; other targets are limited per source connection."""
+    if project.connections[table.target].kind == "duckdb":
+        return f"{table.target}_writer"
+    return f"{table.source}_reads"
+
+
+def op_tags(table: TableSpec) -> dict[str, str]:
+    """Tags the executor limits on: one step at a time per DuckDB target file."""
+    return {"sync_assets/target": table.target, "sync_assets/source": table.source}
+
+
+def io_manager_key(connection: str) -> str:
+    return f"{connection}_io_manager"
+
+
+def partitions_for(table: TableSpec) -> dg.PartitionsDefinition | None:
+    spec = table.partition
+    if spec is None:
+        return None
+    start = spec.start if isinstance(spec.start, datetime) else datetime.combine(spec.start, datetime.min.time())
+    cls = {"hourly": dg.HourlyPartitionsDefinition, "daily": dg.DailyPartitionsDefinition,
+           "weekly": dg.WeeklyPartitionsDefinition, "monthly": dg.MonthlyPartitionsDefinition}[spec.granularity]
+    return cls(start_date=start, timezone=spec.timezone, end_offset=spec.end_offset)
+
+
+def definition_metadata(project: Project, table: TableSpec) -> dict:
+    target_kind = project.connections[table.target].kind
+    return {
+        "source": f"{table.source} ({project.connections[table.source].kind}): {table.source_table or 'custom SQL'}",
+        "target": f"{table.target} ({target_kind}): {table.target_table}",
+        "dagster/table_name": f"{table.target}.{table.target_table}",
+        "mode": table.mode,
+        "primary_key": ", ".join(table.primary_key) or "(none)",
+        "update_key": table.update_key or "(none)",
+        "config_file": str(table.file),
+    }
+
+
+def _watermark_text(value) -> str:
+    """A watermark, window end or keyset position (a tuple) as text for the UI."""
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_watermark_text(v) for v in value) + ")"
+    return "(none)" if value is None else (value.isoformat() if hasattr(value, "isoformat") else str(value))
+
+
+def materialization_metadata(result: SyncResult) -> dict:
+    plan = result.plan
+    metadata: dict = {
+        "dagster/row_count": result.target_rows,
+        "rows_read": result.rows_read,
+        "rows_written": result.rows_written,
+        "rows_inserted": result.rows_inserted,
+        "rows_updated": result.rows_updated,
+        "rows_deleted": result.rows_deleted,
+        "duration_s": round(result.duration_s, 3),
+        "rows_per_second": round(result.rows_per_second, 1),
+        "strategy": plan.strategy,
+        "write": plan.write.kind,
+        "bulk_path": "native COPY pass-through" if result.native_path else "Arrow record batches",
+        "source_sql": dg.MetadataValue.md(f"```sql\n{result.source_sql}\n```"),
+    }
+    if plan.write.kind == "overwrite_window":
+        metadata["dagster/partition_row_count"] = result.rows_written
+        metadata["rows_replaced"] = result.rows_deleted
+    if plan.table.update_key:
+        metadata["watermark_before"] = _watermark_text(plan.watermark_before)
+        metadata["watermark_after"] = _watermark_text(result.watermark_after)
+        metadata["window"] = f"({_watermark_text(plan.window[0] if plan.window else plan.watermark_before)}, " \
+                             f"{_watermark_text(result.watermark_after)}]"
+        lag = _lag_seconds(result.watermark_after)
+        if lag is not None:
+            metadata["watermark_lag_s"] = lag
+    if result.columns_added:
+        metadata["columns_added"] = ", ".join(result.columns_added)
+    if result.target_schema is not None:
+        metadata["dagster/column_schema"] = dg.TableSchema(
+            columns=[dg.TableColumn(f.name, str(f.type), constraints=dg.TableColumnConstraints(nullable=f.nullable))
+                     for f in result.target_schema]
+        )
+    return metadata
+
+
+def chunk_metadata(chunk: ChunkProgress) -> dict:
+    """Background-copy progress: plotted per materialization in the UI until it reaches 100%."""
+    return {
+        "background_copy": chunk.describe(),
+        "rows_left": chunk.rows_left,
+        "progress_pct": chunk.percent_done,
+        "chunk_upper_bound": _watermark_text(chunk.upper_bound),
+    }
+
+
+def _lag_seconds(value) -> float | None:
+    if isinstance(value, datetime):
+        now = datetime.now(value.tzinfo) if value.tzinfo else datetime.now()
+        return round((now - value).total_seconds(), 1)
+    if isinstance(value, date):
+        return float((date.today() - value).days * 86400)
+    return None
+
+
+def build_table_asset(project: Project, table: TableSpec) -> dg.AssetsDefinition:
+    source_spec, target_spec = project.connections[table.source], project.connections[table.target]
+    partitions_def = partitions_for(table)
+
+    @dg.asset(
+        key=dg.AssetKey(list(table.asset_key)),
+        op_tags=op_tags(table),
+        group_name=table.group,
+        kinds={KIND_BADGES[source_spec.kind], KIND_BADGES[target_spec.kind]},
+        description=table.description or f"Copy of {table.source_table or 'a query'} from {table.source} "
+                                          f"into {table.target_table} on {table.target} ({table.mode}).",
+        code_version=table.fingerprint(),
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run() if partitions_def else None,
+        pool=pool_for(project, table),
+        metadata=definition_metadata(project, table),
+        io_manager_key=io_manager_key(table.target),
+        output_required=False,
+        deps=[dg.AssetKey(list(parent)) for parent in table.deps],
+    )
+    def _sync(context: dg.AssetExecutionContext, config: SyncRunConfig):
+        options = RunOptions(
+            dry_run=config.dry_run, full_refresh=config.full_refresh, window_start=config.window_start,
+            window_end=config.window_end,
+            partition_window=tuple(context.partition_time_window) if partitions_def else None,
+        )
+        source = connector_for(table.source, source_spec, read_only=True)
+        target = connector_for(table.target, target_spec)
+        try:
+            synced = sync_with_policies(table, source, target, options)
+        except Exception as exc:
+            if not is_transient(exc) or context.retry_number >= table.retries.max_retries:
+                raise
+            wait = backoff_seconds(table.retries, context.retry_number)
+            context.log.warning(f"{table.name}: transient error, retry {context.retry_number + 1} of "
+                                f"{table.retries.max_retries} in {wait:.1f}s: {exc}")
+            raise dg.RetryRequested(max_retries=table.retries.max_retries, seconds_to_wait=wait) from exc
+        result = synced.result  # the engine has logged the plan, progress and figures (sync_assets logger)
+        if config.dry_run:
+            context.log.info(
+                f"DRY RUN for {table.name}: {result.expected_rows:,} rows would be read with:\n"
+                f"{result.source_sql}\n" + "\n".join(result.statements)
+            )
+            return
+        metadata = materialization_metadata(result)
+        if synced.chunk is not None:
+            metadata.update(chunk_metadata(synced.chunk))
+            context.log.info(f"{table.name}: {synced.chunk.describe()}")
+        yield dg.MaterializeResult(metadata=metadata)
+
+    return _sync

@@ -1,0 +1,104 @@
+"""Running a plan: read the source stream, write it to the target, and report what happened.
+
+This is the one place that executes a SyncPlan (or describes it, for a dry run). It returns a
+SyncResult with the figures the Dagster wiring turns into metadata: rows read and written,
+duration, rows per second, watermarks before and after, the SQL used and the target schema.
+The written figures are what the apply transaction did (inserted, updated, deleted, counted by
+its own statements), never what was staged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from sync_assets.config.project import TableSpec
+from sync_assets.connectors.interface import Connector
+from sync_assets.sync.planning import RunOptions, SyncPlan, plan_sync
+
+log = logging.getLogger("sync_assets")
+
+
+@dataclass
+class SyncResult:
+    plan: SyncPlan
+    rows_read: int = 0
+    rows_written: int = 0
+    """Rows the apply wrote (inserted + updated), counted by the apply statements themselves."""
+    rows_inserted: int = 0
+    rows_updated: int = 0
+    rows_deleted: int = 0
+    target_rows: int | None = None
+    duration_s: float = 0.0
+    watermark_after: Any = None
+    columns_added: list[str] = field(default_factory=list)
+    source_sql: str = ""
+    statements: list[str] = field(default_factory=list)
+    target_schema: pa.Schema | None = None
+    native_path: bool = False
+    expected_rows: int | None = None
+
+    @property
+    def applied(self) -> str:
+        return f"{self.rows_inserted:,} inserted, {self.rows_updated:,} updated, {self.rows_deleted:,} deleted"
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_read / self.duration_s if self.duration_s > 0 else 0.0
+
+
+def describe_source_sql(plan: SyncPlan, source: Connector) -> str:
+    sql, params = source.render_select(plan.read, plan.schema)
+    return sql + (f"\n-- parameters: {params}" if params else "")
+
+
+def dry_run(plan: SyncPlan, source: Connector) -> SyncResult:
+    """Everything a run would do, without touching the target: the plan, SQL and rows expected."""
+    result = SyncResult(plan, source_sql=describe_source_sql(plan, source))
+    result.expected_rows = source.count(plan.read, plan.schema)
+    result.statements = [f"-- write: {plan.write.kind} into {plan.write.table} via a staging table of "
+                         f"this run ({plan.write.table.name}__sync_staging_<8 hex>), under the table's writer lock"]
+    return result
+
+
+def run_plan(plan: SyncPlan, source: Connector, target: Connector) -> SyncResult:
+    started = time.monotonic()
+    result = SyncResult(plan, source_sql=describe_source_sql(plan, source))
+    stream = source.open_stream(plan.read, plan.schema)
+    stream.label, stream.key_columns = plan.table.name, tuple(plan.write.primary_key)
+    written = target.write(plan.write, stream)
+    result.duration_s = time.monotonic() - started
+    result.rows_read = stream.rows_read or written.rows_written
+    result.rows_written = written.rows_written
+    result.rows_inserted, result.rows_updated = written.rows_inserted, written.rows_updated
+    result.rows_deleted = written.rows_deleted
+    result.columns_added = written.columns_added
+    result.statements = written.statements
+    result.native_path = written.native_path
+    table = plan.table
+    if table.update_key:
+        result.watermark_after = target.max_value(table.target_table, table.update_key)
+    if plan.write.kind == "replace":  # the swap counted its new table inside its own transaction
+        result.target_rows = written.rows_inserted
+    else:
+        result.target_rows = int(target.scalar(f"SELECT COUNT(*) FROM {target.qualified(table.target_table)}") or 0)
+    result.target_schema = target.table_schema(table.target_table)
+    log.info("%s: %s rows read, %s written (%s) in %.2fs (%.0f rows/s); target has %s rows%s", table.name,
+             f"{result.rows_read:,}", f"{result.rows_written:,}", result.applied, result.duration_s,
+             result.rows_per_second,
+             f"{result.target_rows:,}",
+             f"; watermark {plan.watermark_before!r} -> {result.watermark_after!r}" if table.update_key else "")
+    return result
+
+
+def sync_table(table: TableSpec, source: Connector, target: Connector, options: RunOptions = RunOptions()) -> SyncResult:
+    """Plan and run (or dry-run) one table."""
+    plan = plan_sync(table, source, target, options)
+    log.info("plan: %s", plan.describe().replace("\n", "; "))
+    if options.dry_run:
+        return dry_run(plan, source)
+    return run_plan(plan, source, target)

@@ -1,0 +1,68 @@
+"""One table's sync with its operational policies applied, for the Dagster asset and the CLI.
+
+Around the plan-and-run of ``engine``: the schema-drift policy is enforced before planning (a
+``fail`` policy writes nothing; ``added: warn`` leaves new source columns out), a chunked table
+is bounded to its next chunk, and after the commit the chunk progress is measured against the
+target's new watermark. A run that writes holds the target table's writer lock throughout, from
+the drift check and the watermark read to the commit (``connectors.locking``): a second run of
+the table waits for it, then plans from what the first one committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from sync_assets.config.project import TableSpec
+from sync_assets.connectors.interface import Connector
+from sync_assets.sync.chunking import ChunkProgress, bound_to_chunk, progress
+from sync_assets.sync.engine import SyncResult, dry_run, run_plan
+from sync_assets.sync.planning import RunOptions, plan_sync, source_columns, source_schema
+from sync_assets.sync.schema_drift import SchemaDrift, compare, enforce
+
+log = logging.getLogger("sync_assets")
+
+
+@dataclass
+class PolicySyncResult:
+    result: SyncResult
+    drift: SchemaDrift
+    chunk: ChunkProgress | None = None
+
+
+def current_drift(table: TableSpec, source: Connector, target: Connector,
+                  columns: pa.Schema | None = None) -> SchemaDrift:
+    """Source columns (as this table selects them) against the target table's; none if it is missing."""
+    target_schema = target.table_schema(table.target_table)
+    if target_schema is None:
+        return SchemaDrift()
+    return compare(source_schema(table, source, columns), target_schema)
+
+
+def sync_with_policies(table: TableSpec, source: Connector, target: Connector,
+                       options: RunOptions = RunOptions()) -> PolicySyncResult:
+    lock = (contextlib.nullcontext() if options.dry_run
+            else target.writer_lock(table.target_table, table.lock_timeout.total_seconds()))
+    with lock:
+        return _sync(table, source, target, options)
+
+
+def _sync(table: TableSpec, source: Connector, target: Connector, options: RunOptions) -> PolicySyncResult:
+    columns = source_columns(table, source)  # one catalog read serves the drift check and the plan
+    drift = current_drift(table, source, target, columns)
+    plan = plan_sync(enforce(table, drift), source, target, options, columns)
+    explicit_window = options.window_start is not None or options.window_end is not None
+    if not explicit_window:
+        bound_to_chunk(plan, source, target)
+    log.info("plan: %s", plan.describe().replace("\n", "; "))
+    if options.dry_run:
+        return PolicySyncResult(dry_run(plan, source), drift)
+    result = run_plan(plan, source, target)
+    chunk = None
+    if table.chunk is not None and not explicit_window:
+        chunk = progress(table, source, target, plan, result.watermark_after, result.target_rows or 0)
+        log.info("%s: %s", table.name, chunk.describe())
+    return PolicySyncResult(result, drift, chunk)
