@@ -21,6 +21,7 @@ def discover_foreign_keys(project: Project) -> list[ForeignKeySpec]:
             if fk.child == fk.parent:
                 continue
             if any(same_table(t, fk.child) for t in configured) and any(same_table(t, fk.parent) for t in configured):
-                found.append(ForeignKeySpec(connection=connection, child=as_stream_name(fk.child), parent=as_stream_name(fk.parent),
+                found.append(ForeignKeySpec(connection=connection, child=as_stream_name(fk.child),
+                                            parent=as_stream_name(fk.parent),
                                             constraint=fk.constraint, columns=list(fk.columns)))
     return found

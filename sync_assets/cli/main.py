@@ -58,7 +58,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if synced.chunk is not None:
         print(f"{table.name}: {synced.chunk.describe()}")
     print(f"{table.name}: {result.plan.strategy}, {result.rows_read:,} rows read, {result.rows_written:,} written "
-          f"({result.applied}) in {result.duration_s:.2f}s ({result.rows_per_second:,.0f} rows/s); target has {result.target_rows:,} rows"
+          f"({result.applied}) in {result.duration_s:.2f}s ({result.rows_per_second:,.0f} rows/s); "
+          f"target has {result.target_rows:,} rows"
           + (f"; watermark {result.plan.watermark_before!r} -> {result.watermark_after!r}" if table.update_key else ""))
     return 0
 

@@ -84,7 +84,8 @@ def _random_rows(connector: Connector, request: ReadRequest, schema: pa.Schema, 
     """A uniform sample without replacement: keep the ``n`` rows with the smallest random keys."""
     kept = pa.Table.from_batches([], schema=schema).append_column(_RANDOM_KEY, pa.array([], pa.float64()))
     for batch in connector.open_stream(request, schema).open_batches():
-        keyed = pa.Table.from_batches([batch]).append_column(_RANDOM_KEY, pc.random(batch.num_rows, initializer="system"))
+        random_keys = pc.random(batch.num_rows, initializer="system")
+        keyed = pa.Table.from_batches([batch]).append_column(_RANDOM_KEY, random_keys)
         candidates = pa.concat_tables([kept, keyed])
         indices = pc.select_k_unstable(candidates, k=min(n, candidates.num_rows),
                                        sort_keys=[(_RANDOM_KEY, "ascending")])

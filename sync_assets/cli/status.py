@@ -60,7 +60,8 @@ def _source_side(project: Project, table: TableSpec, problems: list[str]) -> tup
         source = connector_for(table.source, project.connections[table.source], read_only=True)
         schema = source_schema(table, source)
         rows = source.count(base_read(table, schema), schema)
-        watermark = source.max_value(table.source_table, table.update_key) if table.update_key and table.source_table else None
+        watermark = (source.max_value(table.source_table, table.update_key)
+                     if table.update_key and table.source_table else None)
         return _text(rows), _text(watermark)
     except Exception as exc:
         return _failed("source", table, exc, problems)
@@ -108,5 +109,5 @@ def collect_status(project: Project, instance: dg.DagsterInstance | None) -> lis
 def format_status(rows: list[TableStatus]) -> str:
     table = [COLUMNS, *(r.cells() for r in rows)]
     widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in table]
     return "\n".join(lines + [f"! {problem}" for r in rows for problem in r.problems])

@@ -117,7 +117,8 @@ OPTIONS_BY_KIND: dict[str, type[BaseModel]] = {
 def validate_options(kind: str, options: dict[str, Any], where: str) -> dict[str, Any]:
     """Check a connection's ``options`` against its connector's model; errors name the key."""
     if kind not in OPTIONS_BY_KIND:
-        raise ConfigError(f"{where}: connection kind {kind!r} is not supported yet; supported: {', '.join(OPTIONS_BY_KIND)}")
+        raise ConfigError(f"{where}: connection kind {kind!r} is not supported yet; "
+                          f"supported: {', '.join(OPTIONS_BY_KIND)}")
     model = OPTIONS_BY_KIND[kind]
     try:
         return model.model_validate(options).model_dump()

@@ -37,8 +37,8 @@ def _find_stream(tables: list[TableSpec], reference: str, near: TableSpec) -> Ta
     found = [t for t in tables if reference in (t.name, "/".join(t.asset_key))]
     same_target = [t for t in found if t.target == near.target]
     if not found:
-        raise ConfigError(f"{near.label}: stream {reference!r} (in depends_on / ignore_dependencies) is not configured; "
-                          f"known: {', '.join(sorted({t.name for t in tables}))}")
+        raise ConfigError(f"{near.label}: stream {reference!r} (in depends_on / ignore_dependencies) "
+                          f"is not configured; known: {', '.join(sorted({t.name for t in tables}))}")
     return (same_target or found)[0]
 
 

@@ -66,7 +66,8 @@ def load_project(config_dir: str | Path, *, skip_unresolved_wildcards: bool = Fa
     return load_files(files, config_dir, skip_unresolved_wildcards=skip_unresolved_wildcards)
 
 
-def load_files(files: list[Path], config_dir: Path | None = None, *, skip_unresolved_wildcards: bool = False) -> Project:
+def load_files(files: list[Path], config_dir: Path | None = None, *,
+               skip_unresolved_wildcards: bool = False) -> Project:
     """Load and validate config files; ``skip_unresolved_wildcards`` lets ``sync-assets discover``
     load a project whose wildcard streams have no catalog yet (it is what writes the catalog)."""
     parsed = [(path, _read_file(path)) for path in files]

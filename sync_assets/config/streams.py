@@ -68,9 +68,11 @@ def resolve_table(
     if isinstance(partition, dict):
         partition = PartitionSpec.model_validate(partition)
     if mode in ("incremental", "smart") and not update_key and not primary_key:
-        raise ConfigError(f"{where}: key 'update_key': mode {mode!r} needs an update_key (or a primary_key to use as one)")
+        raise ConfigError(f"{where}: key 'update_key': mode {mode!r} needs an update_key "
+                          "(or a primary_key to use as one)")
     if mode == "date_partitioned" and partition is None:
-        raise ConfigError(f"{where}: key 'partition': mode 'date_partitioned' needs a partition block (column, granularity, start)")
+        raise ConfigError(f"{where}: key 'partition': mode 'date_partitioned' needs a partition block "
+                          "(column, granularity, start)")
     if partition is not None and mode != "date_partitioned":
         raise ConfigError(f"{where}: key 'partition' is only used with mode 'date_partitioned' (mode is {mode!r})")
     if mode in ("incremental", "smart") and not update_key:
@@ -184,7 +186,8 @@ def enabled_streams(path: Path, replication: ReplicationFile, catalog: dict[str,
             continue
         if not wildcards.is_wildcard(stream_name):
             if opts.get("exclude_tables"):
-                raise ConfigError(f"{path}: stream {stream_name!r}: key 'exclude_tables' only applies to wildcard streams")
+                raise ConfigError(f"{path}: stream {stream_name!r}: "
+                                  "key 'exclude_tables' only applies to wildcard streams")
             streams.append((stream_name, opts))
             continue
         where = f"{path}: stream {stream_name!r}"

@@ -25,6 +25,7 @@ def connector_for(name: str, spec: ConnectionSpec, *, read_only: bool = False) -
     """The connector of connection ``name``; ``read_only`` for every use as a source (reads,
     counts, schemas, samples), so even a ``role: both`` connection is only read there."""
     if spec.kind not in CONNECTOR_CLASSES:
-        raise ConfigError(f"connection kind {spec.kind!r} is not supported yet; supported: {', '.join(CONNECTOR_CLASSES)}")
+        raise ConfigError(f"connection kind {spec.kind!r} is not supported yet; "
+                          f"supported: {', '.join(CONNECTOR_CLASSES)}")
     module_name, class_name = CONNECTOR_CLASSES[spec.kind]
     return getattr(importlib.import_module(module_name), class_name)(name, spec, read_only=read_only)

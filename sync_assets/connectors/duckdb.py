@@ -241,7 +241,7 @@ class DuckDBConnector(SqlConnector):
         arrow_schema = conn.sql(self.checked(conn, f"SELECT * FROM {relation_sql} LIMIT 0")).to_arrow_table().schema
         described = conn.execute(f"DESCRIBE SELECT * FROM {relation_sql}").fetchall()
         fields = []
-        for arrow_field, row in zip(arrow_schema, described):
+        for arrow_field, row in zip(arrow_schema, described, strict=True):
             duck_type = row[1]
             arrow_type = _arrow_type_for(duck_type) or arrow_field.type
             logical = "json" if duck_type == "JSON" else _READ_AS_TEXT.get(duck_type)

@@ -245,7 +245,7 @@ class Connector(ABC):
             return f"{self.quote(column)} {op} {self.bound_value_sql(value, schema.field(column), params, style)}"
 
         strict, last = ("<", "<=") if flt.op == "<=" else (">", ">")
-        pairs = list(zip(flt.columns, flt.values))
+        pairs = list(zip(flt.columns, flt.values, strict=True))
 
         def from_column(i: int) -> str:  # built in text order: placeholders and params line up
             column, value = pairs[i]
@@ -271,7 +271,9 @@ class Connector(ABC):
         if count_only:
             return self.count_sql(source, where, request.limit), params
         direction = " DESC" if request.descending else ""
-        order = (" ORDER BY " + ", ".join(self.quote(c) + direction for c in request.order_by)) if request.order_by else ""
+        order = ""
+        if request.order_by:
+            order = " ORDER BY " + ", ".join(self.quote(c) + direction for c in request.order_by)
         columns = select_list or self.select_list(schema)
         return self.select_sql(columns, source, where, order, request.limit, request.offset), params
 
@@ -317,5 +319,5 @@ class Connector(ABC):
     def ddl_type(self, field: pa.Field) -> str:
         """The column type this database uses to store a canonical Arrow field."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (an optional hook: most connectors pool nothing)
         """Release pooled connections (connectors open connections per operation by default)."""

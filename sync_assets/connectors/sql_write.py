@@ -98,7 +98,8 @@ class SqlConnector(Connector):
     def after_swap_sql(self, table: TableName, key: Sequence[str]) -> list[str]:
         return []
 
-    def structure_keeping_replace(self, conn: Any, op: WriteOp, columns: Sequence[str]) -> StructureKeepingReplace | None:
+    def structure_keeping_replace(self, conn: Any, op: WriteOp,
+                                  columns: Sequence[str]) -> StructureKeepingReplace | None:
         """For a replace of an existing target with the source ``columns``: the builder of statements
         that swap its rows and keep its structure (indexes, partitioning), or None to rebuild the
         table from staging, which is what every engine but SQL Server (``load_method: switch``) does.
@@ -131,7 +132,7 @@ class SqlConnector(Connector):
 
     # shared implementation ------------------------------------------------------------------
     def create_table_sql(self, table: TableName, schema: pa.Schema, types: Sequence[str]) -> str:
-        cols = ", ".join(f"{self.quote(f.name)} {t}" for f, t in zip(schema, types))
+        cols = ", ".join(f"{self.quote(f.name)} {t}" for f, t in zip(schema, types, strict=True))
         return f"CREATE TABLE {self.qualified(table)} ({cols})"
 
     def insert_select_sql(self, target: TableName, staging: TableName, columns: Sequence[str],
@@ -170,14 +171,14 @@ class SqlConnector(Connector):
                       if existing is not None and op.kind == "replace" else None)
             final_types = [self.column_ddl_type(op.table, f) for f in schema]
             if existing is None or (op.kind == "replace" and keeper is None):
-                target_types = dict(zip(schema.names, final_types))
+                target_types = dict(zip(schema.names, final_types, strict=True))
             else:
                 target_types = self._reconcile(op, schema, existing, result)
             staging_types = [target_types[f.name] for f in schema]
             native = self.native_load_possible(stream, staging_types)
             if not native:
                 staging_types = [self.load_type(f) for f in schema]
-            casts = {f.name: target_types[f.name] for f, st in zip(schema, staging_types)
+            casts = {f.name: target_types[f.name] for f, st in zip(schema, staging_types, strict=True)
                      if st != target_types[f.name]}
             prepare = [self.drop_table_sql(leftover) for leftover in self.leftover_staging(conn, op.table)]
             if op.table.schema and not self.schema_exists(op.table.schema):
@@ -198,8 +199,7 @@ class SqlConnector(Connector):
                 if self.keys_enforced_by_constraint and self.is_key_violation(exc):
                     self._check_unique(conn, op, staging)
                 if stream.failure is not None and stream.failure is not exc:
-                    stream.failure.__suppress_context__ = True  # the driver's wrapper only repeats it as text
-                    raise stream.failure
+                    raise stream.failure from None  # the driver's wrapper only repeats it as text
                 raise
             finally:
                 self._drop_staging(conn, op.table, staging)
@@ -383,7 +383,7 @@ class SqlConnector(Connector):
         )
         if dupes:
             shown = "; ".join(
-                ", ".join(f"{k}={v!r}" for k, v in zip(op.primary_key, row[:-1])) + f" ({row[-1]} rows)"
+                ", ".join(f"{k}={v!r}" for k, v in zip(op.primary_key, row[:-1], strict=True)) + f" ({row[-1]} rows)"
                 for row in dupes
             )
             raise DataError(

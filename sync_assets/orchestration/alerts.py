@@ -152,7 +152,8 @@ def build_alert_sensors(project: Project) -> list[dg.SensorDefinition]:
                   for event in context.get_step_failure_events() if event.event_specific_data.error]
         if not errors:
             errors = [context.failure_event.message or "run failed"]
-        alert = Alert("run_failure", _table_names(project, context.instance, run.run_id), errors, run.run_id, run_url(alerts, run.run_id),
+        alert = Alert("run_failure", _table_names(project, context.instance, run.run_id), errors, run.run_id,
+                      run_url(alerts, run.run_id),
                       [text for _, text in _failed_checks(context.instance, run.run_id)])
         context.log.info(f"alert sent to: {', '.join(send(alerts, alert)) or 'no subscribed channel'}")
 
@@ -166,7 +167,8 @@ def build_alert_sensors(project: Project) -> list[dg.SensorDefinition]:
             return
         stale = [text for name, text in failed if name == FRESHNESS_CHECK_NAME]
         other = [text for name, text in failed if name != FRESHNESS_CHECK_NAME]
-        tables = _table_names(project, context.instance, run.run_id) or sorted({text.split(":")[0] for _, text in failed})
+        tables = (_table_names(project, context.instance, run.run_id)
+                  or sorted({text.split(":")[0] for _, text in failed}))
         for event, texts in (("freshness", stale), ("check_failure", other)):
             if texts:
                 alert = Alert(event, tables, [], run.run_id, run_url(alerts, run.run_id), texts)

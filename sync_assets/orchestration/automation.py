@@ -76,7 +76,8 @@ def outside_window(table: TableSpec, moment: datetime) -> str | None:
     return f"{table.name} only syncs {table.window.describe()} (it is {local:%H:%M} there)"
 
 
-def _late_partition_request(table: TableSpec, moment: datetime, run_key: str, tags: dict[str, str]) -> dg.RunRequest | None:
+def _late_partition_request(table: TableSpec, moment: datetime, run_key: str,
+                            tags: dict[str, str]) -> dg.RunRequest | None:
     partitions_def = partitions_for(table)
     keys = partitions_def.get_partition_keys(current_time=moment) if partitions_def else []
     if not keys:

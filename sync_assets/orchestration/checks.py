@@ -48,7 +48,8 @@ def build_row_count_check(project: Project, table: TableSpec) -> dg.AssetChecksD
         target = connector_for(table.target, project.connections[table.target])
         target_schema = target.table_schema(table.target_table)
         if target_schema is None:
-            return dg.AssetCheckResult(passed=False, metadata={"reason": f"target table {table.target_table} does not exist"})
+            return dg.AssetCheckResult(passed=False,
+                                       metadata={"reason": f"target table {table.target_table} does not exist"})
         schema = source_schema(table, source)
         read = base_read(table, schema)
         filters: tuple[Filter, ...] = ()
@@ -120,8 +121,9 @@ def build_primary_key_check(project: Project, table: TableSpec) -> dg.AssetCheck
                       f"GROUP BY {keys} HAVING COUNT(*) > 1")
         groups = int(target.scalar(f"SELECT COUNT(*) FROM ({duplicated}) AS sync_duplicates") or 0)
         examples = target.fetch(f"{duplicated} ORDER BY copies DESC{target.limit_clause(5)}") if groups else []
-        shown = "; ".join(", ".join(f"{k}={v!r}" for k, v in zip(table.primary_key, row[:-1])) + f" ({row[-1]} rows)"
-                          for row in examples)
+        shown = "; ".join(
+            ", ".join(f"{k}={v!r}" for k, v in zip(table.primary_key, row[:-1], strict=True)) + f" ({row[-1]} rows)"
+            for row in examples)
         return dg.AssetCheckResult(passed=groups == 0,
                                    metadata={"duplicate_keys": groups, "examples": shown or "(none)"})
 

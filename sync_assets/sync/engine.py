@@ -95,7 +95,8 @@ def run_plan(plan: SyncPlan, source: Connector, target: Connector) -> SyncResult
     return result
 
 
-def sync_table(table: TableSpec, source: Connector, target: Connector, options: RunOptions = RunOptions()) -> SyncResult:
+def sync_table(table: TableSpec, source: Connector, target: Connector,
+               options: RunOptions = RunOptions()) -> SyncResult:
     """Plan and run (or dry-run) one table."""
     plan = plan_sync(table, source, target, options)
     log.info("plan: %s", plan.describe().replace("\n", "; "))

@@ -179,9 +179,11 @@ def minus_lookback(value: Any, lookback: Any, table: TableSpec) -> Any:
     if isinstance(lookback, timedelta):
         if isinstance(value, datetime) or isinstance(value, date):
             return value - lookback
-        raise ConfigError(f"{table.label}: key 'lookback' is a duration but {table.update_key!r} holds {type(value).__name__} values")
+        raise ConfigError(f"{table.label}: key 'lookback' is a duration but {table.update_key!r} "
+                          f"holds {type(value).__name__} values")
     if isinstance(value, (datetime, date)):
-        raise ConfigError(f"{table.label}: key 'lookback' is a number but {table.update_key!r} holds dates; write e.g. '2 days'")
+        raise ConfigError(f"{table.label}: key 'lookback' is a number but {table.update_key!r} "
+                          "holds dates; write e.g. '2 days'")
     if isinstance(value, Decimal):
         return value - Decimal(str(lookback))
     return value - lookback

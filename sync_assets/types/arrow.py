@@ -95,7 +95,7 @@ def storage_array(array: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArr
 def conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     """Cast a driver's batch to the canonical schema (column order and names as in ``schema``)."""
     columns = []
-    for field, column in zip(schema, batch.columns):
+    for field, column in zip(schema, batch.columns, strict=True):
         if column.type != field.type:
             column = storage_array(column)
             if column.type != field.type:

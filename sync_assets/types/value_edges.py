@@ -81,7 +81,8 @@ def from_postgres_adbc(batch: pa.RecordBatch, label: str, key_columns: Sequence[
             continue
         wrapped = pc.less(raw, _POSTGRES_MIN_US if timestamp else _POSTGRES_MIN_DAY)
         original = pc.subtract(raw, pa.scalar(_POSTGRES_EPOCH_US if timestamp else _POSTGRES_EPOCH_DAYS, raw.type))
-        positive = pc.equal(original, pa.scalar(_POSTGRES_INT64_INFINITY if timestamp else _POSTGRES_INT32_INFINITY, raw.type))
+        infinity = _POSTGRES_INT64_INFINITY if timestamp else _POSTGRES_INT32_INFINITY
+        positive = pc.equal(original, pa.scalar(infinity, raw.type))
         negative = pc.equal(original, pa.scalar(
             _POSTGRES_INT64_NEG_INFINITY if timestamp else _POSTGRES_INT32_NEG_INFINITY, raw.type))
         finite = pc.and_(wrapped, pc.invert(pc.or_(positive, negative)))

@@ -283,7 +283,8 @@ class MssqlConnector(SqlConnector):
     def select_sql(self, columns: str, source: str, where: str, order: str, limit: int | None, offset: int = 0) -> str:
         """T-SQL has no LIMIT: ``TOP (n)``, or ``OFFSET .. FETCH`` after the ORDER BY to skip rows."""
         if offset and limit is not None and order:
-            return f"SELECT {columns} FROM {source}{where}{order} OFFSET {int(offset)} ROWS FETCH NEXT {int(limit)} ROWS ONLY"
+            return (f"SELECT {columns} FROM {source}{where}{order} "
+                    f"OFFSET {int(offset)} ROWS FETCH NEXT {int(limit)} ROWS ONLY")
         top = f"TOP ({int(limit)}) " if limit is not None else ""
         return f"SELECT {top}{columns} FROM {source}{where}{order}"
 
@@ -317,7 +318,7 @@ class MssqlConnector(SqlConnector):
     def create_table_sql(self, table: TableName, schema: pa.Schema, types_: Sequence[str]) -> str:
         """Also remembers the declared types: the primary key step needs them for tables that
         are created in the same transaction (the typed stage), before the catalog shows them."""
-        self._declared_types[table] = dict(zip(schema.names, types_))
+        self._declared_types[table] = dict(zip(schema.names, types_, strict=True))
         return super().create_table_sql(table, schema, types_)
 
     def create_schema_sql(self, schema: str) -> str:

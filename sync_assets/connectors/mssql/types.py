@@ -197,7 +197,7 @@ def to_canonical(array: pa.Array, field: pa.Field) -> pa.Array:
 
 def canonical_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(
-        [to_canonical(column, field) for column, field in zip(batch.columns, schema)], schema=schema
+        [to_canonical(column, field) for column, field in zip(batch.columns, schema, strict=True)], schema=schema
     )
 
 
@@ -287,7 +287,7 @@ def to_load_array(array: pa.Array, field: pa.Field) -> pa.Array:
 
 def load_batch(batch: pa.RecordBatch, quoted_names: list[str]) -> pa.RecordBatch:
     """A batch ready for the ODBC bulk insert; names are pre-quoted because the insert uses them as-is."""
-    arrays = [to_load_array(column, field) for column, field in zip(batch.columns, batch.schema)]
+    arrays = [to_load_array(column, field) for column, field in zip(batch.columns, batch.schema, strict=True)]
     return pa.RecordBatch.from_arrays(arrays, names=quoted_names)
 
 

@@ -163,9 +163,9 @@ class PostgresConnector(SqlConnector):
         conn = self.connect()
         conn.autocommit = True
         try:
-            wait_until_acquired(lambda: conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0],
-                                timeout_s, lambda: f"table {table}: another run is writing it{self._holder(conn, key)}; "
-                                                   f"{waited(timeout_s)}")
+            wait_until_acquired(
+                lambda: conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0], timeout_s,
+                lambda: f"table {table}: another run is writing it{self._holder(conn, key)}; {waited(timeout_s)}")
             yield
         finally:
             conn.close()
@@ -246,7 +246,7 @@ class PostgresConnector(SqlConnector):
                 ([oid for _, oid, _ in columns], [typmod for _, _, typmod in columns]))
             conn.rollback()
         return self._schema_from_catalog([(name, pg_type, True, *enum_facts)
-                                          for (name, _, _), (pg_type, *enum_facts) in zip(columns, types)])
+                                          for (name, _, _), (pg_type, *enum_facts) in zip(columns, types, strict=True)])
 
     def schema_exists(self, schema: str) -> bool:
         return bool(self.fetch("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)))
@@ -367,7 +367,9 @@ class PostgresConnector(SqlConnector):
             rows = self.fetch(f"SELECT {shown}, {self.quote(column)}::text FROM ({sql}) AS sync_diagnosis "
                               f"WHERE {self.quote(column)}::text IN ('NaN', 'Infinity', '-Infinity') LIMIT 1")
             if rows:
-                where = ", ".join(f"{k}={v!r}" for k, v in zip(keys, rows[0])) or "a row (no primary key configured)"
+                key_values = rows[0][:len(keys)]
+                where = (", ".join(f"{k}={v!r}" for k, v in zip(keys, key_values, strict=True))
+                         or "a row (no primary key configured)")
                 return DataError(f"stream {stream.label}: column {column!r} holds {rows[0][-1]} at {where}, which "
                                  f"{schema.field(column).type} (the column's exact type outside PostgreSQL) cannot "
                                  "hold; cast the column to text in a custom sql: to copy it as text")
@@ -401,7 +403,8 @@ class PostgresConnector(SqlConnector):
         labels ``fits_in`` or ``create_types_sql`` checked) both take."""
         if stream.native_format != NATIVE_COPY:
             return False
-        return all(native_type(f, KIND) == t or enum_takes(f, t) for f, t in zip(stream.schema, staging_types))
+        return all(native_type(f, KIND) == t or enum_takes(f, t)
+                   for f, t in zip(stream.schema, staging_types, strict=True))
 
     def column_ddl_type(self, table: TableName, field: pa.Field) -> str:
         """An enum column's type is the enum of that name in the target table's schema."""
@@ -437,7 +440,8 @@ class PostgresConnector(SqlConnector):
                     sql.Identifier(type_schema, name), sql.SQL(", ").join(map(sql.Literal, labels))).as_string(conn))
             elif found[0][0] != "e" or found[0][1] != labels:
                 raise SchemaMismatchError(
-                    f"table {table}: column {column!r} is enum {name!r} with labels {label_list(labels)} in the source, "
+                    f"table {table}: column {column!r} is enum {name!r} "
+                    f"with labels {label_list(labels)} in the source, "
                     f"but the target schema already has a type {type_schema}.{name} "
                     + (f"with labels {label_list(found[0][1])} ({label_difference(labels, found[0][1])})"
                        if found[0][0] == "e" else "that is not an enum")
@@ -450,7 +454,8 @@ class PostgresConnector(SqlConnector):
         cols = ", ".join(self.quote(k) for k in key)
         constraint = _constraint_name(final_name)
         return [
-            f"ALTER TABLE {self.qualified(table)} ADD CONSTRAINT {self.quote(constraint + '__new')} PRIMARY KEY ({cols})"
+            f"ALTER TABLE {self.qualified(table)} "
+            f"ADD CONSTRAINT {self.quote(constraint + '__new')} PRIMARY KEY ({cols})"
         ]
 
     def after_swap_sql(self, table: TableName, key: Sequence[str]) -> list[str]:

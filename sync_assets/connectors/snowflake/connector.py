@@ -269,7 +269,8 @@ class SnowflakeConnector(Connector):
         try:
             return conform_batch(batch, schema)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            field = next((f for f, col in zip(schema, batch.columns) if not _casts_cleanly(col, f.type)), None)
+            field = next((f for f, col in zip(schema, batch.columns, strict=True)
+                          if not _casts_cleanly(col, f.type)), None)
             what = f"column {field.name!r} ({native_type(field, KIND)}) as {field.type}" if field else "a column"
             raise DataError(
                 f"connection {self.name!r}: {request.label}: cannot read {what} without loss: {exc}; "
