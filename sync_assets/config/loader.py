@@ -62,7 +62,8 @@ def load_project(config_dir: str | Path, *, skip_unresolved_wildcards: bool = Fa
     config_dir = Path(config_dir)
     files = sorted(p for p in config_dir.glob("*.y*ml") if p.is_file())
     if not files:
-        raise ConfigError(f"{config_dir}: no *.yaml configuration files found")
+        raise ConfigError(f"{config_dir}: no *.yaml configuration files found (start from a file in config/examples/; "
+                          "the demo has its own location: sync-assets demo)")
     return load_files(files, config_dir, skip_unresolved_wildcards=skip_unresolved_wildcards)
 
 
