@@ -7,9 +7,11 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import dagster as dg
@@ -40,16 +42,19 @@ def test_daemon_runs_what_the_change_sensor_requests(tmp_path, pg, pg_options, s
     home.mkdir()
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     env = {**os.environ, "DAGSTER_HOME": str(home), "SYNC_ASSETS_CONFIG": str(config)}
-    with dg.DagsterInstance.from_config(str(home)):
-        pass  # create the instance's storage before the daemon starts: both would race to create its tables
-    daemon = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-m", "sync_assets.definitions"],
-        cwd=ROOT, env=env, stdout=(tmp_path / "daemon.log").open("w"), stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        finished = None
-        with dg.DagsterInstance.from_config(str(home)) as instance:
+    # Create every storage of the instance (SQLite runs, event log and schedules) before the daemon
+    # starts: two processes initialising one fresh DAGSTER_HOME at once stamp its schema twice
+    # ("alembic_version has more than one head"). One instance, opened here, also does the polling.
+    with dg.DagsterInstance.from_config(str(home)) as instance, (tmp_path / "daemon.log").open("w") as daemon_log:
+        instance.get_runs(limit=1)
+        instance.all_instigator_state()
+        assert storage_revisions(home) == {"runs.db": 1, "index.db": 1, "schedules.db": 1}
+        daemon = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-m", "sync_assets.definitions"],
+            cwd=ROOT, env=env, stdout=daemon_log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        try:
+            finished = None
             started = time.monotonic()
             while finished is None and time.monotonic() - started < DEADLINE_S and daemon.poll() is None:
                 time.sleep(1)
@@ -59,11 +64,22 @@ def test_daemon_runs_what_the_change_sensor_requests(tmp_path, pg, pg_options, s
             assert finished is not None, f"no run finished; daemon log:\n{log}"
             assert finished.status == dg.DagsterRunStatus.SUCCESS, log
             assert finished.tags["sync_assets/trigger"] == "sensor:erp_changes"
-        assert pg.execute(f'SELECT COUNT(*), SUM(amount) FROM "{target}".orders').fetchone() == (42, 9030)
-    finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
-            daemon.wait()
+            assert storage_revisions(home) == {"runs.db": 1, "index.db": 1, "schedules.db": 1}, log
+        finally:
+            os.killpg(daemon.pid, signal.SIGTERM)
+            try:
+                daemon.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(daemon.pid, signal.SIGKILL)
+                daemon.wait()
+    assert pg.execute(f'SELECT COUNT(*), SUM(amount) FROM "{target}".orders').fetchone() == (42, 9030)
+
+
+def storage_revisions(home: Path) -> dict[str, int]:
+    """How many schema revisions each of the instance's shared SQLite files records (one when healthy)."""
+    counts = {}
+    for name in ("runs.db", "index.db", "schedules.db"):
+        (path,) = home.rglob(name)
+        with closing(sqlite3.connect(path)) as db:
+            counts[name] = db.execute("SELECT COUNT(*) FROM alembic_version").fetchone()[0]
+    return counts
