@@ -4,7 +4,8 @@ The harness runs each contender as a shell command with SRC_DSN, DST_DSN, SRC_TA
 and DST_DUCKDB_FILE set; this script turns those into a sync_assets config and runs one sync
 (no Dagster, like the other contenders' plain runs). See bench/peers.tsv for the command lines:
 
-    SYNC_ASSETS_ROOT=$PWD BENCH_EXTRA=$PWD/bench/peers.tsv ../shared/bench-peers/run.sh 2000000 3 --only 'sync_assets|psql_copy_binary|handmade'
+    SYNC_ASSETS_ROOT=$PWD BENCH_EXTRA=$PWD/bench/peers.tsv \
+        ../shared/bench-peers/run.sh 2000000 3 --only 'sync_assets|psql_copy_binary|handmade'
 """
 
 from __future__ import annotations
@@ -44,9 +45,15 @@ def main() -> int:
     stream = {"object": f"{os.environ.get('DST_SCHEMA', 'dst') if args.target == 'pg' else 'dst'}.orders"}
     if args.incremental:
         stream.update(mode="incremental", primary_key="id", update_key="updated_at")
-    config = {"connections": {"src": {**postgres_connection(os.environ["SRC_DSN"], "BENCH_SRC_PASSWORD"), "role": "source"},
-                              "dst": target},
-              "source": "src", "target": "dst", "streams": {os.environ.get("SRC_TABLE", "src.orders"): stream}}
+    config = {
+        "connections": {
+            "src": {**postgres_connection(os.environ["SRC_DSN"], "BENCH_SRC_PASSWORD"), "role": "source"},
+            "dst": target,
+        },
+        "source": "src",
+        "target": "dst",
+        "streams": {os.environ.get("SRC_TABLE", "src.orders"): stream},
+    }
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "bench.yaml"
         path.write_text(yaml.safe_dump(config))

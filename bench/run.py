@@ -73,8 +73,15 @@ def ensure_database(admin_conninfo: str, name: str) -> None:
 
 def write_config(folder: Path, conninfo: str, duckdb_path: Path, fast_duckdb_path: Path, bounded_path: Path) -> Path:
     params = psycopg.conninfo.conninfo_to_dict(conninfo)
-    pg = {"kind": "postgres", "options": {"host": params.get("host", "127.0.0.1"), "port": int(params.get("port", 5432)),
-                                          "database": params["dbname"], "user": params.get("user", "postgres")}}
+    pg = {
+        "kind": "postgres",
+        "options": {
+            "host": params.get("host", "127.0.0.1"),
+            "port": int(params.get("port", 5432)),
+            "database": params["dbname"],
+            "user": params.get("user", "postgres"),
+        },
+    }
     config = {
         "connections": {"pg": pg, "duck": {"kind": "duckdb", "role": "target", "options": {"path": str(duckdb_path)}},
                         "duck_fast": {"kind": "duckdb", "role": "target",
@@ -185,7 +192,13 @@ def bench_size(n: int, conninfo: str, work: Path, with_dagster: bool, rounds: in
             if duckdb_file:
                 duckdb_file.unlink(missing_ok=True)
             wall, rss, out = run_measured([*cli, stream], env)
-            return wall, sync_seconds(out), rss, f" (file {duckdb_file.stat().st_size / 1e6:,.0f} MB)" if duckdb_file else ""
+            return (
+                wall,
+                sync_seconds(out),
+                rss,
+                f" (file {duckdb_file.stat().st_size / 1e6:,.0f} MB)" if duckdb_file else "",
+            )
+
         return run
 
     def dagster_run() -> tuple[float, float, float, str]:
@@ -193,8 +206,18 @@ def bench_size(n: int, conninfo: str, work: Path, with_dagster: bool, rounds: in
         home = Path(tempfile.mkdtemp(prefix="bench_dagster_home_"))
         shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
         try:
-            wall, rss, out = run_measured([str(BIN / "dagster"), "asset", "materialize", "-m", "sync_assets.definitions",
-                                           "--select", "dst/orders"], {**env, "DAGSTER_HOME": str(home)})
+            wall, rss, out = run_measured(
+                [
+                    str(BIN / "dagster"),
+                    "asset",
+                    "materialize",
+                    "-m",
+                    "sync_assets.definitions",
+                    "--select",
+                    "dst/orders",
+                ],
+                {**env, "DAGSTER_HOME": str(home)},
+            )
         finally:
             shutil.rmtree(home, ignore_errors=True)
         return wall, sync_seconds(out), rss, ""
@@ -218,7 +241,10 @@ def bench_size(n: int, conninfo: str, work: Path, with_dagster: bool, rounds: in
     for name, _ in scenarios:
         runs = measured[name]
         whole_process = name.startswith(("raw", "dagster"))
-        ratios = [(wall if whole_process else sync) / raw for (wall, sync, _, _), raw in zip(runs, raw_walls)]
+        ratios = [
+            (wall if whole_process else sync) / raw
+            for (wall, sync, _, _), raw in zip(runs, raw_walls, strict=True)
+        ]
         sync = median([r[1] for r in runs]) if runs[0][1] is not None else None
         rows.append((name + runs[-1][3], n, median([r[0] for r in runs]), sync, max(r[2] for r in runs),
                      median(ratios)))
@@ -277,7 +303,10 @@ def main() -> None:
             results += bench_size(n, conninfo, work, not args.no_dagster, args.rounds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"\n{'scenario':<78} {'rows':>10} {'wall s':>7} {'sync s':>7} {'rows/s (sync)':>14} {'peak RSS MB':>11} {'ratio':>6}")
+    print(
+        f"\n{'scenario':<78} {'rows':>10} {'wall s':>7} {'sync s':>7} {'rows/s (sync)':>14} "
+        f"{'peak RSS MB':>11} {'ratio':>6}"
+    )
     for name, n, wall, sync, rss, ratio in results:
         rate = f"{n / sync:,.0f}" if sync and "incremental" not in name and "merge" not in name else "-"
         print(f"{name:<78} {n:>10,} {wall:>7.2f} {(f'{sync:.2f}' if sync else '-'):>7} {rate:>14} {rss:>11.0f} "
@@ -299,9 +328,12 @@ def print_machine_scale(results: list[tuple]) -> None:
     for name, n, wall, *_ in results:
         if name.startswith("raw COPY"):
             here = n / wall
-            print(f"{n:,} rows: raw pipe {here:,.0f} rows/s here against {REFERENCE_RAW_PIPE_ROWS_PER_S:,.0f} on the "
-                  f"target's machine; 400k rows/s there corresponds to {400_000 * here / REFERENCE_RAW_PIPE_ROWS_PER_S:,.0f} "
-                  "rows/s here")
+            print(
+                f"{n:,} rows: raw pipe {here:,.0f} rows/s here against {REFERENCE_RAW_PIPE_ROWS_PER_S:,.0f} on the "
+                "target's machine; 400k rows/s there corresponds to "
+                f"{400_000 * here / REFERENCE_RAW_PIPE_ROWS_PER_S:,.0f} "
+                "rows/s here"
+            )
 
 
 def print_memory_growth(results: list[tuple]) -> None:

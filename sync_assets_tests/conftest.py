@@ -47,7 +47,9 @@ def _free_port() -> int:
 
 def _start_throwaway_postgres(password: str | None = None) -> tuple[str, callable]:
     """A private server on a free port; with ``password``, every login must give it (SCRAM)."""
-    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or ([shutil.which("initdb")] if shutil.which("initdb") else [])
+    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or (
+        [shutil.which("initdb")] if shutil.which("initdb") else []
+    )
     if not binaries:
         pytest.fail("no PostgreSQL reachable at SYNC_ASSETS_TEST_PG / 127.0.0.1:5432 and no initdb found; "
                     "install PostgreSQL (Debian: apt-get install postgresql) or set SYNC_ASSETS_TEST_PG")

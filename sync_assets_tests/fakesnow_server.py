@@ -114,7 +114,9 @@ class FakesnowServer:
         deadline = time.monotonic() + STARTUP_LIMIT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"fakesnow server exited with {self.process.returncode}: {self.log_path.read_text()}")
+                raise RuntimeError(
+                    f"fakesnow server exited with {self.process.returncode}: {self.log_path.read_text()}"
+                )
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
                 return
             time.sleep(0.1)

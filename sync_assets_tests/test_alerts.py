@@ -87,9 +87,18 @@ def alerts_config(http_url: str, smtp_port: int, **slack_extra) -> dict:
         "ui_base_url": "http://dagster.example:3000/",
         "channels": {
             "team_slack": {"kind": "slack", "webhook_url": {"env": "TEST_SLACK_WEBHOOK"}, **slack_extra},
-            "oncall": {"kind": "email", "host": "127.0.0.1", "port": smtp_port, "sender": "sync@example.com",
-                       "recipients": ["oncall@example.com"]},
-            "pager": {"kind": "webhook", "url": f"{http_url}/hook", "headers": {"Authorization": {"env": "TEST_HOOK_TOKEN"}}},
+            "oncall": {
+                "kind": "email",
+                "host": "127.0.0.1",
+                "port": smtp_port,
+                "sender": "sync@example.com",
+                "recipients": ["oncall@example.com"],
+            },
+            "pager": {
+                "kind": "webhook",
+                "url": f"{http_url}/hook",
+                "headers": {"Authorization": {"env": "TEST_HOOK_TOKEN"}},
+            },
         },
     }
 
@@ -182,5 +191,8 @@ def test_alert_secrets_must_come_from_the_environment(write_project, pg_options,
     with pytest.raises(ConfigError, match=r"alert channel 'team_slack': key 'webhook_url' is a secret"):
         project_with_alerts(write_project, pg_options, "s", alerts, {"t": None})
     monkeypatch.delenv("TEST_SLACK_WEBHOOK", raising=False)
-    with pytest.raises(ConfigError, match=r"alert channel 'team_slack': key 'webhook_url' needs environment variable TEST_SLACK_WEBHOOK"):
+    with pytest.raises(
+        ConfigError,
+        match=r"alert channel 'team_slack': key 'webhook_url' needs environment variable TEST_SLACK_WEBHOOK",
+    ):
         project_with_alerts(write_project, pg_options, "s", alerts_config(http_url, 25), {"t": None})

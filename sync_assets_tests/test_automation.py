@@ -39,7 +39,9 @@ STREAMS = {
 def schedule_at(write_project, moment: datetime):
     defs = build_definitions(write_project(project_config(STREAMS)))
     (schedule,) = build_schedules(write_project(project_config(STREAMS)))
-    assert schedule.execution_timezone == "Europe/Berlin" and schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert (
+        schedule.execution_timezone == "Europe/Berlin" and schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    )
     context = dg.build_schedule_context(scheduled_execution_time=moment, repository_def=defs.get_repository_def())
     return schedule.evaluate_tick(context)
 
@@ -76,17 +78,38 @@ def test_window_wraps_midnight_in_its_own_time_zone(write_project):
     assert not window.contains(datetime(2024, 6, 1, 5, 0, tzinfo=UTC))  # 07:00 in Berlin
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"schedules": {"nightly": {"cron": "0 25 * * *"}}}, "key 'schedules.nightly.cron': Value error, '0 25 * * *' is not a valid cron"),
-    ({"schedules": {"nightly": {"cron": "0 * * * *", "timezone": "Mars/Olympus"}}}, "unknown time zone 'Mars/Olympus'"),
-    ({"defaults": {"schedule": "weekly"}}, "stream 'public.orders': key 'schedule': unknown schedule 'weekly'; defined: nightly"),
-    ({"defaults": {"window": "7pm to 7am"}}, "window '7pm to 7am' is not 'HH:MM-HH:MM'"),
-    ({"defaults": {"late_partitions": 2}}, "stream 'public.orders': key 'late_partitions' applies to mode 'date_partitioned' only"),
-    ({"streams": {"public.orders": {"chunk": {"rows": 10}}}}, "stream 'public.orders': key 'chunk' applies to incremental and smart modes only"),
-    ({"defaults": {"chunk": {"rows": 10, "range": "1 day"}}}, "give exactly one of 'rows'"),
-    ({"defaults": {"freshness": "soon"}}, "lookback 'soon' is not a number"),
-    ({"defaults": {"schema_changes": "fail", "schema_drift": {"added": "add"}}}, "key 'schema_drift.added' is 'add' but 'schema_changes' is 'fail'"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            {"schedules": {"nightly": {"cron": "0 25 * * *"}}},
+            "key 'schedules.nightly.cron': Value error, '0 25 * * *' is not a valid cron",
+        ),
+        (
+            {"schedules": {"nightly": {"cron": "0 * * * *", "timezone": "Mars/Olympus"}}},
+            "unknown time zone 'Mars/Olympus'",
+        ),
+        (
+            {"defaults": {"schedule": "weekly"}},
+            "stream 'public.orders': key 'schedule': unknown schedule 'weekly'; defined: nightly",
+        ),
+        ({"defaults": {"window": "7pm to 7am"}}, "window '7pm to 7am' is not 'HH:MM-HH:MM'"),
+        (
+            {"defaults": {"late_partitions": 2}},
+            "stream 'public.orders': key 'late_partitions' applies to mode 'date_partitioned' only",
+        ),
+        (
+            {"streams": {"public.orders": {"chunk": {"rows": 10}}}},
+            "stream 'public.orders': key 'chunk' applies to incremental and smart modes only",
+        ),
+        ({"defaults": {"chunk": {"rows": 10, "range": "1 day"}}}, "give exactly one of 'rows'"),
+        ({"defaults": {"freshness": "soon"}}, "lookback 'soon' is not a number"),
+        (
+            {"defaults": {"schema_changes": "fail", "schema_drift": {"added": "add"}}},
+            "key 'schema_drift.added' is 'add' but 'schema_changes' is 'fail'",
+        ),
+    ],
+)
 def test_automation_keys_are_validated_with_file_stream_and_key(write_project, change, message):
     config = project_config({"public.orders": STREAMS["public.orders"]})
     for key, value in change.items():

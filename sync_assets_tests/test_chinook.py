@@ -17,10 +17,19 @@ from sync_assets_tests.conftest import connectors
 from sync_assets_tests.engines import Side
 
 CHINOOK_PG = Path(__file__).resolve().parent / "data" / "Chinook_PostgreSql.sql"  # MIT: data/CHINOOK_LICENSE.md
-CHINOOK_TABLES = {"album": "album_id", "artist": "artist_id", "customer": "customer_id", "employee": "employee_id",
-                  "genre": "genre_id", "invoice": "invoice_id", "invoice_line": "invoice_line_id",
-                  "media_type": "media_type_id", "playlist": "playlist_id", "playlist_track": ["playlist_id", "track_id"],
-                  "track": "track_id"}
+CHINOOK_TABLES = {
+    "album": "album_id",
+    "artist": "artist_id",
+    "customer": "customer_id",
+    "employee": "employee_id",
+    "genre": "genre_id",
+    "invoice": "invoice_id",
+    "invoice_line": "invoice_line_id",
+    "media_type": "media_type_id",
+    "playlist": "playlist_id",
+    "playlist_track": ["playlist_id", "track_id"],
+    "track": "track_id",
+}
 
 
 @pytest.fixture(scope="module")

@@ -109,7 +109,10 @@ def test_demo_command_syncs_every_table_and_limits_the_duckdb_writer(tmp_path):
                            "--no-ui", "--dagster-home", str(home)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
-        tables = {r[0] for r in con.execute("SELECT table_schema || '.' || table_name FROM information_schema.tables").fetchall()}
+        tables = {
+            r[0]
+            for r in con.execute("SELECT table_schema || '.' || table_name FROM information_schema.tables").fetchall()
+        }
     assert len(tables) == 12 and "analytics.revenue_by_country" in tables
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert instance.event_log_storage.get_concurrency_info("warehouse_writer").slot_count == 1

@@ -144,9 +144,12 @@ def test_a_held_postgres_lock_fails_the_run_with_one_line_naming_the_holder(pg_o
         run = subprocess.run([sys.executable, "-m", "sync_assets.cli", "--config", str(config), "run",
                               f"{source_table}.t"], capture_output=True, text=True)
     assert run.returncode == 2
-    assert re.fullmatch(rf"error: table {tgt}\.t: another run is writing it \(PostgreSQL backend \d+, application "
-                        r"'sync_assets'( from [\d.:a-f]+)?, since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \w+\); waited 1s \(lock_timeout\); "
-                        r"the run wrote nothing\n", run.stderr), run.stderr
+    assert re.fullmatch(
+        rf"error: table {tgt}\.t: another run is writing it \(PostgreSQL backend \d+, application "
+        r"'sync_assets'( from [\d.:a-f]+)?, since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \w+\); waited 1s \(lock_timeout\); "
+        r"the run wrote nothing\n",
+        run.stderr,
+    ), run.stderr
 
 
 def test_a_held_duckdb_file_fails_the_run_with_one_line_naming_the_process(pg_options, source_table, tmp_path):
@@ -159,8 +162,10 @@ def test_a_held_duckdb_file_fails_the_run_with_one_line_naming_the_process(pg_op
         run = subprocess.run([sys.executable, "-m", "sync_assets.cli", "--config", str(config), "run",
                               f"{source_table}.t"], capture_output=True, text=True)
     assert run.returncode == 2
-    assert run.stderr == (f"error: table main.t: another process (PID {os.getpid()}) is writing DuckDB file {path} "
-                          "(DuckDB takes one writing process per file); waited 1s (lock_timeout); the run wrote nothing\n")
+    assert run.stderr == (
+        f"error: table main.t: another process (PID {os.getpid()}) is writing DuckDB file {path} "
+        "(DuckDB takes one writing process per file); waited 1s (lock_timeout); the run wrote nothing\n"
+    )
 
 
 def _two_thread_runs(project, options: RunOptions) -> list[object]:

@@ -141,7 +141,9 @@ def test_io_manager_feeds_a_downstream_polars_asset(demo_config):
     downstream = _materialize(defs, assets, instance=instance, selection=[keys[2]])
     assert downstream.success
     with _warehouse(demo_config) as con:
-        top = con.execute("SELECT \"Country\", revenue FROM analytics.revenue_by_country ORDER BY revenue DESC").fetchall()
+        top = con.execute(
+            'SELECT "Country", revenue FROM analytics.revenue_by_country ORDER BY revenue DESC'
+        ).fetchall()
     assert top[0][0] == "USA" and float(top[0][1]) == pytest.approx(523.06)
 
 

@@ -66,8 +66,14 @@ def _state(target: Side) -> tuple[list[tuple], list[tuple]]:
 
 
 BAD_KEYS = {
-    "null": ("(NULL, 'n', '2024-01-01 03:00')", r"1 source rows have NULL in primary key column\(s\) k; nothing was written"),
-    "duplicate": ("(2, 'again', '2024-01-01 03:00')", r"primary key \(k\) is not unique in the source rows: k=2 \(2 rows\); nothing was written"),
+    "null": (
+        "(NULL, 'n', '2024-01-01 03:00')",
+        r"1 source rows have NULL in primary key column\(s\) k; nothing was written",
+    ),
+    "duplicate": (
+        "(2, 'again', '2024-01-01 03:00')",
+        r"primary key \(k\) is not unique in the source rows: k=2 \(2 rows\); nothing was written",
+    ),
 }
 
 

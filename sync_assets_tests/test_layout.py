@@ -74,7 +74,9 @@ def test_imports_never_go_up_a_layer():
 
 def test_there_are_no_import_circles():
     graph = import_graph()
-    graph = {module: {t for t in targets if t in graph and not graph_parent(t, module)} for module, targets in graph.items()}
+    graph = {
+        module: {t for t in targets if t in graph and not graph_parent(t, module)} for module, targets in graph.items()
+    }
     state: dict[str, str] = {}
     cycles: list[list[str]] = []
 

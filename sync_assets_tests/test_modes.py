@@ -212,7 +212,9 @@ def test_custom_sql_source_with_columns_and_where(pair, sync):
                    "where": '"Id" <= 15'}, stream_name="eu_orders")
     assert result.rows_written == 10
     got = target.query(f'SELECT "Id", "double price" FROM {target.qualified("from query")} ORDER BY "Id"')
-    expected = source.query(f'SELECT "Id", price * 2 FROM {source.qualified()} WHERE "Id" BETWEEN 6 AND 15 ORDER BY "Id"')
+    expected = source.query(
+        f'SELECT "Id", price * 2 FROM {source.qualified()} WHERE "Id" BETWEEN 6 AND 15 ORDER BY "Id"'
+    )
     # PostgreSQL numeric without a declared precision has no exact DuckDB type: it lands as text
     assert [(i, Decimal(str(v))) for i, v in got] == expected
 
@@ -233,7 +235,14 @@ def test_decimals_at_their_edges_copy_exactly(pair, sync):
     source.execute(f'CREATE TABLE {source.qualified("money")} (k integer PRIMARY KEY, a {numeric}(18,6), '
                    f'b {numeric}(18,0), c {numeric}(12,2), d {numeric}(38,10), e {numeric}(5,5))')
     values = [
-        (1, "5000000000.000001", "999999999999999999", "9999999999.99", "1234567890123456789012345678.0000000001", "0.99999"),
+        (
+            1,
+            "5000000000.000001",
+            "999999999999999999",
+            "9999999999.99",
+            "1234567890123456789012345678.0000000001",
+            "0.99999",
+        ),
         (2, "-999999999999.999999", "-1000000000", "-0.01", "-5000000000.0000000010", "-0.00001"),
         (3, "1000000000.1", "0", "0.00", "0.0000000000", "0.00000"),
         (4, None, None, None, None, None),
@@ -241,7 +250,9 @@ def test_decimals_at_their_edges_copy_exactly(pair, sync):
     source.execute(f'INSERT INTO {source.qualified("money")} VALUES (%s, %s, %s, %s, %s, %s)', values, many=True)
     sync({"mode": "full_refresh", "primary_key": "k"}, stream="money")
     query = 'SELECT k, a, b, c, d, e FROM {} ORDER BY k'
-    assert target.query(query.format(target.qualified("money"))) == source.query(query.format(source.qualified("money")))
+    assert target.query(query.format(target.qualified("money"))) == source.query(
+        query.format(source.qualified("money"))
+    )
 
 
 @pytest.mark.parametrize("string_compression", [True, False])
@@ -250,8 +261,10 @@ def test_duckdb_string_compression_option_changes_storage_not_data(write_project
 
     source_path, target_path = tmp_path / "src.duckdb", tmp_path / "wh.duckdb"
     with duckdb.connect(str(source_path)) as con:
-        con.execute("CREATE TABLE main.notes AS SELECT i AS id, 'category ' || (i % 7) || ' of a repetitive label' AS label "
-                    "FROM range(150000) t(i)")
+        con.execute(
+            "CREATE TABLE main.notes AS SELECT i AS id, 'category ' || (i % 7) || ' of a repetitive label' AS label "
+            "FROM range(150000) t(i)"
+        )
     project = write_project({
         "connections": {"src": {"kind": "duckdb", "role": "source", "options": {"path": str(source_path)}},
                         "wh": {"kind": "duckdb", "options": {"path": str(target_path),

@@ -26,8 +26,10 @@ from sync_assets.sync.policies import sync_with_policies
 
 pytestmark = [
     pytest.mark.mssql_live,
-    pytest.mark.skipif(not os.environ.get("MSSQL_TEST_DSN"),
-                       reason="needs a real SQL Server: set MSSQL_TEST_DSN (see docs/sqlserver.md); CI does not run it"),
+    pytest.mark.skipif(
+        not os.environ.get("MSSQL_TEST_DSN"),
+        reason="needs a real SQL Server: set MSSQL_TEST_DSN (see docs/sqlserver.md); CI does not run it",
+    ),
 ]
 
 
@@ -76,7 +78,9 @@ def live(write_project):
     yield project, admin, src, dst
     with admin.session() as conn:
         for schema in (dst, src):
-            for (name,) in admin.fetch_on(conn, "SELECT name FROM sys.tables WHERE schema_id = SCHEMA_ID(?)", (schema,)):
+            for (name,) in admin.fetch_on(
+                conn, "SELECT name FROM sys.tables WHERE schema_id = SCHEMA_ID(?)", (schema,)
+            ):
                 admin.execute(conn, f"DROP TABLE {admin.quote(schema)}.{admin.quote(name)}")
             admin.execute(conn, f"DROP SCHEMA {admin.quote(schema)}")
         admin.commit(conn)
@@ -89,7 +93,12 @@ def _run(project, options: RunOptions | None = None):
     return sync_table(table, source, target, options or RunOptions()), source, target
 
 
-def _compare(admin, src, dst, columns="[Id], [Changed], [Legacy], [Amount], [Guid], [At], [T], [Note], CONVERT(nvarchar(max), [Doc]), [Rv]"):
+def _compare(
+    admin,
+    src,
+    dst,
+    columns="[Id], [Changed], [Legacy], [Amount], [Guid], [At], [T], [Note], CONVERT(nvarchar(max), [Doc]), [Rv]",
+):
     return admin.scalar(
         f"SELECT COUNT(*) FROM ((SELECT {columns} FROM {admin.quote(src)}.[Order Lines]] x] EXCEPT "
         f"SELECT {columns} FROM {admin.quote(dst)}.[Order Lines]] x]) UNION ALL "
@@ -123,8 +132,11 @@ def test_incremental_reads_only_new_rows_and_merges(live, update_key):
     spec = {"Order Lines] x": {"mode": "incremental", "primary_key": "Id", "update_key": update_key}}
     _run(project(spec))
     with admin.session() as conn:
-        admin.execute(conn, f"UPDATE {admin.quote(src)}.[Order Lines]] x] SET [Note] = N'changed', "
-                            f"[Changed] = DATEADD(YEAR, 1, [Changed]), [Legacy] = DATEADD(YEAR, 1, [Legacy]) WHERE [Id] = 100")
+        admin.execute(
+            conn,
+            f"UPDATE {admin.quote(src)}.[Order Lines]] x] SET [Note] = N'changed', "
+            f"[Changed] = DATEADD(YEAR, 1, [Changed]), [Legacy] = DATEADD(YEAR, 1, [Legacy]) WHERE [Id] = 100",
+        )
         admin.execute(conn, f"INSERT INTO {admin.quote(src)}.[Order Lines]] x] ([Changed], [Legacy]) "
                             f"VALUES (SYSDATETIME(), GETDATE())")
         admin.commit(conn)
@@ -135,7 +147,9 @@ def test_incremental_reads_only_new_rows_and_merges(live, update_key):
 
 def test_incremental_datetime2_lookback_keeps_100ns(live):
     project, admin, src, dst = live
-    spec = {"Order Lines] x": {"mode": "incremental", "primary_key": "Id", "update_key": "Changed", "lookback": "2 days"}}
+    spec = {
+        "Order Lines] x": {"mode": "incremental", "primary_key": "Id", "update_key": "Changed", "lookback": "2 days"}
+    }
     _run(project(spec))
     result, _, _ = _run(project(spec))
     assert result.plan.watermark_before.isoformat().endswith(".1234567")
@@ -215,7 +229,9 @@ def test_chunked_copy_pages_by_keyset_with_the_key_as_tiebreak(live):
         admin.execute(conn, f"UPDATE {admin.quote(src)}.[Order Lines]] x] SET [Changed] = DATEADD(DAY, [Id] / 10, "
                             "CAST('2024-01-01T00:00:00.1234567' AS datetime2(7)))")
         admin.commit(conn)
-    spec = {"Order Lines] x": {"mode": "incremental", "primary_key": "Id", "update_key": "Changed", "chunk": {"rows": 30}}}
+    spec = {
+        "Order Lines] x": {"mode": "incremental", "primary_key": "Id", "update_key": "Changed", "chunk": {"rows": 30}}
+    }
     configured = project(spec)
     table = configured.tables[0]
     source = connector_for(table.source, configured.connections[table.source])

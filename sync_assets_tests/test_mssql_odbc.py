@@ -74,8 +74,13 @@ def test_reads_stream_in_bounded_batches_with_explicit_types(odbc_pg, events):
 
 def test_text_binds_compare_in_the_column_type(odbc_pg, events):
     reader = odbc.read_arrow_batches(
-        odbc_pg, f'SELECT id FROM "{events}"."ev ents" WHERE happened >= CAST(? AS timestamp) AND id < CAST(? AS bigint)',
-        ["2024-01-01T05:00:00.000000", "20000"], pa.schema([("id", pa.int64())]), 1000, LIMITS)
+        odbc_pg,
+        f'SELECT id FROM "{events}"."ev ents" WHERE happened >= CAST(? AS timestamp) AND id < CAST(? AS bigint)',
+        ["2024-01-01T05:00:00.000000", "20000"],
+        pa.schema([("id", pa.int64())]),
+        1000,
+        LIMITS,
+    )
     ids = pa.Table.from_batches(list(reader), schema=pa.schema([("id", pa.int64())]))["id"].to_pylist()
     assert min(ids) == 18000 and max(ids) == 19999
 

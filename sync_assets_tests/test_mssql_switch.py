@@ -197,7 +197,7 @@ def test_write_path_asks_the_catalog_when_auto_and_builds_the_switch_script():
     uat = CatalogAnswers("uat", ConnectionSpec(kind="mssql", role="target", options={
         "server": "uat", "database": "Sales", "user": "u", "password": "p"}))
     answers = dict(zip(switch.CATALOG_QUERIES, [COLUMN_ROWS, INDEX_ROWS, INDEX_COLUMN_ROWS, PARTITION_ROWS,
-                                                CHECK_ROWS, FOREIGN_KEY_ROWS, [], [("PS",)]]))
+                                                CHECK_ROWS, FOREIGN_KEY_ROWS, [], [("PS",)]], strict=True))
     uat.answers = answers
     assert uat.structure_keeping_replace(None, WriteOp("replace", TARGET, load_method="auto"), NAMES) is not None
     assert uat.structure_keeping_replace(None, WriteOp("replace", TARGET, load_method="switch"), NAMES) is not None

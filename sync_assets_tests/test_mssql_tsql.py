@@ -173,9 +173,14 @@ def test_every_write_statement_parses_and_names_known_columns(conn):
     casts = {"Changed At": "datetime", "Loaded": "datetime2(7)"}
     insert = parse(conn.insert_select_sql(ODD, STAGING, SCHEMA.names, casts))
     assert [c.name for c in insert.this.expressions] == SCHEMA.names
-    delete = parse(f"DELETE FROM {conn.qualified(ODD)} WHERE [Changed At] >= {conn.typed_placeholder(1, SCHEMA.field('Changed At'))}")
+    delete = parse(
+        f"DELETE FROM {conn.qualified(ODD)} "
+        f"WHERE [Changed At] >= {conn.typed_placeholder(1, SCHEMA.field('Changed At'))}"
+    )
     assert delete.find(exp.Cast).to.sql("tsql").upper() == "DATETIME"
-    dupes = f"SELECT [Id], COUNT(*) FROM {conn.qualified(STAGING)} GROUP BY [Id] HAVING COUNT(*) > 1{conn.limit_clause(5)}"
+    dupes = (
+        f"SELECT [Id], COUNT(*) FROM {conn.qualified(STAGING)} GROUP BY [Id] HAVING COUNT(*) > 1{conn.limit_clause(5)}"
+    )
     assert parse(dupes).args["limit"] is not None or parse(dupes).args.get("offset") is not None
 
 
@@ -237,7 +242,9 @@ def test_catalog_queries_parse_and_use_catalog_views_not_count(name):
     tables = {f"{t.db}.{t.name}" if t.db else t.name for t in tree.find_all(exp.Table)}
     assert tables and all(t.startswith("sys.") or t == "dm_exec_describe_first_result_set" for t in tables)
     assert not any(isinstance(count.this, exp.Star) for count in tree.find_all(exp.Count))
-    assert sql.count("?") == {"_DESCRIBE_SQL": 1, "_COLUMNS_SQL": 1, "_PRIMARY_KEY_SQL": 1, "_IDENTITY_SQL": 1}.get(name, 0)
+    assert sql.count("?") == {"_DESCRIBE_SQL": 1, "_COLUMNS_SQL": 1, "_PRIMARY_KEY_SQL": 1, "_IDENTITY_SQL": 1}.get(
+        name, 0
+    )
 
 
 def test_table_listing_takes_counts_and_sizes_from_partitions():
@@ -321,8 +328,9 @@ def test_leftover_staging_lookup_parses_and_uses_left_on_the_table_name(conn):
     seen: list[tuple] = []
     conn.fetch_on = lambda _conn, text, params=(): seen.append((text, params)) or [
         (prefix + "0badcafe",), (prefix + "0badcafe_typed",), (ODD.name + "__sync_staging",), (prefix + "mine",)]
-    assert conn.leftover_staging(None, ODD) == [TableName(ODD.schema, n) for n in
-                                                (prefix + "0badcafe", prefix + "0badcafe_typed", ODD.name + "__sync_staging")]
+    assert conn.leftover_staging(None, ODD) == [
+        TableName(ODD.schema, n) for n in (prefix + "0badcafe", prefix + "0badcafe_typed", ODD.name + "__sync_staging")
+    ]
     assert seen == [(sql, ("sales]x", prefix, "Order Lines]__sync_staging"))]
     assert isinstance(sqlglot.parse_one(sql, read="tsql"), exp.Select)
 

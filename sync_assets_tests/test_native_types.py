@@ -17,13 +17,40 @@ POSTGRES_COLUMNS = {
     "rng": "int4range", "mood": "{schema}.mood",
 }
 POSTGRES_VALUES = {
-    "k": "1", "i2": "-2", "i8": "9000000000", "r": "1.5", "f": "2.25", "n": "12.34", "n38": "1.0000000001",
-    "nwide": "1234567890123456789012345678901234567890.5", "nany": "3.14159", "vc": "varchar", "ch": "ab",
-    "t": "text", "b": "true", "d": "2024-02-29", "ts": "2024-01-01 12:00:00.123456", "ts0": "2024-01-01 12:00:01",
-    "tz": "2024-01-01 12:00:00+00", "tm": "23:59:59.999999", "ttz": "12:00:00+02", "iv": "1 year 2 mons 3 days 04:05:06",
-    "u": "00000000-0000-0000-0000-000000000001", "by": "\\x00ff", "j": '{"a": [1, 2]}', "jb": '{"a": 1}',
-    "x": "<a>1</a>", "ip": "192.168.0.1/24", "cidr": "10.0.0.0/8", "mac": "08:00:2b:01:02:03", "money": "$1.50",
-    "bits": "101", "ia": "{1,2}", "ta": "{a,b}", "rng": "[1,5)", "mood": "happy",
+    "k": "1",
+    "i2": "-2",
+    "i8": "9000000000",
+    "r": "1.5",
+    "f": "2.25",
+    "n": "12.34",
+    "n38": "1.0000000001",
+    "nwide": "1234567890123456789012345678901234567890.5",
+    "nany": "3.14159",
+    "vc": "varchar",
+    "ch": "ab",
+    "t": "text",
+    "b": "true",
+    "d": "2024-02-29",
+    "ts": "2024-01-01 12:00:00.123456",
+    "ts0": "2024-01-01 12:00:01",
+    "tz": "2024-01-01 12:00:00+00",
+    "tm": "23:59:59.999999",
+    "ttz": "12:00:00+02",
+    "iv": "1 year 2 mons 3 days 04:05:06",
+    "u": "00000000-0000-0000-0000-000000000001",
+    "by": "\\x00ff",
+    "j": '{"a": [1, 2]}',
+    "jb": '{"a": 1}',
+    "x": "<a>1</a>",
+    "ip": "192.168.0.1/24",
+    "cidr": "10.0.0.0/8",
+    "mac": "08:00:2b:01:02:03",
+    "money": "$1.50",
+    "bits": "101",
+    "ia": "{1,2}",
+    "ta": "{a,b}",
+    "rng": "[1,5)",
+    "mood": "happy",
 }
 
 
@@ -44,7 +71,7 @@ def test_postgres_to_postgres_keeps_every_native_type(pair, sync):
                    + ", ".join(f'"{c}" {t}' for c, t in columns.items()) + ", PRIMARY KEY (k))")
     source.execute(f'INSERT INTO {source.qualified("wide")} ({", ".join(columns)}) VALUES ('
                    + ", ".join(f"%s::{t}" for t in columns.values()) + ")", list(POSTGRES_VALUES.values()))
-    for run in range(2):  # a new target, then the native COPY into an existing one
+    for _run in range(2):  # a new target, then the native COPY into an existing one
         sync({"primary_key": "k"}, stream="wide")
         expected = {c: (t.replace(source.schema, target.schema) if c == "mood" else t) for c, t in columns.items()}
         assert _pg_types(target, "wide") == expected
@@ -61,13 +88,15 @@ DUCKDB_COLUMNS = {
     "iv": "INTERVAL", "u": "UUID", "bl": "BLOB", "j": "JSON", "li": "INTEGER[]", "st": "STRUCT(a INTEGER, b VARCHAR)",
     "m": "MAP(VARCHAR, INTEGER)", "ttz": "TIME WITH TIME ZONE", "bits": "BIT", "big": "BIGNUM",
 }
-DUCKDB_VALUES = ("1, -1, -2, 9000000000, 170141183460469231731687303715884105727, 4000000000, 18000000000000000000, "
-                 "1.5, 2.25, 12.34, 1.0000000001, 'v', true, DATE '2024-02-29', TIMESTAMP '2024-01-01 12:00:00.123456', "
-                 "TIMESTAMP_S '2024-01-01 12:00:01', TIMESTAMP_MS '2024-01-01 12:00:01.123', "
-                 "TIMESTAMP_NS '2024-01-01 12:00:01.123456789', TIMESTAMPTZ '2024-01-01 12:00:00+00', TIME '23:59:59.999999', "
-                 "INTERVAL '1 year 2 months 3 days 04:05:06', '00000000-0000-0000-0000-000000000001', '\\x00\\xff'::BLOB, "
-                 "'{\"a\": 1}', [1, 2], {'a': 1, 'b': 'x'}, MAP {'x': 1}, "
-                 "TIMETZ '12:00:00+02', '101'::BIT, 123456789012345678901234567890123456789012345::BIGNUM")
+DUCKDB_VALUES = (
+    "1, -1, -2, 9000000000, 170141183460469231731687303715884105727, 4000000000, 18000000000000000000, "
+    "1.5, 2.25, 12.34, 1.0000000001, 'v', true, DATE '2024-02-29', TIMESTAMP '2024-01-01 12:00:00.123456', "
+    "TIMESTAMP_S '2024-01-01 12:00:01', TIMESTAMP_MS '2024-01-01 12:00:01.123', "
+    "TIMESTAMP_NS '2024-01-01 12:00:01.123456789', TIMESTAMPTZ '2024-01-01 12:00:00+00', TIME '23:59:59.999999', "
+    "INTERVAL '1 year 2 months 3 days 04:05:06', '00000000-0000-0000-0000-000000000001', '\\x00\\xff'::BLOB, "
+    "'{\"a\": 1}', [1, 2], {'a': 1, 'b': 'x'}, MAP {'x': 1}, "
+    "TIMETZ '12:00:00+02', '101'::BIT, 123456789012345678901234567890123456789012345::BIGNUM"
+)
 
 
 @only_pairs(("duckdb", "duckdb"))  # same-engine DuckDB copy
@@ -77,7 +106,7 @@ def test_duckdb_to_duckdb_keeps_every_native_type(pair, sync):
     source.execute(f'CREATE TABLE {source.qualified("wide")} ('
                    + ", ".join(f'"{c}" {t}' for c, t in DUCKDB_COLUMNS.items()) + ")")
     source.execute(f'INSERT INTO {source.qualified("wide")} VALUES ({DUCKDB_VALUES})')
-    for run in range(2):
+    for _run in range(2):
         sync({"primary_key": "k"}, stream="wide")
         types = target.query("SELECT column_name, data_type FROM information_schema.columns "
                              "WHERE table_name = 'wide' ORDER BY ordinal_position")

@@ -58,7 +58,9 @@ def source(pg, schema_name):
 ])
 def test_large_table_is_copied_in_chunks_with_progress_then_incrementally(write_project, pg_options, pg, source,
                                                                           keyed, chunks, first_bound):
-    pg.execute(f'CREATE TABLE "{source}".events (id bigint {"PRIMARY KEY" if keyed else "NOT NULL"}, seq bigint NOT NULL)')
+    pg.execute(
+        f'CREATE TABLE "{source}".events (id bigint {"PRIMARY KEY" if keyed else "NOT NULL"}, seq bigint NOT NULL)'
+    )
     pg.execute(f'INSERT INTO "{source}".events SELECT i, i / 2 FROM generate_series(1, 25) AS i')
     project = pg_project(write_project, pg_options, source, {
         "events": {"mode": "incremental", "update_key": "seq", "chunk": {"rows": 10},
@@ -84,23 +86,38 @@ def test_keyset_chunks_on_duckdb_with_a_composite_key_and_timestamps(write_proje
 
     path = tmp_path / "src.duckdb"
     with duckdb.connect(str(path)) as con:
-        con.execute("CREATE TABLE main.ledger (account int, line int, posted_at timestamp NOT NULL, amount decimal(12,2), "
-                    "PRIMARY KEY (account, line))")
+        con.execute(
+            "CREATE TABLE main.ledger (account int, line int, posted_at timestamp NOT NULL, amount decimal(12,2), "
+            "PRIMARY KEY (account, line))"
+        )
         con.execute("INSERT INTO main.ledger SELECT a, l, TIMESTAMP '2024-01-01 00:00:00.123456' + "
                     "INTERVAL 1 HOUR * (l // 4), a * l FROM range(3) t(a), range(1, 8) u(l)")
-    project = write_project({
-        "connections": {"src": {"kind": "duckdb", "role": "source", "options": {"path": str(path)}},
-                        "wh": {"kind": "duckdb", "options": {"path": str(tmp_path / "wh.duckdb")}}},
-        "source": "src", "target": "wh",
-        "streams": {"main.ledger": {"mode": "incremental", "primary_key": ["account", "line"], "update_key": "posted_at",
-                                    "chunk": {"rows": 5}}}})
+    project = write_project(
+        {
+            "connections": {
+                "src": {"kind": "duckdb", "role": "source", "options": {"path": str(path)}},
+                "wh": {"kind": "duckdb", "options": {"path": str(tmp_path / "wh.duckdb")}},
+            },
+            "source": "src",
+            "target": "wh",
+            "streams": {
+                "main.ledger": {
+                    "mode": "incremental",
+                    "primary_key": ["account", "line"],
+                    "update_key": "posted_at",
+                    "chunk": {"rows": 5},
+                }
+            },
+        }
+    )
     instance = dg.DagsterInstance.ephemeral()
     counts = [metadata_of(materialize(project, "main.ledger", instance=instance))["dagster/row_count"]
               for _ in range(5)]
     assert counts == [5, 10, 15, 20, 21]
     with duckdb.connect(str(tmp_path / "wh.duckdb")) as con:
-        assert con.execute("SELECT count(*), count(DISTINCT (account, line)), sum(amount) FROM main.ledger").fetchone() \
-            == (21, 21, 84)
+        assert con.execute(
+            "SELECT count(*), count(DISTINCT (account, line)), sum(amount) FROM main.ledger"
+        ).fetchone() == (21, 21, 84)
 
 
 def test_range_chunks_follow_the_update_key(write_project, pg_options, pg, source):
@@ -180,27 +197,36 @@ def test_foreign_keys_are_discovered_into_lineage_and_become_deps(write_project,
     pg.execute(f'CREATE TABLE "{source}".customers (id bigint PRIMARY KEY)')
     pg.execute(f'CREATE TABLE "{source}".orders (id bigint PRIMARY KEY, customer_id bigint '
                f'CONSTRAINT orders_customer_fk REFERENCES "{source}".customers (id))')
-    pg.execute(f'CREATE TABLE "{source}".lines (id bigint PRIMARY KEY, order_id bigint REFERENCES "{source}".orders (id))')
+    pg.execute(
+        f'CREATE TABLE "{source}".lines (id bigint PRIMARY KEY, order_id bigint REFERENCES "{source}".orders (id))'
+    )
     pg.execute(f"INSERT INTO \"{source}\".customers VALUES (1); INSERT INTO \"{source}\".orders VALUES (1, 1)")
     pg.execute(f"INSERT INTO \"{source}\".lines VALUES (1, 1)")
     streams = {"lines": {"primary_key": "id"}, "orders": {"primary_key": "id"}, "customers": {"primary_key": "id"}}
     project = pg_project(write_project, pg_options, source, streams)
     found = discover_foreign_keys(project)
     assert {(fk.child, fk.parent, tuple(fk.columns)) for fk in found} == {
-        (f"{source}.orders", f"{source}.customers", ("customer_id",)), (f"{source}.lines", f"{source}.orders", ("order_id",))}
+        (f"{source}.orders", f"{source}.customers", ("customer_id",)),
+        (f"{source}.lines", f"{source}.orders", ("order_id",)),
+    }
     write_lineage_file(tmp_path, found)
     project = load_project(tmp_path)
     graph = build_definitions(project).resolve_asset_graph()
     orders = dg.AssetKey([f"{source}_copy", "orders"])
     assert graph.get(orders).parent_keys == {dg.AssetKey([f"{source}_copy", "customers"])}
     result = materialize(project, *(f"{source}.{n}" for n in streams))
-    order = [e.asset_key.path[-1] for e in result.all_events if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION]
+    order = [
+        e.asset_key.path[-1] for e in result.all_events if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
+    ]
     assert order == ["customers", "orders", "lines"]
 
     pg.execute(f'ALTER TABLE "{source}".customers ADD COLUMN first_order bigint REFERENCES "{source}".orders (id)')
     write_lineage_file(tmp_path, discover_foreign_keys(project))
-    with pytest.raises(ConfigError, match=rf"dependency cycle .*: {source}.orders -> {source}.customers -> {source}.orders"
-                                          rf"|dependency cycle .*: {source}.customers -> {source}.orders -> {source}.customers"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"dependency cycle .*: {source}.orders -> {source}.customers -> {source}.orders"
+        rf"|dependency cycle .*: {source}.customers -> {source}.orders -> {source}.customers",
+    ):
         load_project(tmp_path)
     streams["customers"]["ignore_dependencies"] = [f"{source}.orders"]
     (tmp_path / "sync.yaml").unlink()
@@ -235,13 +261,22 @@ def test_only_transient_errors_are_retried_with_growing_jittered_waits():
     assert max(waits[3:]) > max(waits[:1])
 
 
-def test_a_source_that_is_down_is_retried_then_fails_while_data_errors_fail_at_once(write_project, pg_options, pg, source):
-    down = write_project({
-        "connections": {"erp": {"kind": "postgres", "role": "source", "options": {**pg_options, "port": 1}},
-                        "copy": {"kind": "postgres", "role": "target", "options": pg_options}},
-        "source": "erp", "target": "copy",
-        "streams": {f"{source}.items": {"primary_key": "id", "retries": {"max_retries": 2, "delay": 0, "max_delay": 0}}},
-    })
+def test_a_source_that_is_down_is_retried_then_fails_while_data_errors_fail_at_once(
+    write_project, pg_options, pg, source
+):
+    down = write_project(
+        {
+            "connections": {
+                "erp": {"kind": "postgres", "role": "source", "options": {**pg_options, "port": 1}},
+                "copy": {"kind": "postgres", "role": "target", "options": pg_options},
+            },
+            "source": "erp",
+            "target": "copy",
+            "streams": {
+                f"{source}.items": {"primary_key": "id", "retries": {"max_retries": 2, "delay": 0, "max_delay": 0}}
+            },
+        }
+    )
     result = materialize(down, f"{source}.items", raise_on_error=False)
     restarts = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_RESTARTED]
     assert not result.success and len(restarts) == 2

@@ -30,9 +30,11 @@ def source(schema_name, pg_conninfo) -> Side:
         CREATE TABLE {side.qualified("events")} (id bigint PRIMARY KEY, at timestamptz NOT NULL, payload text);
         INSERT INTO {side.qualified("events")}
         SELECT row_number() OVER (ORDER BY g), g, 'p' || row_number() OVER (ORDER BY g)
-        FROM (SELECT generate_series(timestamptz '2024-03-02 00:00+00', timestamptz '2024-03-19 00:00+00', '20 minutes') AS g
+        FROM (SELECT generate_series(timestamptz '2024-03-02 00:00+00', timestamptz '2024-03-19 00:00+00',
+                                     '20 minutes') AS g
               UNION ALL
-              SELECT generate_series(timestamptz '2024-11-01 00:00+00', timestamptz '2024-11-05 00:00+00', '20 minutes')) s;
+              SELECT generate_series(timestamptz '2024-11-01 00:00+00', timestamptz '2024-11-05 00:00+00',
+                                     '20 minutes')) s;
         INSERT INTO {side.qualified("events")} VALUES
             (100001, timestamptz '2024-03-10 00:00:00-05' - interval '1 microsecond', 'just before'),
             (100002, timestamptz '2024-03-11 00:00:00-04' - interval '1 microsecond', 'last of the short day'),
@@ -53,8 +55,11 @@ def partitioned(source, target, write_project, pg_options):
     """``make(partition)`` -> (definitions, asset, row-count check) for ``events`` partitioned as asked."""
 
     def make(partition: dict):
-        target_connection = ({"kind": "postgres", "role": "target", "options": pg_options}
-                             if target.kind == "postgres" else {"kind": "duckdb", "options": {"path": str(target.duckdb_path)}})
+        target_connection = (
+            {"kind": "postgres", "role": "target", "options": pg_options}
+            if target.kind == "postgres"
+            else {"kind": "duckdb", "options": {"path": str(target.duckdb_path)}}
+        )
         project = write_project({
             "connections": {"src": {"kind": "postgres", "role": "source", "options": pg_options},
                             "tgt": target_connection},
@@ -107,13 +112,17 @@ def test_daily_partitions_on_dst_days_land_exactly_their_local_day(source, targe
 
     # a re-run replaces exactly its day: changed, deleted and added source rows of that day show,
     # the other day's rows stay as they were
-    payloads = f"SELECT id, payload FROM {target.qualified('events')} WHERE id IN ({', '.join(map(str, expected_long))})"
+    payloads = (
+        f"SELECT id, payload FROM {target.qualified('events')} WHERE id IN ({', '.join(map(str, expected_long))})"
+    )
     long_day_before = target.query(payloads)
     source.execute(f"UPDATE {source.qualified('events')} SET payload = 'changed'")
     source.execute(f"DELETE FROM {source.qualified('events')} WHERE id = 100002")
     source.execute(f"INSERT INTO {source.qualified('events')} VALUES (100004, '2024-03-10 23:59:59-04', 'changed')")
     rerun = _materialize(defs, [asset], instance, partition_key="2024-03-10")
-    assert rerun.asset_materializations_for_node(asset.node_def.name)[0].metadata["rows_replaced"].value == len(expected)
+    assert rerun.asset_materializations_for_node(asset.node_def.name)[0].metadata["rows_replaced"].value == len(
+        expected
+    )
     short_day_now = _source_ids(source, "local::date = DATE '2024-03-10'")
     assert 100004 in short_day_now and 100002 not in short_day_now
     assert _target_ids(target) == sorted(short_day_now + expected_long)

@@ -137,7 +137,11 @@ def test_engine_with_unchecked_sql_leaves_the_postgres_canary(pg, pg_options, pg
     project = write_project(_pg_config(pg_options, pg_canary, {}))
     where_escape = ("true); COMMIT; SET default_transaction_read_only = off; COMMIT; DELETE FROM {canary}; "
                     "SELECT (1")
-    for attack in ({"sql": CTE_ATTACK}, {"where": where_escape}, {"where": "id IN (SELECT id FROM (" + CTE_ATTACK + ") d)"}):
+    for attack in (
+        {"sql": CTE_ATTACK},
+        {"where": where_escape},
+        {"where": "id IN (SELECT id FROM (" + CTE_ATTACK + ") d)"},
+    ):
         table = dataclasses.replace(project.tables[0], **{k: v.format(canary=pg_canary) for k, v in attack.items()},
                                     source_table=None if "sql" in attack else project.tables[0].source_table)
         source, target = connectors(project, table)
@@ -223,7 +227,7 @@ def test_duckdb_role_both_file_read_as_a_source_and_written_as_a_target(tmp_path
     with pytest.raises(ConfigError, match="one SELECT only"):
         source.fetch("COMMIT")
     unchecked = dataclasses.replace(table, sql=SQL_ATTACK.format(canary="canary"), source_table=None)
-    with pytest.raises(Exception):
+    with pytest.raises(ConfigError, match="the source refuses it"):
         sync_table(unchecked, source, target)
     assert _duck_rows(lake) == 3
 
@@ -247,6 +251,16 @@ def test_every_source_dialect_refuses_the_attacks_at_load(kind):
                 "snowflake": [("sql", "SELECT SYSTEM$CANCEL_QUERY('01a') AS id")]}[kind]
     for key, text in attacks:
         with pytest.raises(ConfigError, match=f"^f.yaml: stream 's' key '{key}': "):
-            check_stream_sql("f.yaml: stream 's'", kind, **{"sql": None, "condition": None,
-                                                             ("sql" if key == "sql" else "condition"): text.format(canary="canary")})
-    assert check_stream_sql("f.yaml: stream 's'", kind, "SELECT id FROM canary ;", "id > 0") == ("SELECT id FROM canary", "id > 0")
+            check_stream_sql(
+                "f.yaml: stream 's'",
+                kind,
+                **{
+                    "sql": None,
+                    "condition": None,
+                    ("sql" if key == "sql" else "condition"): text.format(canary="canary"),
+                },
+            )
+    assert check_stream_sql("f.yaml: stream 's'", kind, "SELECT id FROM canary ;", "id > 0") == (
+        "SELECT id FROM canary",
+        "id > 0",
+    )

@@ -139,14 +139,23 @@ def test_a_wrong_password_fails_at_once_with_the_server_message_also_through_dag
         _postgres(password_server, password="a-wrong-password").connect()
     assert not is_transient(raised.value)
 
-    project = write_project({
-        "connections": {
-            "erp": {"kind": "postgres", "role": "source",
-                    "options": {**password_server, "password": {"env": "SYNC_ASSETS_TEST_PASSWORD"}}},
-            "copy": {"kind": "duckdb", "role": "target", "options": {"path": str(tmp_path / "copy.duckdb")}}},
-        "source": "erp", "target": "copy",
-        "streams": {"public.items": {"object": "copy.items", "retries": {"max_retries": 3, "delay": 0, "max_delay": 0}}},
-    })
+    project = write_project(
+        {
+            "connections": {
+                "erp": {
+                    "kind": "postgres",
+                    "role": "source",
+                    "options": {**password_server, "password": {"env": "SYNC_ASSETS_TEST_PASSWORD"}},
+                },
+                "copy": {"kind": "duckdb", "role": "target", "options": {"path": str(tmp_path / "copy.duckdb")}},
+            },
+            "source": "erp",
+            "target": "copy",
+            "streams": {
+                "public.items": {"object": "copy.items", "retries": {"max_retries": 3, "delay": 0, "max_delay": 0}}
+            },
+        }
+    )
     result = materialize(project, "public.items", raise_on_error=False)
     assert not result.success and _restarts(result) == 0
     assert 'password authentication failed for user "postgres"' in _failure_message(result)

@@ -94,12 +94,20 @@ REFUSED = [
 ]
 
 
-@pytest.mark.parametrize("source, target", FITS, ids=lambda x: x.metadata and x.metadata.get(b"sync_assets.native_type", b"").decode() or str(x.type))
+@pytest.mark.parametrize(
+    "source, target",
+    FITS,
+    ids=lambda x: x.metadata and x.metadata.get(b"sync_assets.native_type", b"").decode() or str(x.type),
+)
 def test_fits(source, target):
     assert fits_in(source, target)
 
 
-@pytest.mark.parametrize("source, target", REFUSED, ids=lambda x: x.metadata and x.metadata.get(b"sync_assets.native_type", b"").decode() or str(x.type))
+@pytest.mark.parametrize(
+    "source, target",
+    REFUSED,
+    ids=lambda x: x.metadata and x.metadata.get(b"sync_assets.native_type", b"").decode() or str(x.type),
+)
 def test_refused(source, target):
     assert not fits_in(source, target)
 
@@ -201,7 +209,9 @@ def test_lossy_write_is_refused_and_the_target_is_unchanged(
         request, tmp_path, write_project, source_kind, source_type, target_kind, target_type, value):
     source, target = _side(source_kind, "src", request, tmp_path), _side(target_kind, "tgt", request, tmp_path)
     _prepare(source, target, source_type, target_type, value)
-    with pytest.raises(SchemaMismatchError, match=r"table .*narrow: column 'v' is .* in the source but .* in the target"):
+    with pytest.raises(
+        SchemaMismatchError, match=r"table .*narrow: column 'v' is .* in the source but .* in the target"
+    ):
         _incremental(source, target, write_project)
     assert target.query(f'SELECT id, v FROM {target.qualified("narrow")}') == [(0, None)]
     assert _no_staging_left(target)

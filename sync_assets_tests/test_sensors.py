@@ -80,7 +80,9 @@ def test_a_source_that_is_down_fails_the_tick_and_keeps_the_cursor(write_project
     sensor = build_change_sensor(project, "erp")
     kept = json.dumps({f"{source}_copy/orders": "max=2024-01-02T00:00:00+00:00"})
     context = dg.build_sensor_context(cursor=kept)
-    with pytest.raises(SourceUnreachable, match="change sensor erp_changes: source connection 'erp' could not be polled"):
+    with pytest.raises(
+        SourceUnreachable, match="change sensor erp_changes: source connection 'erp' could not be polled"
+    ):
         sensor(context)
     assert context.cursor == kept
 

@@ -306,8 +306,10 @@ def test_incremental_by_timestamp_with_lookback_merges_late_rows(sf, write_proje
     table = project.tables[0]
     first = sync_table(table, *_connectors(project, table))
     assert first.plan.strategy == "full_refresh" and first.target_rows == 2
-    sf.run("""UPDATE "SRC"."ORDERS" SET "STATUS" = 'paid', "UPDATED_AT" = '2024-03-01 12:00:00' WHERE "ID" = 1""",
-           """INSERT INTO "SRC"."ORDERS" VALUES (3, 'late', '2024-03-01 10:30:00'), (4, 'old', '2024-02-01 00:00:00')""")
+    sf.run(
+        """UPDATE "SRC"."ORDERS" SET "STATUS" = 'paid', "UPDATED_AT" = '2024-03-01 12:00:00' WHERE "ID" = 1""",
+        """INSERT INTO "SRC"."ORDERS" VALUES (3, 'late', '2024-03-01 10:30:00'), (4, 'old', '2024-02-01 00:00:00')""",
+    )
     second = sync_table(table, *_connectors(project, table))
     assert second.plan.strategy == "incremental"
     assert second.plan.window[0] == datetime(2024, 3, 1, 10, 0)

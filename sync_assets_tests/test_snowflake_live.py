@@ -95,7 +95,9 @@ def test_exact_numbers_instants_and_json(live_schema):
 
 def test_nanoseconds_fail_loudly(live_schema):
     schema, connector, cur = live_schema
-    cur.execute(f'''CREATE TABLE "{schema}"."NANOS" AS SELECT '2024-01-01 00:00:00.123456789'::TIMESTAMP_NTZ(9) AS "AT"''')
+    cur.execute(
+        f'''CREATE TABLE "{schema}"."NANOS" AS SELECT '2024-01-01 00:00:00.123456789'::TIMESTAMP_NTZ(9) AS "AT"'''
+    )
     table = TableName(schema, "NANOS")
     with pytest.raises(DataError, match="column 'AT'"):
         connector.open_stream(ReadRequest(table=table), connector.table_schema(table)).open_batches().read_all()
@@ -139,9 +141,11 @@ def test_wrong_password_is_a_connection_failure(live_schema):
 def test_stage_unload_into_duckdb_matches_the_streamed_read(live_schema, write_project, tmp_path):
     schema, connector, cur = live_schema
     rows = int(os.environ.get("SNOWFLAKE_TEST_BENCH_ROWS", "1000000"))
-    cur.execute(f'''CREATE TABLE "{schema}"."BIG" AS SELECT SEQ8() AS "ID", UNIFORM(1, 1000000, RANDOM())::NUMBER(12,2) AS "AMOUNT",
+    cur.execute(f'''CREATE TABLE "{schema}"."BIG" AS
+                    SELECT SEQ8() AS "ID", UNIFORM(1, 1000000, RANDOM())::NUMBER(12,2) AS "AMOUNT",
                     RANDSTR(20, RANDOM()) AS "NAME", DATEADD(second, SEQ4(), '2024-01-01'::TIMESTAMP_NTZ) AS "AT",
-                    DATEADD(second, SEQ4(), '2024-01-01'::TIMESTAMP_TZ) AS "AT_TZ", OBJECT_CONSTRUCT('n', SEQ4()) AS "DOC"
+                    DATEADD(second, SEQ4(), '2024-01-01'::TIMESTAMP_TZ) AS "AT_TZ",
+                    OBJECT_CONSTRUCT('n', SEQ4()) AS "DOC"
                     FROM TABLE(GENERATOR(ROWCOUNT => {rows}))''')
     timings = {}
     for path, extra in (("streamed", {}), ("unload", {"unload_min_rows": 0, "unload_local_dir": str(tmp_path)})):

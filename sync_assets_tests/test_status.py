@@ -35,7 +35,9 @@ def write_config(folder: Path, pg_options: dict, source: str, *, source_port: in
 
 def test_status_shows_both_sides_and_the_last_sync(tmp_path, pg, pg_options, schema_name, monkeypatch, capsys):
     source = schema_name("src")
-    pg.execute(f'CREATE TABLE "{source}".orders (id bigint PRIMARY KEY); CREATE TABLE "{source}".notes (id bigint PRIMARY KEY)')
+    pg.execute(
+        f'CREATE TABLE "{source}".orders (id bigint PRIMARY KEY); CREATE TABLE "{source}".notes (id bigint PRIMARY KEY)'
+    )
     pg.execute(f'INSERT INTO "{source}".orders SELECT generate_series(1, 5)')
     home = tmp_path / "home"
     home.mkdir()

@@ -23,15 +23,26 @@ def _stream(schema: str, table: str) -> str:
     return '"' + schema.replace('"', '""') + '"."' + table.replace('"', '""') + '"'
 
 
-@pytest.mark.parametrize("template, values, expected", [
-    ("{stream_schema}.{stream_table}", {"stream_schema": "s", "stream_table": "Odd.Name"}, TableName("s", "Odd.Name")),
-    ("{stream_schema}.{stream_table}", {"stream_schema": "s", "stream_table": 'q"uote'}, TableName("s", 'q"uote')),
-    ('"{stream_schema}"."{stream_table}"', {"stream_schema": "a.b", "stream_table": "T"}, TableName("a.b", "T")),
-    ("{stream_schema}_copy.pre_{stream_table}", {"stream_schema": "s", "stream_table": "x.y"}, TableName("s_copy", "pre_x.y")),
-    ("raw.{stream_table}", {"stream_table": " padded "}, TableName("raw", " padded ")),
-    ('"raw.crm".{stream_table}', {"stream_table": "t"}, TableName("raw.crm", "t")),
-    ("{stream_table}", {"stream_table": "a.b"}, TableName(None, "a.b")),
-])
+@pytest.mark.parametrize(
+    "template, values, expected",
+    [
+        (
+            "{stream_schema}.{stream_table}",
+            {"stream_schema": "s", "stream_table": "Odd.Name"},
+            TableName("s", "Odd.Name"),
+        ),
+        ("{stream_schema}.{stream_table}", {"stream_schema": "s", "stream_table": 'q"uote'}, TableName("s", 'q"uote')),
+        ('"{stream_schema}"."{stream_table}"', {"stream_schema": "a.b", "stream_table": "T"}, TableName("a.b", "T")),
+        (
+            "{stream_schema}_copy.pre_{stream_table}",
+            {"stream_schema": "s", "stream_table": "x.y"},
+            TableName("s_copy", "pre_x.y"),
+        ),
+        ("raw.{stream_table}", {"stream_table": " padded "}, TableName("raw", " padded ")),
+        ('"raw.crm".{stream_table}', {"stream_table": "t"}, TableName("raw.crm", "t")),
+        ("{stream_table}", {"stream_table": "a.b"}, TableName(None, "a.b")),
+    ],
+)
 def test_placeholders_substitute_names_without_re_splitting(template, values, expected):
     assert TableName.from_template(template, values) == expected
 

@@ -67,8 +67,14 @@ def test_duckdb_nanoseconds_into_postgres_are_refused_unless_whole_microseconds(
 
 @only_pairs(("duckdb", "postgres"))  # DuckDB's dates reach 5881580 AD, PostgreSQL's 5874897 AD
 def test_duckdb_dates_beyond_postgres_range_are_refused_by_key(pair, sync):
-    assert_duckdb_rows_refused(pair, sync, "late", "k integer PRIMARY KEY, d DATE", "(1, '2024-01-01'), (2, '5881580-01-01')",
-                               r"stream .*late.*column 'd'.*outside PostgreSQL's range.*k=2")
+    assert_duckdb_rows_refused(
+        pair,
+        sync,
+        "late",
+        "k integer PRIMARY KEY, d DATE",
+        "(1, '2024-01-01'), (2, '5881580-01-01')",
+        r"stream .*late.*column 'd'.*outside PostgreSQL's range.*k=2",
+    )
 
 
 def assert_duckdb_rows_refused(pair, sync, table: str, columns: str, values: str, message: str) -> None:
