@@ -199,7 +199,8 @@ class SqlConnector(Connector):
                 if self.keys_enforced_by_constraint and self.is_key_violation(exc):
                     self._check_unique(conn, op, staging)
                 if stream.failure is not None and stream.failure is not exc:
-                    raise stream.failure from None  # the driver's wrapper only repeats it as text
+                    # the read's own error, with its cause; the driver's wrapper (the context) only repeats it
+                    raise stream.failure from stream.failure.__cause__
                 raise
             finally:
                 self._drop_staging(conn, op.table, staging)
