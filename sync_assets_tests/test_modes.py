@@ -45,8 +45,8 @@ def sync(pair, write_project):
     source, target = pair
 
     def run(options: dict | None = None, run_options: RunOptions = RunOptions(), stream: str = TABLE,
-            stream_name: str | None = None):
-        project = write_project({
+            stream_name: str | None = None, extra: dict | None = None):
+        project = write_project((extra or {}) | {
             "connections": {"src": source.connection_spec("source"), "tgt": target.connection_spec("target")},
             "source": "src", "target": "tgt",
             "defaults": {"object": f'"{target.schema}"."{{stream_table}}"'},

@@ -350,3 +350,31 @@ def test_merge_counts_its_inserts_and_updates_in_the_same_batch(conn):
     assert isinstance(tree, exp.Merge) and "OUTPUT $action INTO @applied" in tree.sql(dialect="tsql")
     count = parse(batch.split("; ")[-1])
     assert isinstance(count, exp.Select) and count.find(exp.Table).sql(dialect="tsql") == "@applied"
+
+
+@pytest.mark.parametrize("detect", ["hard", "soft"])
+def test_delete_detection_statements_are_tsql(conn, monkeypatch, detect):
+    """The delete/mark statements and the run counter, as the write path sends them to SQL Server."""
+    from sync_assets.connectors import deletes
+    from sync_assets.connectors.interface import DeletePlan, WriteResult
+
+    sent: list[tuple[str, tuple]] = []
+    monkeypatch.setattr(conn, "execute", lambda _c, sql, params=(): sent.append((sql, tuple(params))) or 1)
+    monkeypatch.setattr(conn, "fetch_on", lambda _c, sql, params=(): sent.append((sql, tuple(params))) or [(4,)])
+    keys = TableName(ODD.schema, "Order Lines]__sync_staging_keys")
+    result = WriteResult(rows_written=0)
+    deletes.apply(conn, None, ODD, DeletePlan(detect, True), keys, ("Id",), SCHEMA, result)
+    trees = [parse(sql) for sql, _ in sent]
+    assert result.deletes_checked
+    if detect == "hard":
+        assert isinstance(trees[0], exp.Delete) and trees[0].find(exp.Exists) is not None
+    else:
+        added, mark, restore = trees[:3]
+        assert isinstance(added, exp.Alter) and "_sync_deleted_at" in identifiers(added)
+        assert "DATETIMEOFFSET" in added.sql("tsql").upper()
+        assert isinstance(mark, exp.Update) and "SYSDATETIMEOFFSET" in mark.sql("tsql").upper()
+        assert isinstance(restore, exp.Update) and restore.find(exp.Null) is not None
+    counter = [(tree, params) for tree, (_, params) in zip(trees, sent, strict=True)
+               if "_sync_delete_runs" in identifiers(tree)]
+    assert [type(tree) for tree, _ in counter] == [exp.Select, exp.Delete, exp.Insert]
+    assert counter[-1][1] == ("Order Lines]", 0)  # a check resets the count

@@ -53,7 +53,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     project = _project(args)
     table = project.table(args.table)
     source, target = _connectors(project, table)
-    synced = sync_with_policies(table, source, target, RunOptions(full_refresh=args.full_refresh))
+    synced = sync_with_policies(table, source, target, RunOptions(full_refresh=args.full_refresh,
+                                                                      detect_deletes=args.detect_deletes))
     result = synced.result
     if synced.chunk is not None:
         print(f"{table.name}: {synced.chunk.describe()}")
@@ -259,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="sync one table now, outside Dagster (no run history)")
     run.add_argument("table")
     run.add_argument("--full-refresh", action="store_true")
+    run.add_argument("--detect-deletes", action="store_true",
+                     help="tables with 'deletes': compare every source key with the target's this run")
     run.set_defaults(func=cmd_run)
 
     schemas = sub.add_parser("schemas", help="list the server's databases and the connection database's "

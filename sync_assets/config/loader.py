@@ -159,6 +159,9 @@ def _collect_schedules(parsed: list[tuple[Path, ConfigFile]], tables: list[Table
         if table.schedule is not None and table.schedule not in schedules:
             raise ConfigError(f"{table.label}: key 'schedule': unknown schedule {table.schedule!r}; "
                               f"defined: {', '.join(sorted(schedules)) or 'none'}")
+        if table.deletes is not None and table.deletes.schedule is not None and table.deletes.schedule not in schedules:
+            raise ConfigError(f"{table.label}: key 'deletes.schedule': unknown schedule {table.deletes.schedule!r}; "
+                              f"defined: {', '.join(sorted(schedules)) or 'none'}")
     return schedules
 
 

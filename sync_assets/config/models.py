@@ -191,6 +191,23 @@ class RetrySpec(_Strict):
         return value
 
 
+class DeleteDetection(_Strict):
+    """Mirror rows deleted at the source (incremental and smart tables): compare the complete set
+    of source keys with the target's and delete (``hard``) or mark (``soft``: ``_sync_deleted_at``)
+    the target rows whose key is gone, in the same transaction as the merge. Runs on every run, on
+    every ``every``-th run, or only on runs of the named ``schedule``."""
+
+    detect: Literal["hard", "soft"]
+    every: int | None = Field(default=None, ge=1)
+    schedule: str | None = None
+
+    @model_validator(mode="after")
+    def _one_cadence(self) -> DeleteDetection:
+        if self.every is not None and self.schedule is not None:
+            raise ValueError("give 'every' (runs) or 'schedule' (a schedule's name), not both")
+        return self
+
+
 class StreamOptions(_Strict):
     """Per-table settings; every key may also be given once under ``defaults``."""
 
@@ -232,6 +249,7 @@ class StreamOptions(_Strict):
     default, or seconds) before it fails naming the table and the other run."""
     on_change: bool = True
     """Include this table in its source connection's change sensor (when it has one)."""
+    deletes: DeleteDetection | None = None
     depends_on: list[str] | None = None
     """Streams to load before this one, besides the foreign keys in ``lineage``."""
     ignore_dependencies: list[str] | None = None

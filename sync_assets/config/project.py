@@ -13,6 +13,7 @@ from sync_assets.config.models import (
     AlertsSpec,
     ChunkSpec,
     ConnectionSpec,
+    DeleteDetection,
     PartitionSpec,
     RetrySpec,
     ScheduleSpec,
@@ -52,6 +53,7 @@ class TableSpec:
     schedule: str | None = None
     window: SyncWindow | None = None
     chunk: ChunkSpec | None = None
+    deletes: DeleteDetection | None = None
     late_partitions: int = 1
     freshness: timedelta | None = None
     schema_drift: SchemaDriftPolicy = SchemaDriftPolicy(added="add")

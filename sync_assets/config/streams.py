@@ -14,6 +14,7 @@ from sync_assets.config.models import (
     DEFAULT_LOCK_TIMEOUT,
     ChunkSpec,
     ConnectionSpec,
+    DeleteDetection,
     PartitionSpec,
     ReplicationFile,
     RetrySpec,
@@ -147,6 +148,12 @@ def _resolve_operations(where: str, opts: dict[str, Any], mode: str, update_key:
     if chunk is not None and mode not in ("incremental", "smart"):
         raise ConfigError(f"{where}: key 'chunk' applies to incremental and smart modes only (mode is {mode!r}): "
                           "a full refresh or a partition overwrite is one transaction")
+    deletes = _as_model(DeleteDetection, opts.get("deletes"))
+    if deletes is not None and mode not in ("incremental", "smart"):
+        raise ConfigError(f"{where}: key 'deletes' applies to incremental and smart modes only (mode is {mode!r}): "
+                          "a full refresh already mirrors deletes, a partition overwrite mirrors them in its window")
+    if deletes is not None and not primary_key:
+        raise ConfigError(f"{where}: key 'deletes' needs a primary_key: deleted rows are found by their key")
     late = opts.get("late_partitions")
     if late is not None and mode != "date_partitioned":
         raise ConfigError(f"{where}: key 'late_partitions' applies to mode 'date_partitioned' only (mode is {mode!r})")
@@ -162,6 +169,7 @@ def _resolve_operations(where: str, opts: dict[str, Any], mode: str, update_key:
         "schedule": opts.get("schedule"),
         "window": _as_model(SyncWindow, opts.get("window")),
         "chunk": chunk,
+        "deletes": deletes,
         "late_partitions": late or 1,
         "freshness": parse_duration(freshness) if freshness is not None else None,
         "schema_drift": drift,

@@ -19,10 +19,17 @@ import pyarrow as pa
 
 from sync_assets.config.models import ConnectionSpec
 from sync_assets.config.names import TableName
-from sync_assets.connectors.locking import (
-    DEFAULT_LOCK_TIMEOUT_S,
-)
+from sync_assets.connectors.locking import DEFAULT_LOCK_TIMEOUT_S
 from sync_assets.connectors.requests import KeysetFilter, ReadRequest, SourceStream
+
+
+@dataclass(frozen=True)
+class DeletePlan:
+    """What one merge run does about source deletes (``connectors.deletes``): ``check_now``
+    compares the key sets this run; either way the run is counted (a check resets the count)."""
+
+    detect: Literal["hard", "soft"]
+    check_now: bool
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,8 @@ class WriteOp:
     existing target's structure and swaps its rows (SQL Server); ``auto`` lets the engine choose."""
     lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
     """How long to wait for another run's writer lock on the table before failing."""
+    deletes: DeletePlan | None = None
+    """A merge that mirrors source deletes (``deletes``); the keys come from ``write``'s ``open_keys``."""
 
 
 StructureKeepingReplace = Callable[[TableName, pa.Schema, dict[str, str]], list[str]]
@@ -54,6 +63,10 @@ class WriteResult:
     """Rows the apply removed: a partition window's old rows, a full refresh's old table."""
     rows_inserted: int = 0
     rows_updated: int = 0
+    rows_soft_deleted: int = 0
+    rows_restored: int = 0
+    """Soft-deleted rows whose key is back at the source (their ``_sync_deleted_at`` cleared)."""
+    deletes_checked: bool = False
     columns_added: list[str] = field(default_factory=list)
     statements: list[str] = field(default_factory=list)
     native_path: bool = False
@@ -312,8 +325,10 @@ class Connector(ABC):
         return contextlib.nullcontext()
 
     @abstractmethod
-    def write(self, op: WriteOp, stream: SourceStream) -> WriteResult:
-        """Load ``stream`` into ``op.table`` atomically."""
+    def write(self, op: WriteOp, stream: SourceStream,
+              open_keys: Callable[[], SourceStream] | None = None) -> WriteResult:
+        """Load ``stream`` into ``op.table`` atomically; ``open_keys`` opens the stream of every
+        source key, read after ``stream`` when ``op.deletes`` checks this run."""
 
     @abstractmethod
     def ddl_type(self, field: pa.Field) -> str:

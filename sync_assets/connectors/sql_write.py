@@ -18,12 +18,13 @@ import contextlib
 import logging
 import time
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyarrow as pa
 
 from sync_assets.config.names import TableName
+from sync_assets.connectors import deletes
 from sync_assets.connectors.interface import Connector, StructureKeepingReplace, WriteOp, WriteResult
 from sync_assets.connectors.locking import (
     LEGACY_STAGING_SUFFIX,
@@ -157,11 +158,20 @@ class SqlConnector(Connector):
         )
         return [TableName(table.schema, name) for (name,) in rows if is_staging_name(name, prefix, table.name)]
 
-    def write(self, op: WriteOp, stream: SourceStream) -> WriteResult:
+    def write(self, op: WriteOp, stream: SourceStream,
+              open_keys: Callable[[], SourceStream] | None = None) -> WriteResult:
         with self.writer_lock(op.table, op.lock_timeout_s):
-            return self._write_locked(op, stream)
+            return self._write_locked(op, stream, open_keys)
 
-    def _write_locked(self, op: WriteOp, stream: SourceStream) -> WriteResult:
+    def _staging_types(self, stream: SourceStream, target_types: Sequence[str]) -> list[str]:
+        """Staging column types: the target's, when the stream's native bytes load into them as
+        they are, else the types the Arrow bulk path writes."""
+        if self.native_load_possible(stream, list(target_types)):
+            return list(target_types)
+        return [self.load_type(f) for f in stream.schema]
+
+    def _write_locked(self, op: WriteOp, stream: SourceStream,
+                      open_keys: Callable[[], SourceStream] | None) -> WriteResult:
         staging = self.staging_for(op.table)
         schema = stream.schema
         result = WriteResult(rows_written=0)
@@ -174,10 +184,7 @@ class SqlConnector(Connector):
                 target_types = dict(zip(schema.names, final_types, strict=True))
             else:
                 target_types = self._reconcile(op, schema, existing, result)
-            staging_types = [target_types[f.name] for f in schema]
-            native = self.native_load_possible(stream, staging_types)
-            if not native:
-                staging_types = [self.load_type(f) for f in schema]
+            staging_types = self._staging_types(stream, [target_types[f.name] for f in schema])
             casts = {f.name: target_types[f.name] for f, st in zip(schema, staging_types, strict=True)
                      if st != target_types[f.name]}
             prepare = [self.drop_table_sql(leftover) for leftover in self.leftover_staging(conn, op.table)]
@@ -185,14 +192,20 @@ class SqlConnector(Connector):
                 prepare.append(self.create_schema_sql(op.table.schema))
             prepare += self.create_types_sql(conn, op.table, schema, target_types)
             prepare.append(self.create_table_sql(staging, schema, staging_types))
+            if op.deletes is not None and op.kind == "merge":
+                prepare += deletes.prepare_sql(self, op.table, existing)
             self._run(conn, prepare, result)
             self.commit(conn)
+            keys_staging = None
             try:
                 started = time.monotonic()
                 rows, result.native_path = self.bulk_load(conn, staging, stream, schema)
                 log.info("loaded %s rows into staging %s in %.2fs (%s path)", f"{rows:,}", staging,
                          time.monotonic() - started, "native" if result.native_path else "arrow")
-                self._apply(conn, op, staging, schema, existing, casts, target_types, rows, result, keeper)
+                if op.deletes is not None and op.deletes.check_now and open_keys is not None and op.kind == "merge":
+                    keys_staging = self._load_keys(conn, op, open_keys, result)
+                self._apply(conn, op, staging, schema, existing, casts, target_types, rows, result, keeper,
+                            keys_staging)
             except BaseException as exc:
                 with contextlib.suppress(Exception):
                     self.rollback(conn)
@@ -203,8 +216,29 @@ class SqlConnector(Connector):
                     raise stream.failure from stream.failure.__cause__
                 raise
             finally:
-                self._drop_staging(conn, op.table, staging)
+                for table in (staging, keys_staging):
+                    if table is not None:
+                        self._drop_staging(conn, op.table, table)
         return result
+
+    def _load_keys(self, conn: Any, op: WriteOp, open_keys: Callable[[], SourceStream],
+                   result: WriteResult) -> TableName:
+        """Stream every source key into a keys staging table of this run (bulk path, committed)."""
+        keys_staging = self.staging_for(op.table)
+        started = time.monotonic()
+        keys = open_keys()
+        types = self._staging_types(keys, [self.column_ddl_type(op.table, f) for f in keys.schema])
+        self._run(conn, [self.create_table_sql(keys_staging, keys.schema, types)], result)
+        self.commit(conn)
+        try:
+            rows, _ = self.bulk_load(conn, keys_staging, keys, keys.schema)
+        except BaseException:
+            if keys.failure is not None:
+                raise keys.failure from keys.failure.__cause__
+            raise
+        log.info("loaded %s source keys into %s in %.2fs, to find rows deleted at the source", f"{rows:,}",
+                 keys_staging, time.monotonic() - started)
+        return keys_staging
 
     def _drop_staging(self, conn: Any, table: TableName, staging: TableName) -> None:
         """Drop this run's staging on its session, or on a fresh connection when the session died
@@ -256,7 +290,8 @@ class SqlConnector(Connector):
 
     def _apply(self, conn: Any, op: WriteOp, staging: TableName, schema: pa.Schema,
                existing: pa.Schema | None, casts: dict[str, str], target_types: dict[str, str],
-               rows: int, result: WriteResult, keeper: StructureKeepingReplace | None) -> None:
+               rows: int, result: WriteResult, keeper: StructureKeepingReplace | None,
+               keys_staging: TableName | None = None) -> None:
         """One transaction: apply the staged ``rows`` and take the inserted / updated / deleted
         counts from the apply statements themselves; a count that disagrees with the staged rows
         raises before the commit, so the target stays as it was."""
@@ -281,6 +316,8 @@ class SqlConnector(Connector):
                 key_only = set(columns) <= set(op.primary_key)
                 if not (key_only and applied <= rows):  # a key-only row already present is left as it is
                     self._expect(op, "the merge inserted and updated", applied, rows)
+                if op.deletes is not None:
+                    deletes.apply(self, conn, op.table, op.deletes, keys_staging, op.primary_key, existing, result)
             else:
                 if op.kind == "overwrite_window":
                     result.rows_deleted = self._delete_window(conn, op, schema, result)

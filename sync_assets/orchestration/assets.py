@@ -20,6 +20,8 @@ from sync_assets.sync.planning import RunOptions
 from sync_assets.sync.policies import sync_with_policies
 from sync_assets.sync.retries import backoff_seconds, is_transient
 
+TRIGGER_TAG = "sync_assets/trigger"
+"""Run tag saying what requested a run (``schedule:<name>``, ``sensor:<name>``)."""
 KIND_BADGES = {"postgres": "postgres", "duckdb": "duckdb", "mssql": "sqlserver", "snowflake": "snowflake"}
 
 
@@ -34,6 +36,8 @@ class SyncRunConfig(dg.Config):
     """Re-run a watermark window: rows with update_key > window_start ..."""
     window_end: str | None = None
     """... and <= window_end (both in the update key's own type, as text)."""
+    detect_deletes: bool = False
+    """Tables with ``deletes``: compare every source key with the target's this run."""
 
 
 def pool_for(project: Project, table: TableSpec) -> str:
@@ -109,6 +113,11 @@ def materialization_metadata(result: SyncResult) -> dict:
         lag = _lag_seconds(result.watermark_after)
         if lag is not None:
             metadata["watermark_lag_s"] = lag
+    if plan.write.deletes is not None:
+        metadata["deletes_checked"] = result.deletes_checked
+        if plan.write.deletes.detect == "soft":
+            metadata["rows_soft_deleted"] = result.rows_soft_deleted
+            metadata["rows_restored"] = result.rows_restored
     if result.columns_added:
         metadata["columns_added"] = ", ".join(result.columns_added)
     if result.target_schema is not None:
@@ -163,6 +172,7 @@ def build_table_asset(project: Project, table: TableSpec) -> dg.AssetsDefinition
             dry_run=config.dry_run, full_refresh=config.full_refresh, window_start=config.window_start,
             window_end=config.window_end,
             partition_window=tuple(context.partition_time_window) if partitions_def else None,
+            detect_deletes=config.detect_deletes, trigger=context.run.tags.get(TRIGGER_TAG),
         )
         source = connector_for(table.source, source_spec, read_only=True)
         target = connector_for(table.target, target_spec)

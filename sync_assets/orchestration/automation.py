@@ -31,11 +31,10 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from sync_assets.config.project import Project, TableSpec
-from sync_assets.orchestration.assets import partitions_for
+from sync_assets.orchestration.assets import TRIGGER_TAG, partitions_for
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
-TRIGGER_TAG = "sync_assets/trigger"
 ACTIVE_RUN_STATUSES = (dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING,
                        dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING)
 """A run in one of these states has not finished writing the assets it selected."""

@@ -25,6 +25,7 @@ import dagster as dg
 
 from sync_assets.config.project import Project, TableSpec
 from sync_assets.connectors import connector_for
+from sync_assets.connectors.deletes import SOFT_DELETE_COLUMN
 from sync_assets.connectors.requests import Filter, ReadRequest
 from sync_assets.orchestration.assets import op_tags, partitions_for, pool_for
 from sync_assets.sync.planning import as_column_value, base_read, source_schema
@@ -67,7 +68,11 @@ def build_row_count_check(project: Project, table: TableSpec) -> dg.AssetChecksD
                 filters = (Filter(table.update_key, "<=", watermark),)
                 slice_text = f"{table.update_key} <= {watermark}"
         source_rows = source.count(read.with_filters(*filters), schema)
-        target_rows = target.count(ReadRequest(table=table.target_table, filters=filters), target_schema)
+        live = None  # soft-deleted rows stay in the target but not in the source
+        if SOFT_DELETE_COLUMN in target_schema.names:
+            live = f"{target.quote(SOFT_DELETE_COLUMN)} IS NULL"
+            slice_text += ", rows not soft-deleted"
+        target_rows = target.count(ReadRequest(table=table.target_table, filters=filters, where=live), target_schema)
         return dg.AssetCheckResult(
             passed=source_rows == target_rows,
             description=f"{slice_text}: source has {source_rows:,} rows, target {target_rows:,}",

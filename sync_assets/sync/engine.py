@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ import pyarrow as pa
 
 from sync_assets.config.project import TableSpec
 from sync_assets.connectors.interface import Connector
+from sync_assets.connectors.requests import SourceStream
 from sync_assets.sync.planning import RunOptions, SyncPlan, plan_sync
 
 log = logging.getLogger("sync_assets")
@@ -32,6 +34,9 @@ class SyncResult:
     rows_inserted: int = 0
     rows_updated: int = 0
     rows_deleted: int = 0
+    rows_soft_deleted: int = 0
+    rows_restored: int = 0
+    deletes_checked: bool = False
     target_rows: int | None = None
     duration_s: float = 0.0
     watermark_after: Any = None
@@ -44,7 +49,10 @@ class SyncResult:
 
     @property
     def applied(self) -> str:
-        return f"{self.rows_inserted:,} inserted, {self.rows_updated:,} updated, {self.rows_deleted:,} deleted"
+        text = f"{self.rows_inserted:,} inserted, {self.rows_updated:,} updated, {self.rows_deleted:,} deleted"
+        if self.rows_soft_deleted or self.rows_restored:
+            text += f", {self.rows_soft_deleted:,} soft-deleted, {self.rows_restored:,} restored"
+        return text
 
     @property
     def rows_per_second(self) -> float:
@@ -70,12 +78,14 @@ def run_plan(plan: SyncPlan, source: Connector, target: Connector) -> SyncResult
     result = SyncResult(plan, source_sql=describe_source_sql(plan, source))
     stream = source.open_stream(plan.read, plan.schema)
     stream.label, stream.key_columns = plan.table.name, tuple(plan.write.primary_key)
-    written = target.write(plan.write, stream)
+    written = target.write(plan.write, stream, _keys_opener(plan, source))
     result.duration_s = time.monotonic() - started
     result.rows_read = stream.rows_read or written.rows_written
     result.rows_written = written.rows_written
     result.rows_inserted, result.rows_updated = written.rows_inserted, written.rows_updated
     result.rows_deleted = written.rows_deleted
+    result.rows_soft_deleted, result.rows_restored = written.rows_soft_deleted, written.rows_restored
+    result.deletes_checked = written.deletes_checked
     result.columns_added = written.columns_added
     result.statements = written.statements
     result.native_path = written.native_path
@@ -93,6 +103,20 @@ def run_plan(plan: SyncPlan, source: Connector, target: Connector) -> SyncResult
              f"{result.target_rows:,}",
              f"; watermark {plan.watermark_before!r} -> {result.watermark_after!r}" if table.update_key else "")
     return result
+
+
+def _keys_opener(plan: SyncPlan, source: Connector) -> Callable[[], SourceStream] | None:
+    """Opens the stream of every source key, when this run checks for deletes."""
+    if plan.keys_read is None or plan.keys_schema is None:
+        return None
+    keys_read, keys_schema = plan.keys_read, plan.keys_schema
+
+    def open_keys() -> SourceStream:
+        stream = source.open_stream(keys_read, keys_schema)
+        stream.label, stream.key_columns = f"{plan.table.name} (keys)", tuple(plan.write.primary_key)
+        return stream
+
+    return open_keys
 
 
 def sync_table(table: TableSpec, source: Connector, target: Connector,

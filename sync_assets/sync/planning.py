@@ -25,7 +25,8 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 
 from sync_assets.config.project import TableSpec
-from sync_assets.connectors.interface import Connector, WriteOp
+from sync_assets.connectors import deletes
+from sync_assets.connectors.interface import Connector, DeletePlan, WriteOp
 from sync_assets.connectors.requests import Filter, ReadRequest
 from sync_assets.errors import ConfigError, SyncAssetsError
 
@@ -39,6 +40,10 @@ class RunOptions:
     window_start: str | None = None
     window_end: str | None = None
     partition_window: tuple[datetime, datetime] | None = None
+    detect_deletes: bool = False
+    """Compare the source's keys with the target's this run, whatever the table's ``deletes`` cadence."""
+    trigger: str | None = None
+    """What started the run (``schedule:<name>``, ``sensor:<name>``), from the run's tags."""
 
 
 @dataclass
@@ -51,6 +56,9 @@ class SyncPlan:
     watermark_before: Any = None
     window: tuple[Any, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    keys_read: ReadRequest | None = None
+    """Every source key (deletes checked this run), read after the rows."""
+    keys_schema: pa.Schema | None = None
 
     def describe(self) -> str:
         lines = [f"{self.table.name} -> {self.table.target_table} ({self.strategy}, write: {self.write.kind})"]
@@ -143,7 +151,33 @@ def plan_sync(table: TableSpec, source: Connector, target: Connector, options: R
             f"{table.mode}: target {'is empty' if target_exists else 'does not exist'}, so this run is a full load"
         )
         return plan
-    return _plan_incremental(table, schema, read, watermark, options)
+    plan = _plan_incremental(table, schema, read, watermark, options)
+    if table.deletes is not None and table.primary_key:
+        _plan_deletes(plan, target, options)
+    return plan
+
+
+def _plan_deletes(plan: SyncPlan, target: Connector, options: RunOptions) -> None:
+    """Decide whether this merge compares the complete source key set with the target's."""
+    table, spec = plan.table, plan.table.deletes
+    assert spec is not None
+    if options.detect_deletes:
+        due, cadence = True, "forced by run config"
+    elif spec.schedule is not None:
+        due, cadence = options.trigger == f"schedule:{spec.schedule}", f"on runs of schedule {spec.schedule!r}"
+    elif spec.every is not None:
+        since = deletes.runs_since_check(target, table.target_table)  # type: ignore[arg-type]
+        due, cadence = since + 1 >= spec.every, f"every {spec.every} runs, {since} since the last check"
+    else:
+        due, cadence = True, "every run"
+    plan.write = dataclasses.replace(plan.write, deletes=DeletePlan(spec.detect, due))
+    if due:
+        plan.keys_schema = pa.schema([plan.schema.field(k) for k in table.primary_key])
+        plan.keys_read = dataclasses.replace(base_read(table, plan.schema), columns=table.primary_key,
+                                             order_by=(), limit=None)
+    plan.notes.append(f"deletes ({spec.detect}, {cadence}): "
+                      + ("every source key is compared with the target's in the merge transaction" if due
+                         else "not checked this run"))
 
 
 def _plan_incremental(table: TableSpec, schema: pa.Schema, read: ReadRequest, watermark: Any,

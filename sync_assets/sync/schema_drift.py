@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 import pyarrow as pa
 
 from sync_assets.config.project import TableSpec
+from sync_assets.connectors.deletes import BOOKKEEPING_COLUMNS
 from sync_assets.errors import SchemaMismatchError
 from sync_assets.types.arrow import declared_type, fits_in
 
@@ -36,7 +37,7 @@ class SchemaDrift:
 def compare(source: pa.Schema, target: pa.Schema) -> SchemaDrift:
     return SchemaDrift(
         added=tuple(n for n in source.names if n not in target.names),
-        dropped=tuple(n for n in target.names if n not in source.names),
+        dropped=tuple(n for n in target.names if n not in source.names and n not in BOOKKEEPING_COLUMNS),
         type_changed=tuple(
             f"{f.name}: {declared_type(f)} -> {declared_type(target.field(f.name))}" for f in source
             if f.name in target.names and not fits_in(f, target.field(f.name))

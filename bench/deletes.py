@@ -1,0 +1,116 @@
+"""Benchmark: mirroring source deletes (``deletes``) against the full refresh users run today to get them.
+
+    python bench/deletes.py              # 2,000,000 rows, 1% deleted at the source
+    python bench/deletes.py --rows 500000
+
+It builds ``bench_del_src.orders`` (the peer benchmark's rows, ``bench/sql/gen_data.sql``) in
+PostgreSQL ($BENCH_PG, default database ``sync_bench`` on the local server), loads four copies into
+PostgreSQL and four into one DuckDB file, deletes every 100th row at the source and then times, per
+target, on its own pre-loaded copy:
+
+- ``incremental``: the plain merge (sees no delete: it reads only rows past the watermark),
+- ``incremental + deletes hard``: every source key streamed into keys staging, anti-join delete,
+- ``incremental + deletes soft``: the same, marking ``_sync_deleted_at``,
+- ``full_refresh``: re-copy everything (the only other way to drop deleted rows).
+
+Each row prints the time, the ratio to the full refresh of the same target in the same run, and
+the rows the run deleted or marked, which must be exactly the 1% deleted. Tests never assert on
+these times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+import yaml
+
+from sync_assets.config.loader import load_project
+from sync_assets.connectors import connector_for
+from sync_assets.sync.engine import sync_table
+from sync_assets.sync.planning import RunOptions
+
+HERE = Path(__file__).resolve().parent
+SCENARIOS = {
+    "incremental": {"mode": "incremental"},
+    "incremental + deletes hard": {"mode": "incremental", "deletes": {"detect": "hard"}},
+    "incremental + deletes soft": {"mode": "incremental", "deletes": {"detect": "soft"}},
+    "full_refresh": {"mode": "full_refresh"},
+}
+
+
+def prepare_source(admin: str, conninfo: str, rows: int) -> None:
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'sync_bench'").fetchone():
+            conn.execute("CREATE DATABASE sync_bench")
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        if conn.execute("SELECT to_regprocedure('src.gen_orders(bigint,bigint,timestamptz)')").fetchone()[0] is None:
+            subprocess.run(["psql", conninfo, "-Xq", "-v", "ON_ERROR_STOP=1", "-v", "n=1",
+                            "-f", str(HERE / "sql" / "gen_data.sql")], check=True, capture_output=True)
+        conn.execute("DROP SCHEMA IF EXISTS bench_del_src CASCADE; CREATE SCHEMA bench_del_src")
+        conn.execute(f"CREATE TABLE bench_del_src.orders AS SELECT * FROM src.gen_orders(1, {rows})")
+        conn.execute("ALTER TABLE bench_del_src.orders ADD PRIMARY KEY (id)")
+        conn.execute("VACUUM ANALYZE bench_del_src.orders")
+
+
+def write_config(folder: Path, conninfo: str, duckdb_path: Path) -> Path:
+    params = psycopg.conninfo.conninfo_to_dict(conninfo)
+    pg = {"kind": "postgres", "options": {
+        "host": params.get("host", "127.0.0.1"), "port": int(params.get("port", 5432)),
+        "database": params["dbname"], "user": params.get("user", "postgres")}}
+    replications = []
+    for target in ("pg", "duck"):
+        for number, (_, options) in enumerate(SCENARIOS.items()):
+            stream = {"object": f"bench_del_{number}.orders", "asset_key": [target, f"bench_del_{number}"],
+                      "primary_key": "id", "update_key": "updated_at", **options}
+            replications.append({"source": "pg", "target": target, "streams": {"bench_del_src.orders": stream}})
+    duck = {"kind": "duckdb", "role": "target", "options": {"path": str(duckdb_path)}}
+    config = {"connections": {"pg": pg, "duck": duck}, "replications": replications}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "bench.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return folder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    args = parser.parse_args()
+    admin = os.environ.get("BENCH_PG_ADMIN", "host=127.0.0.1 port=5432 dbname=test user=postgres")
+    conninfo = os.environ.get("BENCH_PG", "host=127.0.0.1 port=5432 dbname=sync_bench user=postgres")
+    print(f"source: {args.rows:,} rows in bench_del_src.orders", flush=True)
+    prepare_source(admin, conninfo, args.rows)
+    with tempfile.TemporaryDirectory() as work:
+        project = load_project(write_config(Path(work) / "config", conninfo, Path(work) / "bench.duckdb"))
+        source = connector_for("pg", project.connections["pg"], read_only=True)
+        targets = {name: connector_for(name, project.connections[name]) for name in ("pg", "duck")}
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute("DROP SCHEMA IF EXISTS " + ", ".join(f"bench_del_{i}" for i in range(len(SCENARIOS)))
+                         + " CASCADE")
+        print("initial loads ...", flush=True)
+        for table in project.tables:
+            sync_table(table, source, targets[table.target])
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            deleted = conn.execute("DELETE FROM bench_del_src.orders WHERE id % 100 = 0").rowcount
+        print(f"deleted {deleted:,} source rows (1%)\n")
+        print(f"{'target':<8} {'scenario':<30} {'seconds':>8} {'x full refresh':>15} {'rows deleted/marked':>20}")
+        for target in ("pg", "duck"):
+            results = {}
+            for table, name in zip([t for t in project.tables if t.target == target], SCENARIOS, strict=True):
+                started = time.monotonic()
+                result = sync_table(table, source, targets[target], RunOptions())
+                results[name] = (time.monotonic() - started, result.rows_soft_deleted or result.rows_deleted)
+            full = results["full_refresh"][0]
+            for name, (seconds, removed) in results.items():
+                shown = "(old table)" if name == "full_refresh" else f"{removed:,}"
+                print(f"{target:<8} {name:<30} {seconds:>8.2f} {seconds / full:>14.2f}x {shown:>20}")
+                if "deletes" in name and removed != deleted:
+                    raise SystemExit(f"{target} {name}: removed {removed:,} rows, expected {deleted:,}")
+
+
+if __name__ == "__main__":
+    main()
