@@ -21,8 +21,7 @@ these times.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,12 +29,14 @@ from pathlib import Path
 import psycopg
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from source_table import conninfos, drop_schemas, postgres_connection, prepare_source  # noqa: E402
+
 from sync_assets.config.loader import load_project
 from sync_assets.connectors import connector_for
 from sync_assets.sync.engine import sync_table
 from sync_assets.sync.planning import RunOptions
 
-HERE = Path(__file__).resolve().parent
 SCENARIOS = {
     "incremental": {"mode": "incremental"},
     "incremental + deletes hard": {"mode": "incremental", "deletes": {"detect": "hard"}},
@@ -44,25 +45,7 @@ SCENARIOS = {
 }
 
 
-def prepare_source(admin: str, conninfo: str, rows: int) -> None:
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'sync_bench'").fetchone():
-            conn.execute("CREATE DATABASE sync_bench")
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        if conn.execute("SELECT to_regprocedure('src.gen_orders(bigint,bigint,timestamptz)')").fetchone()[0] is None:
-            subprocess.run(["psql", conninfo, "-Xq", "-v", "ON_ERROR_STOP=1", "-v", "n=1",
-                            "-f", str(HERE / "sql" / "gen_data.sql")], check=True, capture_output=True)
-        conn.execute("DROP SCHEMA IF EXISTS bench_del_src CASCADE; CREATE SCHEMA bench_del_src")
-        conn.execute(f"CREATE TABLE bench_del_src.orders AS SELECT * FROM src.gen_orders(1, {rows})")
-        conn.execute("ALTER TABLE bench_del_src.orders ADD PRIMARY KEY (id)")
-        conn.execute("VACUUM ANALYZE bench_del_src.orders")
-
-
 def write_config(folder: Path, conninfo: str, duckdb_path: Path) -> Path:
-    params = psycopg.conninfo.conninfo_to_dict(conninfo)
-    pg = {"kind": "postgres", "options": {
-        "host": params.get("host", "127.0.0.1"), "port": int(params.get("port", 5432)),
-        "database": params["dbname"], "user": params.get("user", "postgres")}}
     replications = []
     for target in ("pg", "duck"):
         for number, (_, options) in enumerate(SCENARIOS.items()):
@@ -70,7 +53,7 @@ def write_config(folder: Path, conninfo: str, duckdb_path: Path) -> Path:
                       "primary_key": "id", "update_key": "updated_at", **options}
             replications.append({"source": "pg", "target": target, "streams": {"bench_del_src.orders": stream}})
     duck = {"kind": "duckdb", "role": "target", "options": {"path": str(duckdb_path)}}
-    config = {"connections": {"pg": pg, "duck": duck}, "replications": replications}
+    config = {"connections": {"pg": postgres_connection(conninfo), "duck": duck}, "replications": replications}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "bench.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return folder
@@ -80,17 +63,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=2_000_000)
     args = parser.parse_args()
-    admin = os.environ.get("BENCH_PG_ADMIN", "host=127.0.0.1 port=5432 dbname=test user=postgres")
-    conninfo = os.environ.get("BENCH_PG", "host=127.0.0.1 port=5432 dbname=sync_bench user=postgres")
+    admin, conninfo = conninfos()
     print(f"source: {args.rows:,} rows in bench_del_src.orders", flush=True)
-    prepare_source(admin, conninfo, args.rows)
+    prepare_source(admin, conninfo, "bench_del_src", args.rows)
     with tempfile.TemporaryDirectory() as work:
         project = load_project(write_config(Path(work) / "config", conninfo, Path(work) / "bench.duckdb"))
         source = connector_for("pg", project.connections["pg"], read_only=True)
         targets = {name: connector_for(name, project.connections[name]) for name in ("pg", "duck")}
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute("DROP SCHEMA IF EXISTS " + ", ".join(f"bench_del_{i}" for i in range(len(SCENARIOS)))
-                         + " CASCADE")
+        drop_schemas(conninfo, [f"bench_del_{i}" for i in range(len(SCENARIOS))])
         print("initial loads ...", flush=True)
         for table in project.tables:
             sync_table(table, source, targets[table.target])

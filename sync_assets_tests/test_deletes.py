@@ -179,3 +179,37 @@ def test_the_soft_delete_column_is_not_schema_drift():
     source = pa.schema([("id", pa.int64())])
     target = pa.schema([("id", pa.int64()), deletes.SOFT_DELETE_FIELD, ("gone", pa.int64())])
     assert compare(source, target).dropped == ("gone",)
+
+
+def test_dagster_metadata_and_the_run_config_switch(write_project, tmp_path):
+    """Through Dagster: run config forces a delete check; metadata shows the deletes and, for a
+    hash_delta table, the unchanged rows."""
+    import dagster as dg
+    import duckdb
+
+    from sync_assets.orchestration.project_definitions import build_definitions
+
+    lake = tmp_path / "lake.duckdb"
+    with duckdb.connect(str(lake)) as conn:
+        conn.execute("CREATE TABLE a (id INT PRIMARY KEY, v INT); INSERT INTO a SELECT i, i FROM range(1, 11) t(i)")
+        conn.execute("CREATE TABLE b (id INT PRIMARY KEY, v INT); INSERT INTO b SELECT i, i FROM range(1, 11) t(i)")
+    project = write_project({
+        "connections": {"lake": {"kind": "duckdb", "role": "source", "options": {"path": str(lake)}},
+                        "copy": {"kind": "duckdb", "role": "target", "options": {"path": str(tmp_path / "c.duckdb")}}},
+        "source": "lake", "target": "copy", "defaults": {"object": "copies.{stream_table}"},
+        "streams": {"main.a": {**INCREMENTAL, "primary_key": "id", "update_key": "v",
+                               "deletes": {"detect": "hard", "every": 50}},
+                    "main.b": {"mode": "hash_delta", "primary_key": "id"}},
+    })
+    defs = build_definitions(project)
+    assets = [defs.get_assets_def(dg.AssetKey(["copies", name])) for name in ("a", "b")]
+    instance = dg.DagsterInstance.ephemeral()
+    assert dg.materialize(assets, resources=defs.resources, instance=instance).success
+    with duckdb.connect(str(lake)) as conn:
+        conn.execute("DELETE FROM a WHERE id = 3; UPDATE b SET v = 0 WHERE id = 4")
+    forced = dg.materialize(assets, resources=defs.resources, instance=instance, run_config={
+        "ops": {"copies__a": {"config": {"detect_deletes": True}}}})
+    a = forced.asset_materializations_for_node("copies__a")[0].metadata
+    b = forced.asset_materializations_for_node("copies__b")[0].metadata
+    assert a["deletes_checked"].value is True and a["rows_deleted"].value == 1
+    assert (b["rows_updated"].value, b["rows_unchanged"].value, b["rows_inserted"].value) == (1, 9, 0)

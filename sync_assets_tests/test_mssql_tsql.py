@@ -378,3 +378,20 @@ def test_delete_detection_statements_are_tsql(conn, monkeypatch, detect):
                if "_sync_delete_runs" in identifiers(tree)]
     assert [type(tree) for tree, _ in counter] == [exp.Select, exp.Delete, exp.Insert]
     assert counter[-1][1] == ("Order Lines]", 0)  # a check resets the count
+
+
+def test_hash_delta_statements_are_tsql(conn):
+    """Delete, update (UPDATE ... FROM ... JOIN) and insert of a hash-delta apply, in T-SQL."""
+    from sync_assets.connectors import hash_delta
+
+    casts = {"Changed At": "DATETIME"}
+    delete, update, insert = (parse(sql) for sql in hash_delta.statements(
+        conn, ODD, STAGING, SCHEMA.names, ("Id",), casts))
+    assert isinstance(delete, exp.Delete) and delete.find(exp.Exists) is not None
+    assert isinstance(update, exp.Update) and update.find(exp.Join) is not None
+    assert "HASHBYTES" in update.sql("tsql").upper() and "_sync_row_hash" in identifiers(update)
+    assert isinstance(insert, exp.Insert) and [c.name for c in insert.this.expressions] == [
+        *SCHEMA.names, "_sync_row_hash"]
+    create = [parse(sql) for sql in hash_delta.create_sql(
+        conn, ODD, SCHEMA.names, ("Id",), {c.name: c.ddl for c in COLUMNS})]
+    assert isinstance(create[0], exp.Create) and "_sync_row_hash" in identifiers(create[0])

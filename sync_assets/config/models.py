@@ -213,7 +213,7 @@ class StreamOptions(_Strict):
 
     sql: str | None = None
     object: str | None = None
-    mode: Literal["full_refresh", "incremental", "smart", "date_partitioned"] | None = None
+    mode: Literal["full_refresh", "incremental", "smart", "date_partitioned", "hash_delta"] | None = None
     primary_key: list[str] | None = None
     update_key: str | None = None
     lookback: str | int | float | None = None

@@ -71,6 +71,12 @@ def resolve_table(
     if mode in ("incremental", "smart") and not update_key and not primary_key:
         raise ConfigError(f"{where}: key 'update_key': mode {mode!r} needs an update_key "
                           "(or a primary_key to use as one)")
+    if mode == "hash_delta" and not primary_key:
+        raise ConfigError(f"{where}: key 'primary_key': mode 'hash_delta' needs a primary_key "
+                          "(rows are matched by key, then compared by hash)")
+    if mode == "hash_delta" and update_key:
+        raise ConfigError(f"{where}: key 'update_key': mode 'hash_delta' reads every row and needs no update_key; "
+                          "use mode 'incremental' for a trustworthy update column")
     if mode == "date_partitioned" and partition is None:
         raise ConfigError(f"{where}: key 'partition': mode 'date_partitioned' needs a partition block "
                           "(column, granularity, start)")

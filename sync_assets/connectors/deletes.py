@@ -29,8 +29,6 @@ SOFT_DELETE_COLUMN = "_sync_deleted_at"
 SOFT_DELETE_FIELD = pa.field(SOFT_DELETE_COLUMN, pa.timestamp("us", tz="UTC"))
 RUN_COUNTER_TABLE = "_sync_delete_runs"
 RUN_COUNTER_SCHEMA = pa.schema([pa.field("table_name", pa.string()), pa.field("runs_since_check", pa.int64())])
-BOOKKEEPING_COLUMNS = frozenset({SOFT_DELETE_COLUMN})
-"""Target columns sync_assets adds itself: never a source column, never schema drift."""
 
 _NOW_SQL = {"mssql": "SYSDATETIMEOFFSET()"}
 

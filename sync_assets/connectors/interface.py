@@ -36,7 +36,7 @@ class DeletePlan:
 class WriteOp:
     """How a stream lands in its target table."""
 
-    kind: Literal["replace", "append", "merge", "overwrite_window"]
+    kind: Literal["replace", "append", "merge", "overwrite_window", "hash_delta"]
     table: TableName
     primary_key: tuple[str, ...] = ()
     window_column: str | None = None
@@ -63,6 +63,8 @@ class WriteResult:
     """Rows the apply removed: a partition window's old rows, a full refresh's old table."""
     rows_inserted: int = 0
     rows_updated: int = 0
+    rows_unchanged: int = 0
+    """Staged rows a ``hash_delta`` apply found identical in the target, and did not write."""
     rows_soft_deleted: int = 0
     rows_restored: int = 0
     """Soft-deleted rows whose key is back at the source (their ``_sync_deleted_at`` cleared)."""

@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 
 from sync_assets.config.names import TableName
-from sync_assets.connectors import deletes
+from sync_assets.connectors import deletes, hash_delta
 from sync_assets.connectors.interface import Connector, StructureKeepingReplace, WriteOp, WriteResult
 from sync_assets.connectors.locking import (
     LEGACY_STAGING_SUFFIX,
@@ -296,7 +296,13 @@ class SqlConnector(Connector):
         counts from the apply statements themselves; a count that disagrees with the staged rows
         raises before the commit, so the target stays as it was."""
         columns = schema.names
-        if keeper is not None or op.kind == "replace" or existing is None:
+        if op.kind == "hash_delta":
+            self._run(conn, [self.add_column_sql(op.table, name, target_types[name])
+                             for name in result.columns_added], result)
+            self._check_unique_before_apply(conn, op, staging, into=op.table if existing is not None else None)
+            hash_delta.apply(self, conn, op.table, staging, columns, op.primary_key, casts, target_types, existing,
+                             rows, result)
+        elif keeper is not None or op.kind == "replace" or existing is None:
             self._check_unique_before_apply(conn, op, staging)
             previous = self.count_rows(conn, op.table) if existing is not None else 0
             statements = (keeper(staging, schema, casts) if keeper is not None

@@ -113,6 +113,8 @@ def materialization_metadata(result: SyncResult) -> dict:
         lag = _lag_seconds(result.watermark_after)
         if lag is not None:
             metadata["watermark_lag_s"] = lag
+    if plan.write.kind == "hash_delta":
+        metadata["rows_unchanged"] = result.rows_unchanged
     if plan.write.deletes is not None:
         metadata["deletes_checked"] = result.deletes_checked
         if plan.write.deletes.detect == "soft":

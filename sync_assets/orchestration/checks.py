@@ -136,7 +136,7 @@ def build_primary_key_check(project: Project, table: TableSpec) -> dg.AssetCheck
 
 
 def is_merge_table(table: TableSpec) -> bool:
-    return table.mode in ("incremental", "smart") and bool(table.primary_key)
+    return table.mode in ("incremental", "smart", "hash_delta") and bool(table.primary_key)
 
 
 def build_freshness_checks(project: Project) -> tuple[list[dg.AssetChecksDefinition], list[dg.SensorDefinition]]:

@@ -34,6 +34,7 @@ class SyncResult:
     rows_inserted: int = 0
     rows_updated: int = 0
     rows_deleted: int = 0
+    rows_unchanged: int = 0
     rows_soft_deleted: int = 0
     rows_restored: int = 0
     deletes_checked: bool = False
@@ -50,6 +51,8 @@ class SyncResult:
     @property
     def applied(self) -> str:
         text = f"{self.rows_inserted:,} inserted, {self.rows_updated:,} updated, {self.rows_deleted:,} deleted"
+        if self.plan.write.kind == "hash_delta":
+            text += f", {self.rows_unchanged:,} unchanged"
         if self.rows_soft_deleted or self.rows_restored:
             text += f", {self.rows_soft_deleted:,} soft-deleted, {self.rows_restored:,} restored"
         return text
@@ -86,6 +89,7 @@ def run_plan(plan: SyncPlan, source: Connector, target: Connector) -> SyncResult
     result.rows_deleted = written.rows_deleted
     result.rows_soft_deleted, result.rows_restored = written.rows_soft_deleted, written.rows_restored
     result.deletes_checked = written.deletes_checked
+    result.rows_unchanged = written.rows_unchanged
     result.columns_added = written.columns_added
     result.statements = written.statements
     result.native_path = written.native_path

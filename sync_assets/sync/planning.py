@@ -9,6 +9,8 @@ watermark window it covers. Strategies are written once here, against the connec
   on the primary key; without a key, read ``> watermark`` and append.
 - ``smart``: a missing or empty target gets a full load, anything else an incremental one.
 - ``date_partitioned``: read one partition's time window and overwrite exactly that window.
+- ``hash_delta``: read everything, and write only the rows whose stored hash says they were
+  inserted, changed or deleted (``connectors.hash_delta``).
 """
 
 from __future__ import annotations
@@ -137,6 +139,12 @@ def plan_sync(table: TableSpec, source: Connector, target: Connector, options: R
                       load_method=table.load_method, lock_timeout_s=table.lock_timeout.total_seconds())  # type: ignore[arg-type]
     if table.mode == "date_partitioned":
         return _plan_partition(table, schema, read, options)
+    if table.mode == "hash_delta" and not options.full_refresh:
+        write = dataclasses.replace(replace, kind="hash_delta", load_method="auto")
+        plan = SyncPlan(table, "hash_delta", read, schema, write)
+        plan.notes.append("hash_delta: every source row is staged; only inserted, changed and deleted rows are "
+                          "written (row hashes in _sync_row_hash)")
+        return plan
     if table.mode == "full_refresh" or options.full_refresh:
         why = "forced by run config" if options.full_refresh and table.mode != "full_refresh" else None
         plan = SyncPlan(table, "full_refresh", read, schema, replace)

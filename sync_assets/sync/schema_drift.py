@@ -14,9 +14,13 @@ from dataclasses import dataclass, replace
 import pyarrow as pa
 
 from sync_assets.config.project import TableSpec
-from sync_assets.connectors.deletes import BOOKKEEPING_COLUMNS
+from sync_assets.connectors.deletes import SOFT_DELETE_COLUMN
+from sync_assets.connectors.hash_delta import ROW_HASH_COLUMN
 from sync_assets.errors import SchemaMismatchError
 from sync_assets.types.arrow import declared_type, fits_in
+
+BOOKKEEPING_COLUMNS = (SOFT_DELETE_COLUMN, ROW_HASH_COLUMN)
+"""Target columns sync_assets adds itself: never a source column, never drift."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,47 @@
+"""Shared by the feature benchmarks: the PostgreSQL bench database and a source table of the peer
+benchmark's rows (``bench/sql/gen_data.sql``: deterministic, one function of the row number)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import psycopg
+
+HERE = Path(__file__).resolve().parent
+
+
+def conninfos() -> tuple[str, str]:
+    """(admin conninfo, bench database conninfo), from $BENCH_PG_ADMIN and $BENCH_PG."""
+    return (os.environ.get("BENCH_PG_ADMIN", "host=127.0.0.1 port=5432 dbname=test user=postgres"),
+            os.environ.get("BENCH_PG", "host=127.0.0.1 port=5432 dbname=sync_bench user=postgres"))
+
+
+def prepare_source(admin: str, conninfo: str, schema: str, rows: int) -> None:
+    """``<schema>.orders`` with ``rows`` generated rows and its primary key, in the bench database."""
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'sync_bench'").fetchone():
+            conn.execute("CREATE DATABASE sync_bench")
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        if conn.execute("SELECT to_regprocedure('src.gen_orders(bigint,bigint,timestamptz)')").fetchone()[0] is None:
+            subprocess.run(["psql", conninfo, "-Xq", "-v", "ON_ERROR_STOP=1", "-v", "n=1",
+                            "-f", str(HERE / "sql" / "gen_data.sql")], check=True, capture_output=True)
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.execute(f"CREATE SCHEMA {schema}")
+        conn.execute(f"CREATE TABLE {schema}.orders AS SELECT * FROM src.gen_orders(1, {rows})")
+        conn.execute(f"ALTER TABLE {schema}.orders ADD PRIMARY KEY (id)")
+        conn.execute(f"VACUUM ANALYZE {schema}.orders")
+
+
+def postgres_connection(conninfo: str) -> dict:
+    """The bench database as a sync_assets connection."""
+    params = psycopg.conninfo.conninfo_to_dict(conninfo)
+    return {"kind": "postgres", "options": {
+        "host": params.get("host", "127.0.0.1"), "port": int(params.get("port", 5432)),
+        "database": params["dbname"], "user": params.get("user", "postgres")}}
+
+
+def drop_schemas(conninfo: str, names: list[str]) -> None:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS " + ", ".join(names) + " CASCADE")
