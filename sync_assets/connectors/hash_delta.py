@@ -25,8 +25,8 @@ import pyarrow as pa
 
 from sync_assets.config.names import TableName
 from sync_assets.connectors.interface import WriteResult
+from sync_assets.types.canonical import CANONICAL_VERSION, engine_text_sql, md5_hex_sql, row_text_sql
 
-CANONICAL_VERSION = 1
 ROW_HASH_COLUMN = "_sync_row_hash"
 ROW_HASH_FIELD = pa.field(ROW_HASH_COLUMN, pa.string())
 
@@ -56,17 +56,12 @@ class SqlTarget(Protocol):
 
 
 def row_hash_sql(kind: str, values: Sequence[str]) -> str:
-    """The SQL expression of a row's stored hash (``v1:`` + MD5 hex of the canonical text of
-    ``values``, SQL expressions of the non-key columns as the target stores them)."""
-    if kind == "mssql":
-        fields = [f"COALESCE(CAST(LEN(CONVERT(NVARCHAR(MAX), {v})) AS NVARCHAR(20)) + N':' + "
-                  f"CONVERT(NVARCHAR(MAX), {v}), N'N')" for v in values]
-        text = "CONCAT(" + ", ".join([*fields, "N''"]) + ")"
-        return f"'v{CANONICAL_VERSION}:' + LOWER(CONVERT(CHAR(32), HASHBYTES('MD5', {text}), 2))"
-    cast = "text" if kind == "postgres" else "VARCHAR"
-    fields = [f"COALESCE(CAST(length(CAST({v} AS {cast})) AS {cast}) || ':' || CAST({v} AS {cast}), 'N')"
-              for v in values]
-    return f"'v{CANONICAL_VERSION}:' || md5(" + (" || ".join(fields) if fields else "''") + ")"
+    """The SQL expression of a row's stored hash: ``v1:`` + MD5 hex of the canonical row text of
+    ``values`` (SQL expressions of the non-key columns as the target stores them), each in the
+    engine's own text form under the pinned settings."""
+    text = row_text_sql(kind, [engine_text_sql(kind, v) for v in values])
+    concat = " + " if kind == "mssql" else " || "
+    return f"'v{CANONICAL_VERSION}:'{concat}{md5_hex_sql(kind, text)}"
 
 
 def statements(target: SqlTarget, table: TableName, staging: TableName, columns: Sequence[str],

@@ -1,0 +1,118 @@
+"""The canonical text of a row, as SQL each engine computes itself: the one definition that
+verification (``sync-assets diff``, the ``rows_match`` check) and ``hash_delta`` hash.
+
+A row's canonical text is its fields concatenated, each ``<length>:<text>`` or ``N`` for NULL
+(NULL and the empty string differ; no value can imitate a field boundary). ``value_text_sql``
+gives ``<text>`` for one column from its canonical Arrow type, the same on every engine for the
+same value (version ``CANONICAL_VERSION``):
+
+- integers, text, UUIDs (lowercase), dates (``YYYY-MM-DD``): their plain text;
+- decimals by value: no trailing fractional zeros, no exponent (``1.10`` and ``1.1`` are equal);
+- floats: the shortest text that round-trips, ``NaN``, ``Infinity``, ``-Infinity``; ``-0.0`` is
+  ``0`` (equal to ``0.0``), and a whole number has no ``.0``;
+- timestamps with a time zone in UTC, both kinds as ``YYYY-MM-DDTHH:MM:SS.ffffff``;
+- booleans ``true``/``false``; bytes as lowercase hex.
+
+Other types (JSON, intervals, times, arrays) use the engine's own text, which matches between
+engines only where their text forms agree (docs/verification.md lists the known differences).
+PostgreSQL and DuckDB are executed in the tests; SQL Server and Snowflake expressions are
+generated the same way and checked by parsing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pyarrow as pa
+
+CANONICAL_VERSION = 1
+
+_TEXT = {"postgres": "text", "duckdb": "VARCHAR", "mssql": "NVARCHAR(MAX)", "snowflake": "VARCHAR"}
+_TIMESTAMP_FORMAT = {
+    "postgres": "to_char({v}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')",
+    "duckdb": "strftime({v}, '%Y-%m-%dT%H:%M:%S.%f')",
+    "mssql": "CONVERT(NVARCHAR(30), CAST({v} AS DATETIME2(6)), 126)",
+    "snowflake": "TO_CHAR({v}, 'YYYY-MM-DD\"T\"HH24:MI:SS.FF6')",
+}
+_IN_UTC = {
+    "postgres": "({v} AT TIME ZONE 'UTC')",
+    "duckdb": "({v} AT TIME ZONE 'UTC')",
+    "mssql": "({v} AT TIME ZONE 'UTC')",
+    "snowflake": "CONVERT_TIMEZONE('UTC', {v})",
+}
+
+
+def engine_text_sql(kind: str, value: str) -> str:
+    """SQL casting ``value`` to text the engine's own way (no canonical form)."""
+    return f"CAST({value} AS {_TEXT[kind]})"
+
+
+def value_text_sql(kind: str, value: str, type_: pa.DataType) -> str:
+    """SQL giving the canonical text of ``value`` (an SQL expression of Arrow type ``type_``)."""
+    text = engine_text_sql(kind, value)
+    if isinstance(type_, pa.UuidType):
+        return f"LOWER({text})"
+    if pa.types.is_decimal(type_):
+        if kind == "postgres":
+            return f"CAST(trim_scale({value}) AS text)"
+        return f"CASE WHEN {text} LIKE '%.%' THEN RTRIM(RTRIM({text}, '0'), '.') ELSE {text} END"
+    if pa.types.is_floating(type_):
+        nan = {"postgres": f"{value} = 'NaN'", "duckdb": f"isnan({value})", "mssql": "1 = 0",
+               "snowflake": f"{value} = 'NaN'"}[kind]
+        plain = text if kind == "postgres" else f"REGEXP_REPLACE({text}, '\\.0$', '')"
+        if kind == "mssql":
+            plain = f"CONVERT(NVARCHAR(40), {value}, 3)"
+        return (f"CASE WHEN {nan} THEN 'NaN' WHEN {value} = 0 THEN '0' "
+                f"WHEN {value} > 0 AND {value} * 0 <> 0 THEN 'Infinity' "
+                f"WHEN {value} < 0 AND {value} * 0 <> 0 THEN '-Infinity' ELSE {plain} END")
+    if pa.types.is_timestamp(type_):
+        moment = _IN_UTC[kind].format(v=value) if type_.tz is not None else value
+        return _TIMESTAMP_FORMAT[kind].format(v=moment)
+    if pa.types.is_boolean(type_):
+        truth = f"{value} = 1" if kind == "mssql" else value
+        return f"CASE WHEN {truth} THEN 'true' ELSE 'false' END"
+    if pa.types.is_binary(type_) or pa.types.is_large_binary(type_) or pa.types.is_fixed_size_binary(type_):
+        return {"postgres": f"encode({value}, 'hex')", "duckdb": f"lower(hex({value}))",
+                "mssql": f"LOWER(CONVERT(NVARCHAR(MAX), {value}, 2))",
+                "snowflake": f"LOWER(HEX_ENCODE({value}))"}[kind]
+    if pa.types.is_date(type_):
+        dated = {"mssql": f"CONVERT(NVARCHAR(10), {value}, 23)", "snowflake": f"TO_CHAR({value}, 'YYYY-MM-DD')"}
+        return dated.get(kind, text)
+    return text
+
+
+def row_text_sql(kind: str, values: Sequence[str]) -> str:
+    """SQL concatenating canonical field texts (``values``: SQL expressions already giving text)."""
+    length = "LEN" if kind == "mssql" else "length"
+    plus = " + " if kind == "mssql" else " || "
+    fields = [f"COALESCE({engine_text_sql(kind, f'{length}({v})')}{plus}':'{plus}{v}, 'N')" for v in values]
+    if not fields:
+        return "''"
+    if kind == "mssql":
+        return "CONCAT(" + ", ".join([*fields, "N''"]) + ")"
+    return "(" + " || ".join(fields) + ")"
+
+
+def md5_hex_sql(kind: str, text: str) -> str:
+    """SQL giving the lowercase hex MD5 of ``text`` (UTF-8 bytes on every engine)."""
+    if kind == "mssql":
+        return f"LOWER(CONVERT(CHAR(32), HASHBYTES('MD5', CAST({text} AS VARCHAR(MAX))), 2))"
+    return f"md5({text})"
+
+
+def row_hash_sql(kind: str, columns: Sequence[tuple[str, pa.DataType]]) -> str:
+    """SQL giving the lowercase hex MD5 of the canonical text of ``columns`` ((SQL expression,
+    Arrow type) pairs, in order)."""
+    return md5_hex_sql(kind, row_text_sql(kind, [value_text_sql(kind, v, t) for v, t in columns]))
+
+
+def hash_bucket_sql(kind: str, hex_hash: str) -> str:
+    """SQL turning a hex MD5 into a non-negative 60-bit integer (its first 15 hex digits), the
+    same number on every engine: summed for order-independent segment checksums."""
+    head = f"SUBSTRING({hex_hash}, 1, 15)" if kind == "mssql" else f"substr({hex_hash}, 1, 15)"
+    return {
+        "postgres": f"('x' || lpad({head}, 16, '0'))::bit(64)::bigint",
+        "duckdb": f"CAST('0x' || {head} AS BIGINT)",
+        "mssql": f"CONVERT(BIGINT, CONVERT(VARBINARY(8), '0' + {head}, 2))",
+        "snowflake": f"TO_NUMBER({head}, 'XXXXXXXXXXXXXXX')",
+    }[kind]
