@@ -20,7 +20,7 @@ LAYER_RANK = {
     "errors": 0, "types": 0,
     "config": 1,
     "connectors": 2,
-    "sync": 3,
+    "sync": 3, "verify": 3,
     "orchestration": 4,
     "definitions": 5, "demo": 5,
     "cli": 6,

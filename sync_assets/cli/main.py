@@ -3,7 +3,8 @@
 Dagster remains the way to run syncs with history (``dagster asset materialize``, ``dagster
 dev``); this command covers what a data engineer wants from a shell: set up and start the demo,
 see what a table's next run would do, run one table outside Dagster (scripts, benchmarks), list
-a connection's databases and schemas, list its tables with sizes, print the status of every
+a connection's databases and schemas, list its tables with sizes, compare a table's source and
+target row by row (``diff``), print the status of every
 table, discover foreign keys into ``lineage.yaml``, and apply the per-connection read limits to
 the Dagster instance's pools.
 """
@@ -18,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sync_assets.cli import verification
 from sync_assets.config.loader import load_project
 from sync_assets.config.project import Project
 from sync_assets.connectors import connector_for
@@ -256,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("table", help="stream name, asset key (schema/table) or target table")
     plan.add_argument("--full-refresh", action="store_true")
     plan.set_defaults(func=cmd_plan)
+
+    verification.add_parser(sub)
 
     run = sub.add_parser("run", help="sync one table now, outside Dagster (no run history)")
     run.add_argument("table")
