@@ -6,11 +6,12 @@ Every row gets a bucket number from its key (the key itself for one integer colu
 every compared column, ``types.canonical``). Level 1 groups both sides into ``FAN_OUT`` buckets
 (``bucket % 64``) and compares each bucket's row count and the sum of its rows' 60-bit hash heads
 (an order-independent checksum), one grouped query per side, both sides at once. Only the buckets
-that differ are split again (``bucket % 64²`` among them, and so on) until a differing bucket holds
-about ``LEAF_ROWS`` rows; then just those rows' keys and canonical column texts are fetched and
-compared in Python: keys only in the source, only in the target, and keys in both whose values
-differ, with the differing columns. Equal tables cost one grouped scan per side. A table without a
-primary key is compared as a multiset: the "key" is the whole row, and a leaf compares row counts.
+that differ are split again (``bucket % 64²`` among them, and so on) until the differing buckets
+hold ``LEAF_ROWS`` rows in all, or a few rows each; then just those rows' keys and canonical
+column texts are fetched and compared in Python: keys only in the source, only in the target,
+and keys in both whose values differ, with the differing columns. Equal tables cost one grouped
+scan per side. A table without a primary key is compared as a multiset: the "key" is the whole
+row, and a leaf compares row counts.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from sync_assets.types.canonical import hash_bucket_sql, md5_hex_sql, row_text_s
 
 FAN_OUT = 64
 LEAF_ROWS = 256
+"""Fetch the differing buckets' rows once they hold at most this many rows in all ..."""
+DENSE_ROWS_PER_BUCKET = 8
+"""... or at most this many per bucket (many differences: splitting further would not pay)."""
 
 
 @dataclass(frozen=True)
@@ -91,8 +95,8 @@ def compare(source: Side, target: Side, key: Sequence[str]) -> DiffResult:
             if level == 1:
                 result.source_rows, result.target_rows = (sum(c for c, _ in s.values()) for s in sums)
             differing = sorted(b for b in set(sums[0]) | set(sums[1]) if sums[0].get(b) != sums[1].get(b))
-            biggest = max((max(sums[0].get(b, (0, 0))[0], sums[1].get(b, (0, 0))[0]) for b in differing), default=0)
-            if not differing or biggest <= LEAF_ROWS:
+            rows = sum(max(sums[0].get(b, (0, 0))[0], sums[1].get(b, (0, 0))[0]) for b in differing)
+            if not differing or rows <= LEAF_ROWS or rows <= DENSE_ROWS_PER_BUCKET * len(differing):
                 break
             level, prefixes = level + 1, differing
         if differing:
