@@ -91,3 +91,30 @@ def test_server_dialects_generate_parseable_canonical_sql(kind):
                ("e", pa.bool_()), ("f", pa.binary()), ("g", pa.date32()), ("h", pa.string())]
     sql = f"SELECT {hash_bucket_sql(kind, row_hash_sql(kind, columns))} FROM t"
     assert sqlglot.parse_one(sql, read="tsql" if kind == "mssql" else "snowflake") is not None
+
+
+@only_pairs(("postgres", "duckdb"))
+@pytest.mark.parametrize("mode", ["checksum", "full"])
+def test_rows_match_check_on_a_dagster_materialization(pair, sync, mode):
+    import dagster as dg
+
+    from sync_assets.orchestration.project_definitions import build_definitions
+
+    source, target = pair
+    source.create_test_table([make_row(i) for i in range(1, 201)])
+    sync({**FULL, "verify": {"mode": mode}})
+    defs = build_definitions(sync.project)
+    table = sync.project.tables[0]
+    asset = defs.get_assets_def(dg.AssetKey(list(table.asset_key)))
+    check = next(c for c in defs.asset_checks if "rows_match" in {k.name for k in c.check_keys})
+    instance = dg.DagsterInstance.ephemeral()
+    first = dg.materialize([asset, check], resources=defs.resources, instance=instance)
+    (passed,) = first.get_asset_check_evaluations()
+    assert passed.passed and passed.metadata["source_rows"].value == 200
+    target.execute(f'UPDATE {target.qualified()} SET "select" = -1 WHERE "Id" = 77')
+    checked = dg.materialize([asset, check], resources=defs.resources, instance=instance,
+                             selection=dg.AssetSelection.checks(*check.check_keys))
+    (failed,) = checked.get_asset_check_evaluations()
+    assert not failed.passed and failed.metadata["differing_buckets"].value == 1
+    if mode == "full":
+        assert "Id=77: differs: select" in failed.metadata["differing_keys"].value

@@ -208,6 +208,13 @@ class DeleteDetection(_Strict):
         return self
 
 
+class VerifySpec(_Strict):
+    """The ``rows_match`` check: ``checksum`` compares per-bucket row counts and checksums of the
+    synced slice in both databases; ``full`` also bisects to the differing rows and names them."""
+
+    mode: Literal["checksum", "full"] = "checksum"
+
+
 class StreamOptions(_Strict):
     """Per-table settings; every key may also be given once under ``defaults``."""
 
@@ -250,6 +257,7 @@ class StreamOptions(_Strict):
     on_change: bool = True
     """Include this table in its source connection's change sensor (when it has one)."""
     deletes: DeleteDetection | None = None
+    verify: VerifySpec | None = None
     depends_on: list[str] | None = None
     """Streams to load before this one, besides the foreign keys in ``lineage``."""
     ignore_dependencies: list[str] | None = None

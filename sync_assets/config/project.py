@@ -19,6 +19,7 @@ from sync_assets.config.models import (
     ScheduleSpec,
     SchemaDriftPolicy,
     SyncWindow,
+    VerifySpec,
 )
 from sync_assets.config.names import TableName
 from sync_assets.errors import ConfigError
@@ -54,6 +55,7 @@ class TableSpec:
     window: SyncWindow | None = None
     chunk: ChunkSpec | None = None
     deletes: DeleteDetection | None = None
+    verify: VerifySpec | None = None
     late_partitions: int = 1
     freshness: timedelta | None = None
     schema_drift: SchemaDriftPolicy = SchemaDriftPolicy(added="add")

@@ -21,6 +21,7 @@ from sync_assets.config.models import (
     SchemaDriftPolicy,
     StreamOptions,
     SyncWindow,
+    VerifySpec,
     parse_duration,
     parse_lookback,
 )
@@ -176,6 +177,7 @@ def _resolve_operations(where: str, opts: dict[str, Any], mode: str, update_key:
         "window": _as_model(SyncWindow, opts.get("window")),
         "chunk": chunk,
         "deletes": deletes,
+        "verify": _as_model(VerifySpec, opts.get("verify")),
         "late_partitions": late or 1,
         "freshness": parse_duration(freshness) if freshness is not None else None,
         "schema_drift": drift,

@@ -6,6 +6,9 @@ freshness.
   window for date-partitioned ones.
 - ``schema_drift`` compares source and target columns; each difference fails the check with
   severity WARN or ERROR per the table's ``schema_drift`` policy, and its metadata lists them.
+- ``rows_match`` (tables with ``verify``) compares the same slice row by row inside both
+  databases (``verify.diff``): ``checksum`` mode per-bucket counts and checksums, ``full`` mode
+  also the differing keys (up to 20 in the metadata).
 - ``primary_key_unique`` (merge tables) finds duplicate keys in the target; it is blocking, so
   downstream assets do not run on a broken table.
 - Freshness (``freshness: "6 hours"``) uses Dagster's last-update freshness checks, evaluated by
@@ -22,15 +25,18 @@ import warnings
 from collections import defaultdict
 
 import dagster as dg
+import pyarrow as pa
 
 from sync_assets.config.project import Project, TableSpec
 from sync_assets.connectors import connector_for
 from sync_assets.connectors.deletes import SOFT_DELETE_COLUMN
+from sync_assets.connectors.interface import Connector
 from sync_assets.connectors.requests import Filter, ReadRequest
 from sync_assets.orchestration.assets import op_tags, partitions_for, pool_for
 from sync_assets.sync.planning import as_column_value, base_read, source_schema
 from sync_assets.sync.policies import current_drift
 from sync_assets.sync.schema_drift import categories_with
+from sync_assets.verify.sides import diff_table
 
 FRESHNESS_SENSOR = "sync_freshness_checks"
 
@@ -53,20 +59,7 @@ def build_row_count_check(project: Project, table: TableSpec) -> dg.AssetChecksD
                                        metadata={"reason": f"target table {table.target_table} does not exist"})
         schema = source_schema(table, source)
         read = base_read(table, schema)
-        filters: tuple[Filter, ...] = ()
-        slice_text = "whole table"
-        if partitions_def is not None and table.partition is not None:
-            window = context.partition_time_window if context.has_partition_key else None
-            if window is not None:
-                column = table.partition.column
-                low, high = (as_column_value(v, schema.field(column), table.partition.timezone) for v in window)
-                filters = (Filter(column, ">=", low), Filter(column, "<", high))
-                slice_text = f"{column} in [{low}, {high})"
-        elif table.update_key and table.mode != "full_refresh":
-            watermark = target.max_value(table.target_table, table.update_key)
-            if watermark is not None:
-                filters = (Filter(table.update_key, "<=", watermark),)
-                slice_text = f"{table.update_key} <= {watermark}"
+        filters, slice_text = _synced_slice(context, table, schema, target)
         source_rows = source.count(read.with_filters(*filters), schema)
         live = None  # soft-deleted rows stay in the target but not in the source
         if SOFT_DELETE_COLUMN in target_schema.names:
@@ -79,6 +72,54 @@ def build_row_count_check(project: Project, table: TableSpec) -> dg.AssetChecksD
             metadata={"source_rows": source_rows, "target_rows": target_rows,
                       "difference": target_rows - source_rows, "slice": slice_text},
         )
+
+    return _check
+
+
+def _synced_slice(context: dg.AssetCheckExecutionContext, table: TableSpec, schema: pa.Schema,
+                  target: Connector) -> tuple[tuple[Filter, ...], str]:
+    """The rows a check compares, as filters both sides take, and how to say it: the partition's
+    window, rows up to the target's watermark for incremental tables, or the whole table."""
+    if table.partition is not None and context.has_partition_key:
+        column = table.partition.column
+        low, high = (as_column_value(v, schema.field(column), table.partition.timezone)
+                     for v in context.partition_time_window)
+        return (Filter(column, ">=", low), Filter(column, "<", high)), f"{column} in [{low}, {high})"
+    if table.update_key and table.mode != "full_refresh":
+        watermark = target.max_value(table.target_table, table.update_key)
+        if watermark is not None:
+            return (Filter(table.update_key, "<=", watermark),), f"{table.update_key} <= {watermark}"
+    return (), "whole table"
+
+
+def build_rows_match_check(project: Project, table: TableSpec) -> dg.AssetChecksDefinition:
+    assert table.verify is not None
+    full = table.verify.mode == "full"
+
+    @dg.asset_check(
+        name="rows_match",
+        description=("Source and target hold the same rows with the same values (in-database checksums"
+                     + (", bisected to the differing keys)." if full else ").")),
+        partitions_def=partitions_for(table),
+        **_check_kwargs(project, table),
+    )
+    def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        source = connector_for(table.source, project.connections[table.source], read_only=True)
+        target = connector_for(table.target, project.connections[table.target])
+        filters, slice_text = _synced_slice(context, table, source_schema(table, source), target)
+        result = diff_table(table, source, target, filters=filters, locate=full)
+        metadata = {"slice": slice_text, "source_rows": result.source_rows, "target_rows": result.target_rows,
+                    "differing_buckets": result.differing_buckets, "seconds": round(result.seconds, 2)}
+        if full:
+            keys = [*(("only in source", k) for k in result.only_in_source),
+                    *(("only in target", k) for k in result.only_in_target),
+                    *((f"differs: {', '.join(columns)}", k) for k, columns in result.changed)][:20]
+            metadata["differences"] = result.differences
+            metadata["differing_keys"] = dg.MetadataValue.md("\n".join(
+                f"- {', '.join(f'{c}={v!r}' for c, v in zip(result.key, key, strict=True))}: {what}"
+                for what, key in keys) or "(none)")
+        return dg.AssetCheckResult(passed=result.equal, description=f"{slice_text}: {result.summary()}",
+                                   metadata=metadata)
 
     return _check
 

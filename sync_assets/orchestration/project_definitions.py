@@ -24,6 +24,7 @@ from sync_assets.orchestration.checks import (
     build_freshness_checks,
     build_primary_key_check,
     build_row_count_check,
+    build_rows_match_check,
     build_schema_drift_check,
     is_merge_table,
 )
@@ -36,6 +37,7 @@ def build_definitions(project: Project) -> dg.Definitions:
     checks = [build_row_count_check(project, table) for table in project.tables]
     checks += [build_schema_drift_check(project, table) for table in project.tables]
     checks += [build_primary_key_check(project, table) for table in project.tables if is_merge_table(table)]
+    checks += [build_rows_match_check(project, table) for table in project.tables if table.verify is not None]
     freshness_checks, freshness_sensors = build_freshness_checks(project)
     sensors = build_change_sensors(project) + build_alert_sensors(project) + freshness_sensors
     writable = sorted(name for name, conn in project.connections.items() if conn.writable)

@@ -61,13 +61,15 @@ class DiffResult:
     """(key, differing columns) for rows in both sides whose values differ."""
     source_rows: int = 0
     target_rows: int = 0
+    differing_buckets: int = 0
+    """Buckets (of ``FAN_OUT``) whose count or checksum differ at the first level."""
     queries: int = 0
     rows_fetched: int = 0
     seconds: float = 0.0
 
     @property
     def equal(self) -> bool:
-        return not (self.only_in_source or self.only_in_target or self.changed)
+        return not (self.differing_buckets or self.only_in_source or self.only_in_target or self.changed)
 
     @property
     def differences(self) -> int:
@@ -76,13 +78,17 @@ class DiffResult:
     def summary(self) -> str:
         if self.equal:
             return f"equal: {self.source_rows:,} rows on both sides"
+        if not self.differences:
+            return (f"checksums differ in {self.differing_buckets} of {FAN_OUT} buckets (source "
+                    f"{self.source_rows:,} rows, target {self.target_rows:,})")
         return (f"{len(self.only_in_source):,} only in the source, {len(self.only_in_target):,} only in the "
                 f"target, {len(self.changed):,} with different values (source {self.source_rows:,} rows, "
                 f"target {self.target_rows:,})")
 
 
-def compare(source: Side, target: Side, key: Sequence[str]) -> DiffResult:
-    """Compare ``source`` with ``target`` on ``key`` (empty: as multisets of whole rows)."""
+def compare(source: Side, target: Side, key: Sequence[str], *, locate: bool = True) -> DiffResult:
+    """Compare ``source`` with ``target`` on ``key`` (empty: as multisets of whole rows);
+    ``locate=False`` stops after the first grouped checksum (``differing_buckets`` says the verdict)."""
     started = time.monotonic()
     key = tuple(key)
     result = DiffResult(key or tuple(name for name, _ in source.columns))
@@ -95,6 +101,10 @@ def compare(source: Side, target: Side, key: Sequence[str]) -> DiffResult:
             if level == 1:
                 result.source_rows, result.target_rows = (sum(c for c, _ in s.values()) for s in sums)
             differing = sorted(b for b in set(sums[0]) | set(sums[1]) if sums[0].get(b) != sums[1].get(b))
+            if level == 1:
+                result.differing_buckets = len(differing)
+                if not locate:
+                    differing = []
             rows = sum(max(sums[0].get(b, (0, 0))[0], sums[1].get(b, (0, 0))[0]) for b in differing)
             if not differing or rows <= LEAF_ROWS or rows <= DENSE_ROWS_PER_BUCKET * len(differing):
                 break

@@ -46,6 +46,8 @@ def stream_sides(table: TableSpec, source: Connector, target: Connector, *, colu
     )
 
 
-def diff_table(table: TableSpec, source: Connector, target: Connector, **restrictions) -> DiffResult:
-    """Compare ``table``'s source with its target (see ``stream_sides`` for ``restrictions``)."""
-    return compare(*stream_sides(table, source, target, **restrictions), table.primary_key)
+def diff_table(table: TableSpec, source: Connector, target: Connector, *, locate: bool = True,
+               **restrictions) -> DiffResult:
+    """Compare ``table``'s source with its target (see ``stream_sides`` for ``restrictions``;
+    ``locate=False``: whole-table checksums only)."""
+    return compare(*stream_sides(table, source, target, **restrictions), table.primary_key, locate=locate)
