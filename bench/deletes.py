@@ -20,20 +20,16 @@ these times.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import psycopg
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from source_table import conninfos, drop_schemas, postgres_connection, prepare_source  # noqa: E402
+from source_table import bench_project, conninfos, drop_schemas, prepare_source, rows_to_bench  # noqa: E402
 
-from sync_assets.config.loader import load_project
-from sync_assets.connectors import connector_for
 from sync_assets.sync.engine import sync_table
 from sync_assets.sync.planning import RunOptions
 
@@ -45,31 +41,24 @@ SCENARIOS = {
 }
 
 
-def write_config(folder: Path, conninfo: str, duckdb_path: Path) -> Path:
-    replications = []
+def replications() -> list[dict]:
+    """One stream per target and scenario, each into its own copy."""
+    out = []
     for target in ("pg", "duck"):
         for number, (_, options) in enumerate(SCENARIOS.items()):
             stream = {"object": f"bench_del_{number}.orders", "asset_key": [target, f"bench_del_{number}"],
                       "primary_key": "id", "update_key": "updated_at", **options}
-            replications.append({"source": "pg", "target": target, "streams": {"bench_del_src.orders": stream}})
-    duck = {"kind": "duckdb", "role": "target", "options": {"path": str(duckdb_path)}}
-    config = {"connections": {"pg": postgres_connection(conninfo), "duck": duck}, "replications": replications}
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "bench.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    return folder
+            out.append({"source": "pg", "target": target, "streams": {"bench_del_src.orders": stream}})
+    return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=2_000_000)
-    args = parser.parse_args()
+    rows = rows_to_bench(__doc__)
     admin, conninfo = conninfos()
-    print(f"source: {args.rows:,} rows in bench_del_src.orders", flush=True)
-    prepare_source(admin, conninfo, "bench_del_src", args.rows)
+    print(f"source: {rows:,} rows in bench_del_src.orders", flush=True)
+    prepare_source(admin, conninfo, "bench_del_src", rows)
     with tempfile.TemporaryDirectory() as work:
-        project = load_project(write_config(Path(work) / "config", conninfo, Path(work) / "bench.duckdb"))
-        source = connector_for("pg", project.connections["pg"], read_only=True)
-        targets = {name: connector_for(name, project.connections[name]) for name in ("pg", "duck")}
+        project, source, targets = bench_project(Path(work), conninfo, replications())
         drop_schemas(conninfo, [f"bench_del_{i}" for i in range(len(SCENARIOS))])
         print("initial loads ...", flush=True)
         for table in project.tables:

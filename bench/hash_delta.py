@@ -14,49 +14,37 @@ times.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import psycopg
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from source_table import conninfos, drop_schemas, postgres_connection, prepare_source  # noqa: E402
+from source_table import bench_project, conninfos, drop_schemas, prepare_source, rows_to_bench  # noqa: E402
 
-from sync_assets.config.loader import load_project  # noqa: E402
-from sync_assets.connectors import connector_for  # noqa: E402
 from sync_assets.sync.engine import sync_table  # noqa: E402
 
 MODES = {"hash_delta": "bench_hd_delta", "full_refresh": "bench_hd_full"}
 
 
-def write_config(folder: Path, conninfo: str, duckdb_path: Path) -> Path:
-    replications = [
+def replications() -> list[dict]:
+    """A hash_delta copy and a full_refresh copy on each target."""
+    return [
         {"source": "pg", "target": target, "streams": {"bench_hd_src.orders": {
             "mode": mode, "primary_key": "id", "object": f"{schema}.orders", "asset_key": [target, schema]}}}
         for target in ("pg", "duck") for mode, schema in MODES.items()
     ]
-    duck = {"kind": "duckdb", "role": "target", "options": {"path": str(duckdb_path)}}
-    config = {"connections": {"pg": postgres_connection(conninfo), "duck": duck}, "replications": replications}
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "bench.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    return folder
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=2_000_000)
-    args = parser.parse_args()
+    rows = rows_to_bench(__doc__)
     admin, conninfo = conninfos()
-    print(f"source: {args.rows:,} rows in bench_hd_src.orders", flush=True)
-    prepare_source(admin, conninfo, "bench_hd_src", args.rows)
+    print(f"source: {rows:,} rows in bench_hd_src.orders", flush=True)
+    prepare_source(admin, conninfo, "bench_hd_src", rows)
     with tempfile.TemporaryDirectory() as work:
-        project = load_project(write_config(Path(work) / "config", conninfo, Path(work) / "bench.duckdb"))
-        source = connector_for("pg", project.connections["pg"], read_only=True)
-        targets = {name: connector_for(name, project.connections[name]) for name in ("pg", "duck")}
+        project, source, targets = bench_project(Path(work), conninfo, replications())
         drop_schemas(conninfo, list(MODES.values()))
         print("initial loads ...", flush=True)
         for table in project.tables:
@@ -76,9 +64,9 @@ def main() -> None:
                 timed.append((label, time.monotonic() - started, result))
             full_seconds = timed[-1][1]
             for label, seconds, result in timed:
-                print(f"{target:<7} {label:<32} {seconds:>8.2f} {args.rows / seconds:>11,.0f} "
+                print(f"{target:<7} {label:<32} {seconds:>8.2f} {rows / seconds:>11,.0f} "
                       f"{seconds / full_seconds:>14.2f}x  {result.applied}")
-            expected = [(changed, args.rows - changed), (0, args.rows)]
+            expected = [(changed, rows - changed), (0, rows)]
             found = [(r.rows_updated, r.rows_unchanged) for _, _, r in timed[:2]]
             if found != expected:
                 raise SystemExit(f"{target}: hash_delta classified (updated, unchanged) {found}, expected {expected}")

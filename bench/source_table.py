@@ -3,11 +3,13 @@ benchmark's rows (``bench/sql/gen_data.sql``: deterministic, one function of the
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 from pathlib import Path
 
 import psycopg
+import yaml
 
 HERE = Path(__file__).resolve().parent
 
@@ -45,3 +47,26 @@ def postgres_connection(conninfo: str) -> dict:
 def drop_schemas(conninfo: str, names: list[str]) -> None:
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("DROP SCHEMA IF EXISTS " + ", ".join(names) + " CASCADE")
+
+
+def rows_to_bench(description: str) -> int:
+    """The ``--rows`` argument of a feature benchmark (default 2,000,000)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    return parser.parse_args().rows
+
+
+def bench_project(work: Path, conninfo: str, replications: list[dict]):
+    """(project, PostgreSQL source connector, {"pg", "duck"} target connectors) for ``replications``
+    from the bench database ("pg") into itself or a DuckDB file in ``work`` ("duck")."""
+    from sync_assets.config.loader import load_project
+    from sync_assets.connectors import connector_for
+
+    duck = {"kind": "duckdb", "role": "target", "options": {"path": str(work / "bench.duckdb")}}
+    config = {"connections": {"pg": postgres_connection(conninfo), "duck": duck}, "replications": replications}
+    folder = work / "config"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "bench.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    project = load_project(folder)
+    source = connector_for("pg", project.connections["pg"], read_only=True)
+    return project, source, {name: connector_for(name, project.connections[name]) for name in ("pg", "duck")}

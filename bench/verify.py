@@ -14,7 +14,6 @@ the planted differences. Tests never assert on these times.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -23,13 +22,10 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pyarrow as pa
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from source_table import conninfos, postgres_connection, prepare_source  # noqa: E402
+from source_table import bench_project, conninfos, prepare_source, rows_to_bench  # noqa: E402
 
-from sync_assets.config.loader import load_project  # noqa: E402
-from sync_assets.connectors import connector_for  # noqa: E402
 from sync_assets.connectors.requests import ReadRequest  # noqa: E402
 from sync_assets.sync.engine import sync_table  # noqa: E402
 from sync_assets.verify.sides import diff_table  # noqa: E402
@@ -64,23 +60,15 @@ def plant(path: Path, count: int) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=2_000_000)
-    args = parser.parse_args()
+    rows = rows_to_bench(__doc__)
     admin, conninfo = conninfos()
-    print(f"source: {args.rows:,} rows in bench_vf_src.orders", flush=True)
-    prepare_source(admin, conninfo, "bench_vf_src", args.rows)
+    print(f"source: {rows:,} rows in bench_vf_src.orders", flush=True)
+    prepare_source(admin, conninfo, "bench_vf_src", rows)
     with tempfile.TemporaryDirectory() as work:
-        duck = Path(work) / "copy.duckdb"
-        config = {"connections": {"pg": postgres_connection(conninfo),
-                                  "duck": {"kind": "duckdb", "role": "target", "options": {"path": str(duck)}}},
-                  "source": "pg", "target": "duck",
-                  "streams": {"bench_vf_src.orders": {"object": "dst.orders", "primary_key": "id"}}}
-        (Path(work) / "bench.yaml").write_text(yaml.safe_dump(config))
-        project = load_project(work)
-        table = project.tables[0]
-        source = connector_for("pg", project.connections["pg"], read_only=True)
-        target = connector_for("duck", project.connections["duck"])
+        project, source, targets = bench_project(Path(work), conninfo, [{
+            "source": "pg", "target": "duck",
+            "streams": {"bench_vf_src.orders": {"object": "dst.orders", "primary_key": "id"}}}])
+        table, target, duck = project.tables[0], targets["duck"], Path(work) / "bench.duckdb"
         print(f"\n{'planted':>8} {'diff s':>8} {'rows/s':>11} {'found':>7} {'queries':>8} {'fetched':>8} "
               f"{'naive s':>8} {'naive found':>12} {'x naive':>8}")
         for count in (0, 10, 10_000):
@@ -92,7 +80,7 @@ def main() -> None:
             started = time.monotonic()
             naive = naive_differences(table, source, target)
             naive_seconds = time.monotonic() - started
-            print(f"{planted:>8,} {seconds:>8.2f} {args.rows / seconds:>11,.0f} {result.differences:>7,} "
+            print(f"{planted:>8,} {seconds:>8.2f} {rows / seconds:>11,.0f} {result.differences:>7,} "
                   f"{result.queries:>8} {result.rows_fetched:>8,} {naive_seconds:>8.2f} {naive:>12,} "
                   f"{seconds / naive_seconds:>7.2f}x")
             if result.differences != planted or naive != planted:
