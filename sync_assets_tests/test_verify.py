@@ -118,3 +118,25 @@ def test_rows_match_check_on_a_dagster_materialization(pair, sync, mode):
     assert not failed.passed and failed.metadata["differing_buckets"].value == 1
     if mode == "full":
         assert "Id=77: differs: select" in failed.metadata["differing_keys"].value
+
+
+@only_pairs(("duckdb", "duckdb"))
+def test_rows_match_every_n_evaluations(pair, sync):
+    import dagster as dg
+
+    from sync_assets.orchestration.project_definitions import build_definitions
+
+    source, target = pair
+    source.create_test_table([make_row(i) for i in range(1, 21)])
+    sync({**FULL, "verify": {"mode": "checksum", "every": 3}})
+    defs = build_definitions(sync.project)
+    asset = defs.get_assets_def(dg.AssetKey(list(sync.project.tables[0].asset_key)))
+    check = next(c for c in defs.asset_checks if "rows_match" in {k.name for k in c.check_keys})
+    instance = dg.DagsterInstance.ephemeral()
+    compared = []
+    for _ in range(4):
+        (evaluation,) = dg.materialize([asset, check], resources=defs.resources,
+                                       instance=instance).get_asset_check_evaluations()
+        compared.append(evaluation.metadata["compared"].value)
+        assert evaluation.passed
+    assert compared == [True, False, False, True]

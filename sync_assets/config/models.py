@@ -213,6 +213,8 @@ class VerifySpec(_Strict):
     synced slice in both databases; ``full`` also bisects to the differing rows and names them."""
 
     mode: Literal["checksum", "full"] = "checksum"
+    every: int | None = Field(default=None, ge=1)
+    """Compare on every N-th evaluation of the check; the others repeat the last verdict."""
 
 
 class StreamOptions(_Strict):

@@ -104,12 +104,20 @@ def build_rows_match_check(project: Project, table: TableSpec) -> dg.AssetChecks
         **_check_kwargs(project, table),
     )
     def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        last = _last_comparison(context, table.verify.every)  # type: ignore[union-attr]
+        if last is not None:
+            runs_ago, verdict = last
+            return dg.AssetCheckResult(
+                passed=verdict.passed, metadata={"compared": False, "compared_runs_ago": runs_ago},
+                description=f"not compared this time (every {table.verify.every} evaluations); "  # type: ignore[union-attr]
+                            f"the comparison {runs_ago} evaluation(s) ago {'passed' if verdict.passed else 'failed'}")
         source = connector_for(table.source, project.connections[table.source], read_only=True)
         target = connector_for(table.target, project.connections[table.target])
         filters, slice_text = _synced_slice(context, table, source_schema(table, source), target)
         result = diff_table(table, source, target, filters=filters, locate=full)
-        metadata = {"slice": slice_text, "source_rows": result.source_rows, "target_rows": result.target_rows,
-                    "differing_buckets": result.differing_buckets, "seconds": round(result.seconds, 2)}
+        metadata = {"compared": True, "slice": slice_text, "source_rows": result.source_rows,
+                    "target_rows": result.target_rows, "differing_buckets": result.differing_buckets,
+                    "seconds": round(result.seconds, 2)}
         if full:
             keys = [*(("only in source", k) for k in result.only_in_source),
                     *(("only in target", k) for k in result.only_in_target),
@@ -122,6 +130,23 @@ def build_rows_match_check(project: Project, table: TableSpec) -> dg.AssetChecks
                                    metadata=metadata)
 
     return _check
+
+
+def _last_comparison(context: dg.AssetCheckExecutionContext, every: int | None):
+    """(evaluations ago, its evaluation) when one of the last ``every - 1`` evaluations of this
+    check compared the tables, so this one need not; None when this one compares."""
+    if not every or every == 1:
+        return None
+    (check_key,) = context.selected_asset_check_keys
+    history = context.instance.event_log_storage.get_asset_check_execution_history(check_key, limit=every + 1)
+    evaluations = [record.event.dagster_event.event_specific_data for record in history
+                   if record.event is not None and record.event.dagster_event is not None
+                   and isinstance(record.event.dagster_event.event_specific_data, dg.AssetCheckEvaluation)]
+    for runs_ago, evaluation in enumerate(evaluations[:every - 1], start=1):
+        compared = evaluation.metadata.get("compared")
+        if compared is not None and compared.value:
+            return runs_ago, evaluation
+    return None
 
 
 def _check_kwargs(project: Project, table: TableSpec) -> dict:
