@@ -16,6 +16,7 @@ row, and a leaf compares row counts.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -27,6 +28,8 @@ import pyarrow as pa
 
 from sync_assets.connectors.interface import Connector
 from sync_assets.types.canonical import hash_bucket_sql, md5_hex_sql, row_text_sql, value_text_sql
+
+log = logging.getLogger("sync_assets")
 
 FAN_OUT = 64
 LEAF_ROWS = 256
@@ -106,6 +109,8 @@ def compare(source: Side, target: Side, key: Sequence[str], *, locate: bool = Tr
                 if not locate:
                     differing = []
             rows = sum(max(sums[0].get(b, (0, 0))[0], sums[1].get(b, (0, 0))[0]) for b in differing)
+            log.info("diff %s: level %d, %d buckets differ (%s rows in them)", source.source, level,
+                     len(differing), f"{rows:,}")
             if not differing or rows <= LEAF_ROWS or rows <= DENSE_ROWS_PER_BUCKET * len(differing):
                 break
             level, prefixes = level + 1, differing
