@@ -131,6 +131,11 @@ class SqlConnector(Connector):
     def cast_expression(self, column: str, target_type: str) -> str:
         return f"CAST({self.quote(column)} AS {target_type})"
 
+    def analyze_sql(self, table: TableName) -> list[str]:
+        """Statements giving the planner statistics of a freshly loaded staging table, for the
+        applies that join it with the whole target (delete detection, hash delta)."""
+        return []
+
     # shared implementation ------------------------------------------------------------------
     def create_table_sql(self, table: TableName, schema: pa.Schema, types: Sequence[str]) -> str:
         cols = ", ".join(f"{self.quote(f.name)} {t}" for f, t in zip(schema, types, strict=True))
@@ -202,6 +207,9 @@ class SqlConnector(Connector):
                 rows, result.native_path = self.bulk_load(conn, staging, stream, schema)
                 log.info("loaded %s rows into staging %s in %.2fs (%s path)", f"{rows:,}", staging,
                          time.monotonic() - started, "native" if result.native_path else "arrow")
+                if op.kind == "hash_delta":
+                    self._run(conn, self.analyze_sql(staging), result)
+                    self.commit(conn)
                 if op.deletes is not None and op.deletes.check_now and open_keys is not None and op.kind == "merge":
                     keys_staging = self._load_keys(conn, op, open_keys, result)
                 self._apply(conn, op, staging, schema, existing, casts, target_types, rows, result, keeper,
@@ -236,6 +244,8 @@ class SqlConnector(Connector):
             if keys.failure is not None:
                 raise keys.failure from keys.failure.__cause__
             raise
+        self._run(conn, self.analyze_sql(keys_staging), result)
+        self.commit(conn)
         log.info("loaded %s source keys into %s in %.2fs, to find rows deleted at the source", f"{rows:,}",
                  keys_staging, time.monotonic() - started)
         return keys_staging

@@ -6,8 +6,8 @@ Every row gets a bucket number from its key (the key itself for one integer colu
 every compared column, ``types.canonical``). Level 1 groups both sides into ``FAN_OUT`` buckets
 (``bucket % 64``) and compares each bucket's row count and the sum of its rows' 60-bit hash heads
 (an order-independent checksum), one grouped query per side, both sides at once. Only the buckets
-that differ are split again (``bucket % 64²`` among them, and so on) until the differing buckets
-hold ``LEAF_ROWS`` rows in all, or a few rows each; then just those rows' keys and canonical
+that differ are split again (``bucket % 64²`` among them, or finer at once when they are big)
+until the differing buckets hold ``LEAF_ROWS`` rows in all, or a few rows each; then just those rows' keys and canonical
 column texts are fetched and compared in Python: keys only in the source, only in the target,
 and keys in both whose values differ, with the differing columns. Equal tables cost one grouped
 scan per side. A table without a primary key is compared as a multiset: the "key" is the whole
@@ -17,6 +17,7 @@ row, and a leaf compares row counts.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -97,30 +98,37 @@ def compare(source: Side, target: Side, key: Sequence[str], *, locate: bool = Tr
     result = DiffResult(key or tuple(name for name, _ in source.columns))
     sides = (_Bucketed(source, key), _Bucketed(target, key))
     with ThreadPoolExecutor(max_workers=2) as pool:
-        level, prefixes = 1, None
+        modulus, within = FAN_OUT, None
         while True:
-            sums = list(pool.map(_Bucketed.bucket_sums, sides, [level] * 2, [prefixes] * 2))
+            sums = list(pool.map(_Bucketed.bucket_sums, sides, [modulus] * 2, [within] * 2))
             result.queries += 2
-            if level == 1:
+            if within is None:
                 result.source_rows, result.target_rows = (sum(c for c, _ in s.values()) for s in sums)
             differing = sorted(b for b in set(sums[0]) | set(sums[1]) if sums[0].get(b) != sums[1].get(b))
-            if level == 1:
+            if within is None:
                 result.differing_buckets = len(differing)
                 if not locate:
                     differing = []
             rows = sum(max(sums[0].get(b, (0, 0))[0], sums[1].get(b, (0, 0))[0]) for b in differing)
-            log.info("diff %s: level %d, %d buckets differ (%s rows in them)", source.source, level,
-                     len(differing), f"{rows:,}")
+            log.info("diff %s: %d of the buckets mod %d differ (%s rows in them)", source.source,
+                     len(differing), modulus, f"{rows:,}")
             if not differing or rows <= LEAF_ROWS or rows <= DENSE_ROWS_PER_BUCKET * len(differing):
                 break
-            level, prefixes = level + 1, differing
+            within, modulus = (modulus, differing), modulus * _split(rows / len(differing))
         if differing:
-            leaves = list(pool.map(_Bucketed.rows, sides, [level] * 2, [differing] * 2))
+            leaves = list(pool.map(_Bucketed.rows, sides, [modulus] * 2, [differing] * 2))
             result.queries += 2
             result.rows_fetched = sum(len(rows) for rows in leaves)
             _compare_rows(result, source, leaves[0], leaves[1], bool(key))
     result.seconds = time.monotonic() - started
     return result
+
+
+def _split(rows_per_bucket: float) -> int:
+    """How many parts to split each differing bucket into (a power of ``FAN_OUT``) so that the
+    parts hold about ``DENSE_ROWS_PER_BUCKET`` rows: one level, or several at once."""
+    levels = max(1, math.ceil(math.log(max(rows_per_bucket / DENSE_ROWS_PER_BUCKET, 1.0), FAN_OUT)))
+    return FAN_OUT ** levels
 
 
 class _Bucketed:
@@ -139,27 +147,26 @@ class _Bucketed:
         row_hash = md5_hex_sql(kind, row_text_sql(kind, [side.text(name) for name, _ in side.columns]))
         self.row_hash = hash_bucket_sql(kind, row_hash)
 
-    def _from(self, level: int, prefixes: Sequence[int] | None) -> tuple[str, str]:
-        """(bucket expression at ``level``, FROM ... WHERE ... restricted to ``prefixes`` of the level above)."""
+    def _from(self, modulus: int, within: tuple[int, Sequence[int]] | None) -> tuple[str, str]:
+        """(bucket expression ``% modulus``, FROM ... WHERE ...), restricted to the rows whose
+        bucket ``% within[0]`` is one of ``within[1]`` (the differing buckets of the level above)."""
         side = self.side
         condition = side.where
-        if prefixes is not None:
-            within = f"({self.bucket}) % {FAN_OUT ** (level - 1)} IN ({', '.join(str(p) for p in prefixes)})"
-            condition = f"{condition} AND {within}" if condition else f" WHERE {within}"
-        return f"({self.bucket}) % {FAN_OUT ** level}", f"FROM {side.source}{condition}"
+        if within is not None:
+            inside = f"({self.bucket}) % {within[0]} IN ({', '.join(str(b) for b in within[1])})"
+            condition = f"{condition} AND {inside}" if condition else f" WHERE {inside}"
+        return f"({self.bucket}) % {modulus}", f"FROM {side.source}{condition}"
 
-    def bucket_sums(self, level: int, prefixes: Sequence[int] | None) -> dict[int, tuple[int, int]]:
-        bucket, source = self._from(level, prefixes)
+    def bucket_sums(self, modulus: int, within: tuple[int, Sequence[int]] | None) -> dict[int, tuple[int, int]]:
+        bucket, source = self._from(modulus, within)
         rows = self.side.connector.fetch(
             f"SELECT b, COUNT(*), SUM(h) FROM (SELECT {bucket} AS b, {self.row_hash} AS h {source}) AS hashed "
             "GROUP BY b", self.side.params)
         return {int(b): (int(count), int(total)) for b, count, total in rows}
 
-    def rows(self, level: int, buckets: Sequence[int]) -> list[tuple]:
-        """Key values, then every column's canonical text, of the rows in ``buckets``."""
-        bucket, source = self._from(level, None)
-        within = f"{bucket} IN ({', '.join(str(b) for b in buckets)})"
-        source += f" AND {within}" if self.side.where else f" WHERE {within}"
+    def rows(self, modulus: int, buckets: Sequence[int]) -> list[tuple]:
+        """Key values, then every column's canonical text, of the rows in ``buckets`` (``% modulus``)."""
+        _, source = self._from(modulus, (modulus, buckets))
         quote = self.side.connector.quote
         keys = ", ".join(quote(k) for k in self.key)
         texts = ", ".join(self.side.text(name) for name, _ in self.side.columns)

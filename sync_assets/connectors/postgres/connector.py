@@ -448,6 +448,9 @@ class PostgresConnector(SqlConnector):
                     + "; make the labels match (ALTER TYPE ... ADD VALUE) or drop that type; nothing was written")
         return statements
 
+    def analyze_sql(self, table: TableName) -> list[str]:
+        return [f"ANALYZE {self.qualified(table)}"]
+
     def add_primary_key_sql(self, table: TableName, key: Sequence[str], final_name: str) -> list[str]:
         if not key:
             return []
