@@ -66,9 +66,7 @@ def row_hash_sql(kind: str, values: Sequence[str]) -> str:
 
 def statements(target: SqlTarget, table: TableName, staging: TableName, columns: Sequence[str],
                key: Sequence[str], casts: dict[str, str]) -> tuple[str, str, str]:
-    """(delete, update, insert): the three set-based statements of one hash-delta apply. On DuckDB,
-    whose UPDATE of an indexed table is slow, the "update" deletes the changed rows instead and the
-    insert puts them back with the new ones (``apply`` counts them apart)."""
+    """(delete, update, insert): the three set-based statements of one hash-delta apply."""
     q, t, s = target.quote, target.qualified(table), target.qualified(staging)
     data = [c for c in columns if c not in key]
     hash_column = q(ROW_HASH_COLUMN)
@@ -85,10 +83,7 @@ def statements(target: SqlTarget, table: TableName, staging: TableName, columns:
     changed = [*data, ROW_HASH_COLUMN]
     values = [*(value(c) for c in data), "s.h"]
     staged = f"(SELECT s.*, {staged_hash} AS h FROM {s} AS s)"
-    if target.kind == "duckdb":
-        update = (f"DELETE FROM {t} WHERE EXISTS (SELECT 1 FROM {s} AS s WHERE {staged_key_match} "
-                  f"AND {t}.{hash_column} IS DISTINCT FROM {staged_hash})")
-    elif target.kind == "mssql":
+    if target.kind == "mssql":
         match = " AND ".join(f"s.{q(k)} = tt.{q(k)}" for k in key)
         update = ("UPDATE tt SET " + ", ".join(f"{q(c)} = {v}" for c, v in zip(changed, values, strict=True))
                   + f" FROM {t} AS tt INNER JOIN {staged} AS s ON {match} "
@@ -130,6 +125,4 @@ def apply(target: SqlTarget, conn: Any, table: TableName, staging: TableName, co
         counts.append(max(target.execute(conn, sql), 0))
         result.statements.append(sql)
     result.rows_deleted, result.rows_updated, result.rows_inserted = counts
-    if target.kind == "duckdb":  # the changed rows were deleted, then inserted with the new ones
-        result.rows_inserted -= result.rows_updated
     result.rows_unchanged = staged_rows - result.rows_updated - result.rows_inserted
