@@ -17,12 +17,12 @@ last check, so ``every: N`` survives restarts and advances only with a commit.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import pyarrow as pa
 
 from sync_assets.config.names import TableName
-from sync_assets.connectors.interface import DeletePlan, WriteResult
+from sync_assets.connectors.interface import DeletePlan, SqlTarget, WriteResult
 
 SOFT_DELETE_COLUMN = "_sync_deleted_at"
 """The timestamp (UTC) a soft-deleting table sets on rows whose key left the source."""
@@ -33,21 +33,11 @@ RUN_COUNTER_SCHEMA = pa.schema([pa.field("table_name", pa.string()), pa.field("r
 _NOW_SQL = {"mssql": "SYSDATETIMEOFFSET()"}
 
 
-class SqlTarget(Protocol):
-    """What this module needs of a SQL target (``sql_write.SqlConnector`` provides it)."""
-
-    kind: str
-
-    def quote(self, identifier: str) -> str: ...
-    def qualified(self, table: TableName) -> str: ...
-    def placeholder(self, index: int, style: str | None = None) -> str: ...
-    def ddl_type(self, field: pa.Field) -> str: ...
-    def table_schema(self, table: TableName) -> pa.Schema | None: ...
-    def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]: ...
-    def fetch_on(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> list[tuple]: ...
-    def execute(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> int: ...
-    def create_table_sql(self, table: TableName, schema: pa.Schema, types: Sequence[str]) -> str: ...
-    def add_column_sql(self, table: TableName, column: str, column_type: str) -> str: ...
+def live_rows_condition(target: SqlTarget, target_schema: pa.Schema) -> str | None:
+    """The condition selecting the target rows still at the source (None: nothing soft-deleted)."""
+    if SOFT_DELETE_COLUMN not in target_schema.names:
+        return None
+    return f"{target.quote(SOFT_DELETE_COLUMN)} IS NULL"
 
 
 def counter_table(table: TableName) -> TableName:

@@ -19,12 +19,12 @@ same statements in T-SQL (``HASHBYTES('MD5', ...)`` over its own text forms; par
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import pyarrow as pa
 
 from sync_assets.config.names import TableName
-from sync_assets.connectors.interface import WriteResult
+from sync_assets.connectors.interface import SqlTarget, WriteResult
 from sync_assets.types.canonical import CANONICAL_VERSION, engine_text_sql, md5_hex_sql, row_text_sql
 
 ROW_HASH_COLUMN = "_sync_row_hash"
@@ -37,22 +37,6 @@ _PINNED_SETTINGS = {
     "duckdb": ["SET TimeZone = 'UTC'"],
     "mssql": [],
 }
-
-
-class SqlTarget(Protocol):
-    """What this module needs of a SQL target (``sql_write.SqlConnector`` provides it)."""
-
-    kind: str
-
-    def quote(self, identifier: str) -> str: ...
-    def qualified(self, table: TableName) -> str: ...
-    def ddl_type(self, field: pa.Field) -> str: ...
-    def execute(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> int: ...
-    def add_column_sql(self, table: TableName, column: str, column_type: str) -> str: ...
-    def cast_expression(self, column: str, target_type: str) -> str: ...
-    def create_table_sql(self, table: TableName, schema: pa.Schema, types: Sequence[str]) -> str: ...
-    def add_primary_key_sql(self, table: TableName, key: Sequence[str], final_name: str) -> list[str]: ...
-    def after_swap_sql(self, table: TableName, key: Sequence[str]) -> list[str]: ...
 
 
 def row_hash_sql(kind: str, values: Sequence[str]) -> str:
@@ -73,9 +57,7 @@ def statements(target: SqlTarget, table: TableName, staging: TableName, columns:
 
     def value(column: str) -> str:
         """The staged column as the target stores it (cast where the staging type differs)."""
-        if column not in casts:
-            return f"s.{q(column)}"
-        return target.cast_expression(column, casts[column]).replace(q(column), f"s.{q(column)}")
+        return target.cast_expression(column, casts[column], "s") if column in casts else f"s.{q(column)}"
 
     staged_hash = row_hash_sql(target.kind, [value(c) for c in data])
     staged_key_match = " AND ".join(f"s.{q(k)} = {t}.{q(k)}" for k in key)

@@ -128,8 +128,9 @@ class SqlConnector(Connector):
     def schema_exists(self, schema: str) -> bool:
         return True
 
-    def cast_expression(self, column: str, target_type: str) -> str:
-        return f"CAST({self.quote(column)} AS {target_type})"
+    def cast_expression(self, column: str, target_type: str, qualifier: str = "") -> str:
+        """``column`` (of the table aliased ``qualifier``, if given) cast to ``target_type``."""
+        return f"CAST({qualifier + '.' if qualifier else ''}{self.quote(column)} AS {target_type})"
 
     def analyze_sql(self, table: TableName) -> list[str]:
         """Statements giving the planner statistics of a freshly loaded staging table, for the

@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from sync_assets.config.project import Project, TableSpec
 from sync_assets.connectors import connector_for
-from sync_assets.connectors.deletes import SOFT_DELETE_COLUMN
+from sync_assets.connectors.deletes import live_rows_condition
 from sync_assets.connectors.interface import Connector
 from sync_assets.connectors.requests import Filter, ReadRequest
 from sync_assets.orchestration.assets import op_tags, partitions_for, pool_for
@@ -61,9 +61,8 @@ def build_row_count_check(project: Project, table: TableSpec) -> dg.AssetChecksD
         read = base_read(table, schema)
         filters, slice_text = _synced_slice(context, table, schema, target)
         source_rows = source.count(read.with_filters(*filters), schema)
-        live = None  # soft-deleted rows stay in the target but not in the source
-        if SOFT_DELETE_COLUMN in target_schema.names:
-            live = f"{target.quote(SOFT_DELETE_COLUMN)} IS NULL"
+        live = live_rows_condition(target, target_schema)  # soft-deleted rows are not at the source
+        if live:
             slice_text += ", rows not soft-deleted"
         target_rows = target.count(ReadRequest(table=table.target_table, filters=filters, where=live), target_schema)
         return dg.AssetCheckResult(
@@ -113,8 +112,9 @@ def build_rows_match_check(project: Project, table: TableSpec) -> dg.AssetChecks
                             f"the comparison {runs_ago} evaluation(s) ago {'passed' if verdict.passed else 'failed'}")
         source = connector_for(table.source, project.connections[table.source], read_only=True)
         target = connector_for(table.target, project.connections[table.target])
-        filters, slice_text = _synced_slice(context, table, source_schema(table, source), target)
-        result = diff_table(table, source, target, filters=filters, locate=full)
+        schema = source_schema(table, source)
+        filters, slice_text = _synced_slice(context, table, schema, target)
+        result = diff_table(table, source, target, filters=filters, locate=full, schema=schema)
         metadata = {"compared": True, "slice": slice_text, "source_rows": result.source_rows,
                     "target_rows": result.target_rows, "differing_buckets": result.differing_buckets,
                     "seconds": round(result.seconds, 2)}

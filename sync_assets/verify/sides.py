@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pyarrow as pa
+
 from sync_assets.config.project import TableSpec
-from sync_assets.connectors.deletes import SOFT_DELETE_COLUMN
+from sync_assets.connectors.deletes import live_rows_condition
 from sync_assets.connectors.interface import Connector
 from sync_assets.connectors.requests import Filter, ReadRequest
 from sync_assets.errors import ConfigError
@@ -16,9 +18,11 @@ from sync_assets.verify.diff import DiffResult, Side, compare
 
 
 def stream_sides(table: TableSpec, source: Connector, target: Connector, *, columns: Sequence[str] | None = None,
-                 where: str | None = None, filters: Sequence[Filter] = ()) -> tuple[Side, Side]:
-    """(source side, target side) of ``table``; ``where`` is one condition both sides understand."""
-    schema = source_schema(table, source)
+                 where: str | None = None, filters: Sequence[Filter] = (),
+                 schema: pa.Schema | None = None) -> tuple[Side, Side]:
+    """(source side, target side) of ``table``; ``where`` is one condition both sides understand;
+    ``schema``: the stream's source schema, when the caller has already read it."""
+    schema = schema if schema is not None else source_schema(table, source)
     names = list(columns) if columns else list(schema.names)
     unknown = [c for c in names if c not in schema.names]
     if unknown:
@@ -32,7 +36,7 @@ def stream_sides(table: TableSpec, source: Connector, target: Connector, *, colu
     if missing:
         raise ConfigError(f"{table.label}: target table {table.target_table} has no column(s) {', '.join(missing)}")
     source_where = " AND ".join(f"({c})" for c in (table.where, where) if c) or None
-    live = f"{target.quote(SOFT_DELETE_COLUMN)} IS NULL" if SOFT_DELETE_COLUMN in target_schema.names else None
+    live = live_rows_condition(target, target_schema)
     target_where = " AND ".join(f"({c})" for c in (where, live) if c) or None
     source_from = source.qualified(table.source_table) if table.source_table else f"({table.sql}) AS sync_query"
     source_sql, source_params = source.where_clause(

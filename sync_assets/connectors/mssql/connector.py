@@ -312,8 +312,8 @@ class MssqlConnector(SqlConnector):
     def load_type(self, field: pa.Field) -> str:
         return types.load_type(field)
 
-    def cast_expression(self, column: str, target_type: str) -> str:
-        return types.cast_from_staging(self.quote(column), target_type)
+    def cast_expression(self, column: str, target_type: str, qualifier: str = "") -> str:
+        return types.cast_from_staging(f"{qualifier + '.' if qualifier else ''}{self.quote(column)}", target_type)
 
     def create_table_sql(self, table: TableName, schema: pa.Schema, types_: Sequence[str]) -> str:
         """Also remembers the declared types: the primary key step needs them for tables that
