@@ -25,10 +25,12 @@ import pyarrow as pa
 
 from sync_assets.config.names import TableName
 from sync_assets.connectors.interface import SqlTarget, WriteResult
-from sync_assets.types.canonical import CANONICAL_VERSION, engine_text_sql, md5_hex_sql, row_text_sql
+from sync_assets.types.canonical import engine_text_sql, md5_hex_sql, row_text_sql
 
 ROW_HASH_COLUMN = "_sync_row_hash"
 ROW_HASH_FIELD = pa.field(ROW_HASH_COLUMN, pa.string())
+ROW_HASH_VERSION = 1
+"""The form of the stored hash (the ``v1:`` prefix); a new form changes it, and then every row once."""
 
 _PINNED_SETTINGS = {
     "postgres": ["SET LOCAL TimeZone = 'UTC'", "SET LOCAL DateStyle = 'ISO, YMD'",
@@ -45,7 +47,7 @@ def row_hash_sql(kind: str, values: Sequence[str]) -> str:
     engine's own text form under the pinned settings."""
     text = row_text_sql(kind, [engine_text_sql(kind, v) for v in values])
     concat = " + " if kind == "mssql" else " || "
-    return f"'v{CANONICAL_VERSION}:'{concat}{md5_hex_sql(kind, text)}"
+    return f"'v{ROW_HASH_VERSION}:'{concat}{md5_hex_sql(kind, text)}"
 
 
 def statements(target: SqlTarget, table: TableName, staging: TableName, columns: Sequence[str],

@@ -8,8 +8,8 @@ same value (version ``CANONICAL_VERSION``):
 
 - integers, text, UUIDs (lowercase), dates (``YYYY-MM-DD``): their plain text;
 - decimals by value: no trailing fractional zeros, no exponent (``1.10`` and ``1.1`` are equal);
-- floats: the shortest text that round-trips, ``NaN``, ``Infinity``, ``-Infinity``; ``-0.0`` is
-  ``0`` (equal to ``0.0``), and a whole number has no ``.0``;
+- floats: the shortest text that round-trips, no exponent below 1e16, ``NaN``, ``Infinity``,
+  ``-Infinity``; ``-0.0`` is ``0`` (equal to ``0.0``), and a whole number has no ``.0``;
 - timestamps with a time zone in UTC, both kinds as ``YYYY-MM-DDTHH:MM:SS.ffffff``;
 - booleans ``true``/``false``; bytes as lowercase hex.
 
@@ -25,7 +25,8 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
-CANONICAL_VERSION = 1
+CANONICAL_VERSION = 2
+"""2: PostgreSQL floats in [1e6, 1e16) without an exponent (version 1 kept PostgreSQL's ``1e+15``)."""
 
 _TEXT = {"postgres": "text", "duckdb": "VARCHAR", "mssql": "NVARCHAR(MAX)", "snowflake": "VARCHAR"}
 _TIMESTAMP_FORMAT = {
@@ -59,7 +60,10 @@ def value_text_sql(kind: str, value: str, type_: pa.DataType) -> str:
     if pa.types.is_floating(type_):
         nan = {"postgres": f"{value} = 'NaN'", "duckdb": f"isnan({value})", "mssql": "1 = 0",
                "snowflake": f"{value} = 'NaN'"}[kind]
-        plain = text if kind == "postgres" else f"REGEXP_REPLACE({text}, '\\.0$', '')"
+        plain = f"REGEXP_REPLACE({text}, '\\.0$', '')"
+        if kind == "postgres":  # PostgreSQL writes 1e+15 (float8) and 1.6777216e+07 (real) where others do not
+            plain = (f"CASE WHEN abs({value}) >= 1e6 AND abs({value}) < 1e16 "
+                     f"THEN CAST(trim_scale(CAST({text} AS numeric)) AS text) ELSE {text} END")
         if kind == "mssql":
             plain = f"CONVERT(NVARCHAR(40), {value}, 3)"
         return (f"CASE WHEN {nan} THEN 'NaN' WHEN {value} = 0 THEN '0' "
