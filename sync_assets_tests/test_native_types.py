@@ -166,3 +166,22 @@ def test_duckdb_types_land_in_postgres_as_documented(pair, sync):
 def test_duckdb_nested_types_into_postgres_are_refused_naming_the_column(pair, sync):
     assert_duckdb_rows_refused(pair, sync, "nested", "k INTEGER, st STRUCT(a INTEGER)", "(1, {'a': 1})",
                                r"stream .*nested.*column 'st' is struct.*no PostgreSQL type")
+
+
+@only_pairs(("postgres", "postgres"))
+def test_a_wider_existing_target_column_takes_arrow_not_the_sources_binary_copy(pair, sync):
+    """A target column wider than the source's (text for varchar(40)) makes staging take the Arrow
+    path for every column: binary COPY bytes of a jsonb would land in a text staging column with
+    jsonb's version byte in front (found with dead letters; fixed in ``SqlConnector._staging_types``)."""
+    from datetime import timedelta
+
+    from sync_assets_tests.engines import BASE_TIME, DDL, make_row
+
+    source, target = pair
+    source.create_test_table([make_row(i, updated=BASE_TIME + timedelta(seconds=i)) for i in range(1, 11)])
+    target.ensure_schema()
+    target.execute(DDL["postgres"].replace('"Name" varchar(40)', '"Name" text').format(t=target.qualified()))
+    target.insert([make_row(1, updated=BASE_TIME + timedelta(seconds=1))])
+    result = sync({"mode": "incremental", "primary_key": "Id", "update_key": "updatedAt"})
+    assert result.plan.strategy == "incremental" and not result.native_path
+    assert target.rows() == source.rows()

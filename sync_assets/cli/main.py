@@ -24,7 +24,7 @@ from sync_assets.config.loader import load_project
 from sync_assets.config.project import Project
 from sync_assets.connectors import connector_for
 from sync_assets.errors import SyncAssetsError
-from sync_assets.sync.planning import RunOptions
+from sync_assets.sync.planning import RunOptions, local_run_id
 from sync_assets.sync.policies import sync_with_policies
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -55,8 +55,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     project = _project(args)
     table = project.table(args.table)
     source, target = _connectors(project, table)
-    synced = sync_with_policies(table, source, target, RunOptions(full_refresh=args.full_refresh,
-                                                                      detect_deletes=args.detect_deletes))
+    synced = sync_with_policies(table, source, target, RunOptions(
+        full_refresh=args.full_refresh, detect_deletes=args.detect_deletes, run_id=local_run_id()))
     result = synced.result
     if synced.chunk is not None:
         print(f"{table.name}: {synced.chunk.describe()}")

@@ -1,5 +1,7 @@
-"""``sync-assets diff``: compare a table's source with its target row by row, inside both
-databases, and print the keys that differ. Exit code 0: equal, 1: different, 2: error."""
+"""The commands that prove a copy: ``sync-assets diff`` compares a table's source with its target
+row by row, inside both databases, and prints the keys that differ; ``sync-assets dead-letters``
+lists the rows the target could not take and re-drives them (``--retry``). Exit code 0: equal
+(no dead letters), 1: different (dead letters wait), 2: error."""
 
 from __future__ import annotations
 
@@ -7,7 +9,9 @@ import argparse
 import sys
 
 from sync_assets.config.loader import load_project
-from sync_assets.connectors import connector_for
+from sync_assets.connectors import connector_for, dead_letters
+from sync_assets.sync.planning import RunOptions, local_run_id
+from sync_assets.sync.policies import sync_with_policies
 from sync_assets.verify.sides import diff_table
 
 
@@ -42,6 +46,44 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    try:
+        project = load_project(args.config)
+        table = project.table(args.table)
+        target = connector_for(table.target, project.connections[table.target])
+        if args.retry:
+            _retry(table, connector_for(table.source, project.connections[table.source], read_only=True), target)
+        letters = dead_letters.outstanding(target, table.target_table)
+    except Exception as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{table.name} -> {table.target_table}: {len(letters):,} dead letters")
+    for letter in letters[:args.limit]:
+        raw = letter["raw_row"] if len(letter["raw_row"]) <= 300 else letter["raw_row"][:300] + "..."
+        print(f"  {letter['quarantined_at']:%Y-%m-%d %H:%M:%S} run {letter['run_id']}  key {letter['row_key']}  "
+              f"{letter['reason']}\n    {raw}")
+    if len(letters) > args.limit:
+        print(f"(the first {args.limit} shown: --limit N for more)")
+    return 1 if letters else 0
+
+
+def _retry(table, source, target) -> None:
+    """Re-read the dead-lettered rows from the source and merge them, keys in chunks; a stream
+    without a primary key is re-read whole (a full refresh supersedes all its dead letters)."""
+    keys = sorted({letter["row_key"] for letter in dead_letters.outstanding(target, table.target_table)
+                   if letter["row_key"] is not None})
+    if not table.primary_key:
+        result = sync_with_policies(table, source, target, RunOptions(full_refresh=True, run_id=local_run_id())).result
+        print(f"{table.name}: no primary key, so the retry was a full refresh: {result.applied}")
+        return
+    run_id = local_run_id()
+    for start in range(0, len(keys), dead_letters.KEYS_PER_STATEMENT):
+        chunk = tuple(keys[start:start + dead_letters.KEYS_PER_STATEMENT])
+        result = sync_with_policies(table, source, target, RunOptions(retry_keys=chunk, run_id=run_id)).result
+        print(f"{table.name}: retried {len(chunk):,} keys: {result.rows_read:,} rows found at the source, "
+              f"{result.applied}")
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     diff = sub.add_parser("diff", help="compare a table's source and target row by row inside both databases "
                                        "(exit 0 equal, 1 different, 2 error)")
@@ -50,3 +92,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     diff.add_argument("--where", help="one SQL condition both sides understand, restricting the rows compared")
     diff.add_argument("--limit-keys", type=int, default=20, help="keys shown per list (default 20)")
     diff.set_defaults(func=cmd_diff)
+    letters = sub.add_parser("dead-letters", help="list the rows the target could not take (on_bad_rows: quarantine) "
+                                                  "and --retry them after a fix (exit 0 none, 1 some, 2 error)")
+    letters.add_argument("table", help="stream name, asset key (schema/table) or target table")
+    letters.add_argument("--retry", action="store_true",
+                         help="re-read those rows from the source and merge them; the ones still bad stay")
+    letters.add_argument("--limit", type=int, default=20, help="dead letters shown (default 20)")
+    letters.set_defaults(func=cmd_dead_letters)

@@ -260,6 +260,9 @@ class StreamOptions(_Strict):
     """Include this table in its source connection's change sensor (when it has one)."""
     deletes: DeleteDetection | None = None
     verify: VerifySpec | None = None
+    on_bad_rows: Literal["fail", "quarantine"] | None = None
+    """What a row the target cannot take does: ``fail`` the run (nothing written), or go to the
+    target's ``_sync_dead_letters`` table (``quarantine``) while the other rows load."""
     depends_on: list[str] | None = None
     """Streams to load before this one, besides the foreign keys in ``lineage``."""
     ignore_dependencies: list[str] | None = None

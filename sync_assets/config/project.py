@@ -56,6 +56,7 @@ class TableSpec:
     chunk: ChunkSpec | None = None
     deletes: DeleteDetection | None = None
     verify: VerifySpec | None = None
+    on_bad_rows: str = "fail"
     late_partitions: int = 1
     freshness: timedelta | None = None
     schema_drift: SchemaDriftPolicy = SchemaDriftPolicy(added="add")
@@ -78,7 +79,7 @@ class TableSpec:
         payload = repr(
             (self.source_table, self.sql, self.target_table, self.mode, self.primary_key,
              self.update_key, self.lookback, self.partition, self.columns, self.exclude_columns,
-             self.where, self.limit, self.schema_changes)
+             self.where, self.limit, self.schema_changes, self.on_bad_rows)
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 

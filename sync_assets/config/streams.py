@@ -178,6 +178,7 @@ def _resolve_operations(where: str, opts: dict[str, Any], mode: str, update_key:
         "chunk": chunk,
         "deletes": deletes,
         "verify": _as_model(VerifySpec, opts.get("verify")),
+        "on_bad_rows": opts.get("on_bad_rows") or "fail",
         "late_partitions": late or 1,
         "freshness": parse_duration(freshness) if freshness is not None else None,
         "schema_drift": drift,

@@ -20,7 +20,7 @@ import pyarrow as pa
 from sync_assets.config.models import ConnectionSpec
 from sync_assets.config.names import TableName
 from sync_assets.connectors.locking import DEFAULT_LOCK_TIMEOUT_S
-from sync_assets.connectors.requests import KeysetFilter, ReadRequest, SourceStream
+from sync_assets.connectors.requests import KeysetFilter, KeysIn, ReadRequest, SourceStream
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,12 @@ class WriteOp:
     """How long to wait for another run's writer lock on the table before failing."""
     deletes: DeletePlan | None = None
     """A merge that mirrors source deletes (``deletes``); the keys come from ``write``'s ``open_keys``."""
+    on_bad_rows: Literal["fail", "quarantine"] = "fail"
+    """``quarantine``: rows the target cannot take go to its dead letters (``dead_letters``)."""
+    run_id: str = ""
+    """The run writing (Dagster's run id, or one the CLI makes): recorded with each dead letter."""
+    retried_keys: frozenset[str] = frozenset()
+    """A dead-letter retry: the keys (``dead_letters.key_text``) it re-read, whose dead letters it supersedes."""
 
 
 class SqlTarget(Protocol):
@@ -70,6 +76,8 @@ class SqlTarget(Protocol):
     def cast_expression(self, column: str, target_type: str, qualifier: str = "") -> str: ...
     def add_primary_key_sql(self, table: TableName, key: Sequence[str], final_name: str) -> list[str]: ...
     def after_swap_sql(self, table: TableName, key: Sequence[str]) -> list[str]: ...
+    def render_select(self, request: ReadRequest, schema: pa.Schema) -> tuple[str, list[Any]]: ...
+    def limit_clause(self, limit: int) -> str: ...
 
 
 StructureKeepingReplace = Callable[[TableName, pa.Schema, dict[str, str]], list[str]]
@@ -90,6 +98,8 @@ class WriteResult:
     rows_restored: int = 0
     """Soft-deleted rows whose key is back at the source (their ``_sync_deleted_at`` cleared)."""
     deletes_checked: bool = False
+    rows_quarantined: int = 0
+    """Rows this run put in the dead letters instead of the target (``on_bad_rows: quarantine``)."""
     columns_added: list[str] = field(default_factory=list)
     statements: list[str] = field(default_factory=list)
     native_path: bool = False
@@ -266,6 +276,9 @@ class Connector(ABC):
             if isinstance(flt, KeysetFilter):
                 clauses.append(self._keyset_clause(flt, schema, params, style))
                 continue
+            if isinstance(flt, KeysIn):
+                clauses.append(self._keys_in_clause(flt, schema, params, style))
+                continue
             value = self.bound_value_sql(flt.value, schema.field(flt.column), params, style)
             clauses.append(f"{self.quote(flt.column)} {flt.op} {value}")
         return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), params
@@ -275,6 +288,16 @@ class Connector(ABC):
         with the value appended to ``params``."""
         params.append(self.bind_value(value, field))
         return self.typed_placeholder(len(params), field, style)
+
+    def _keys_in_clause(self, flt: KeysIn, schema: pa.Schema, params: list[Any], style: str | None) -> str:
+        """``(k1 = v1 AND k2 = v2) OR ...`` over every key of ``flt`` (no row-value IN: T-SQL lacks it)."""
+        if not flt.keys:
+            return "1 = 0"
+        fields = [schema.field(c) for c in flt.columns]
+        return "(" + " OR ".join(
+            "(" + " AND ".join(f"{self.quote(f.name)} = {self.bound_value_sql(v, f, params, style)}"
+                               for f, v in zip(fields, key, strict=True)) + ")"
+            for key in flt.keys) + ")"
 
     def _keyset_clause(self, flt: KeysetFilter, schema: pa.Schema, params: list[Any], style: str | None) -> str:
         def compare(column: str, value: Any, op: str) -> str:

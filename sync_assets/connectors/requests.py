@@ -39,13 +39,22 @@ class KeysetFilter:
 
 
 @dataclass(frozen=True)
+class KeysIn:
+    """Rows whose ``columns`` equal one of ``keys`` (tuples of values in column order): how a
+    dead-letter retry re-reads exactly the rows it retries."""
+
+    columns: tuple[str, ...]
+    keys: tuple[tuple[Any, ...], ...]
+
+
+@dataclass(frozen=True)
 class ReadRequest:
     """What to read from a source, free of any SQL dialect."""
 
     table: TableName | None = None
     sql: str | None = None
     columns: tuple[str, ...] | None = None
-    filters: tuple[Filter | KeysetFilter, ...] = ()
+    filters: tuple[Filter | KeysetFilter | KeysIn, ...] = ()
     where: str | None = None
     order_by: tuple[str, ...] = ()
     limit: int | None = None
@@ -57,7 +66,7 @@ class ReadRequest:
     stream: str | None = None
     """The configured stream this read serves, for messages."""
 
-    def with_filters(self, *filters: Filter | KeysetFilter) -> ReadRequest:
+    def with_filters(self, *filters: Filter | KeysetFilter | KeysIn) -> ReadRequest:
         return dataclasses.replace(self, filters=self.filters + filters)
 
     @property

@@ -18,13 +18,13 @@ import contextlib
 import logging
 import time
 from abc import abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
 
 from sync_assets.config.names import TableName
-from sync_assets.connectors import deletes, hash_delta
+from sync_assets.connectors import dead_letters, deletes, hash_delta
 from sync_assets.connectors.interface import Connector, StructureKeepingReplace, WriteOp, WriteResult
 from sync_assets.connectors.locking import (
     LEGACY_STAGING_SUFFIX,
@@ -35,7 +35,9 @@ from sync_assets.connectors.locking import (
 )
 from sync_assets.connectors.requests import SourceStream
 from sync_assets.errors import ConfigError, DataError, SchemaMismatchError
+from sync_assets.types import value_fit
 from sync_assets.types.arrow import declared_type, fits_in
+from sync_assets.types.value_edges import Problem
 
 log = logging.getLogger("sync_assets")
 
@@ -132,6 +134,11 @@ class SqlConnector(Connector):
         """``column`` (of the table aliased ``qualifier``, if given) cast to ``target_type``."""
         return f"CAST({qualifier + '.' if qualifier else ''}{self.quote(column)} AS {target_type})"
 
+    def ingest_problems(self, batch: pa.RecordBatch) -> Iterator[Problem]:
+        """Values of ``batch`` this engine's bulk load would refuse or change (none by default);
+        quarantine mode moves their rows to the dead letters before the load."""
+        return iter(())
+
     def analyze_sql(self, table: TableName) -> list[str]:
         """Statements giving the planner statistics of a freshly loaded staging table, for the
         applies that join it with the whole target (delete detection, hash delta)."""
@@ -171,9 +178,12 @@ class SqlConnector(Connector):
 
     def _staging_types(self, stream: SourceStream, target_types: Sequence[str]) -> list[str]:
         """Staging column types: the target's, when the stream's native bytes load into them as
-        they are, else the types the Arrow bulk path writes."""
+        they are, else the types the Arrow bulk path writes; then the stream loses its native
+        bytes, which only columns of the source's own types can take (binary COPY of a ``jsonb``
+        into a ``text`` staging column would keep jsonb's version byte)."""
         if self.native_load_possible(stream, list(target_types)):
             return list(target_types)
+        stream.open_native = None
         return [self.load_type(f) for f in stream.schema]
 
     def _write_locked(self, op: WriteOp, stream: SourceStream,
@@ -200,6 +210,12 @@ class SqlConnector(Connector):
             prepare.append(self.create_table_sql(staging, schema, staging_types))
             if op.deletes is not None and op.kind == "merge":
                 prepare += deletes.prepare_sql(self, op.table, existing)
+            quarantine = None
+            if op.on_bad_rows == "quarantine":
+                quarantine = dead_letters.Quarantine(op)
+                prepare += dead_letters.prepare_sql(self, op.table)
+                into = existing if existing is not None and (op.kind != "replace" or keeper is not None) else None
+                self._screen(quarantine, stream, into)
             self._run(conn, prepare, result)
             self.commit(conn)
             keys_staging = None
@@ -208,13 +224,16 @@ class SqlConnector(Connector):
                 rows, result.native_path = self.bulk_load(conn, staging, stream, schema)
                 log.info("loaded %s rows into staging %s in %.2fs (%s path)", f"{rows:,}", staging,
                          time.monotonic() - started, "native" if result.native_path else "arrow")
+                if quarantine is not None:
+                    stream.rows_read += quarantine.screened  # read, but kept out of the load
+                    rows = self._quarantine_staged(conn, quarantine, staging, schema, existing, rows, result)
                 if op.kind == "hash_delta":
                     self._run(conn, self.analyze_sql(staging), result)
                     self.commit(conn)
                 if op.deletes is not None and op.deletes.check_now and open_keys is not None and op.kind == "merge":
                     keys_staging = self._load_keys(conn, op, open_keys, result)
                 self._apply(conn, op, staging, schema, existing, casts, target_types, rows, result, keeper,
-                            keys_staging)
+                            keys_staging, quarantine)
             except BaseException as exc:
                 with contextlib.suppress(Exception):
                     self.rollback(conn)
@@ -225,10 +244,39 @@ class SqlConnector(Connector):
                     raise stream.failure from stream.failure.__cause__
                 raise
             finally:
-                for table in (staging, keys_staging):
+                for table in (staging, keys_staging, quarantine.staging if quarantine else None):
                     if table is not None:
                         self._drop_staging(conn, op.table, table)
         return result
+
+    def _screen(self, quarantine: dead_letters.Quarantine, stream: SourceStream, into: pa.Schema | None) -> None:
+        """Quarantine mode: the stream's batches lose the rows this engine's bulk load or the
+        existing target columns (``into``, when the rows go into it) cannot take, before the load."""
+        targets = {f.name: f for f in into} if into is not None else {}
+
+        def problems(batch: pa.RecordBatch) -> Iterator[Problem]:
+            yield from self.ingest_problems(batch)
+            yield from value_fit.unfit_values(batch, targets)
+
+        quarantine.screen(stream, problems)
+
+    def _quarantine_staged(self, conn: Any, quarantine: dead_letters.Quarantine, staging: TableName,
+                           schema: pa.Schema, existing: pa.Schema | None, rows: int, result: WriteResult) -> int:
+        """Move staged rows with NULL or duplicate keys, or NULLs for NOT NULL target columns, to the
+        dead letters, and bulk-load the dead letters next to their table; returns the rows left."""
+        not_null = [f.name for f in existing if not f.nullable and f.name in schema.names] if existing else []
+        rows -= quarantine.screen_staging(self, conn, staging, schema.names, not_null)
+        self.commit(conn)
+        if quarantine.count:
+            quarantine.staging = self.staging_for(dead_letters.dead_letter_table(quarantine.op.table))
+            letters = quarantine.stream()
+            self._run(conn, [self.create_table_sql(quarantine.staging, letters.schema,
+                                                   [self.load_type(f) for f in letters.schema])], result)
+            self.commit(conn)
+            self.bulk_load(conn, quarantine.staging, letters, letters.schema)
+            log.warning("%s: %s rows quarantined (the target cannot take them); see sync-assets dead-letters %s",
+                        quarantine.op.table, f"{quarantine.count:,}", quarantine.op.table.name)
+        return rows
 
     def _load_keys(self, conn: Any, op: WriteOp, open_keys: Callable[[], SourceStream],
                    result: WriteResult) -> TableName:
@@ -285,12 +333,16 @@ class SqlConnector(Connector):
                 types[field_.name] = self.column_ddl_type(op.table, field_)
                 continue
             target_field = existing.field(field_.name)
-            if not fits_in(field_, target_field):
+            if not fits_in(field_, target_field) and not (
+                    op.on_bad_rows == "quarantine" and value_fit.value_checkable(field_, target_field)):
                 raise SchemaMismatchError(
                     f"table {op.table}: column {field_.name!r} is {declared_type(field_)} in the source but "
                     f"{existing_native.get(field_.name, declared_type(target_field))} in the target, which "
                     "cannot hold every source value unchanged (it would truncate or round them); run a "
-                    "full refresh to rebuild the table, or widen the column; nothing was written"
+                    "full refresh to rebuild the table, or widen the column"
+                    + ("; or set on_bad_rows: quarantine to load the values that fit and keep the others as "
+                       "dead letters" if value_fit.value_checkable(field_, target_field) else "")
+                    + "; nothing was written"
                 )
             types[field_.name] = existing_native[field_.name]
         return types
@@ -302,11 +354,13 @@ class SqlConnector(Connector):
     def _apply(self, conn: Any, op: WriteOp, staging: TableName, schema: pa.Schema,
                existing: pa.Schema | None, casts: dict[str, str], target_types: dict[str, str],
                rows: int, result: WriteResult, keeper: StructureKeepingReplace | None,
-               keys_staging: TableName | None = None) -> None:
+               keys_staging: TableName | None = None, quarantine: dead_letters.Quarantine | None = None) -> None:
         """One transaction: apply the staged ``rows`` and take the inserted / updated / deleted
         counts from the apply statements themselves; a count that disagrees with the staged rows
         raises before the commit, so the target stays as it was."""
         columns = schema.names
+        if quarantine is not None:  # first: a replace's staging becomes the target below
+            quarantine.apply(self, conn, staging, schema, result)
         if op.kind == "hash_delta":
             self._run(conn, [self.add_column_sql(op.table, name, target_types[name])
                              for name in result.columns_added], result)

@@ -115,6 +115,8 @@ def materialization_metadata(result: SyncResult) -> dict:
             metadata["watermark_lag_s"] = lag
     if plan.write.kind == "hash_delta":
         metadata["rows_unchanged"] = result.rows_unchanged
+    if plan.write.on_bad_rows == "quarantine":
+        metadata["rows_quarantined"] = result.rows_quarantined
     if plan.write.deletes is not None:
         metadata["deletes_checked"] = result.deletes_checked
         if plan.write.deletes.detect == "soft":
@@ -175,6 +177,7 @@ def build_table_asset(project: Project, table: TableSpec) -> dg.AssetsDefinition
             window_end=config.window_end,
             partition_window=tuple(context.partition_time_window) if partitions_def else None,
             detect_deletes=config.detect_deletes, trigger=context.run.tags.get(TRIGGER_TAG),
+            run_id=context.run.run_id,
         )
         source = connector_for(table.source, source_spec, read_only=True)
         target = connector_for(table.target, target_spec)

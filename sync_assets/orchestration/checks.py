@@ -9,6 +9,9 @@ freshness.
 - ``rows_match`` (tables with ``verify``) compares the same slice row by row inside both
   databases (``verify.diff``): ``checksum`` mode per-bucket counts and checksums, ``full`` mode
   also the differing keys (up to 20 in the metadata).
+- ``no_dead_letters`` (tables with ``on_bad_rows: quarantine``) warns while the target holds dead
+  letters of the table: rows the target could not take, kept in ``_sync_dead_letters`` until a
+  retry (``sync-assets dead-letters TABLE --retry``) or a later run loads them.
 - ``primary_key_unique`` (merge tables) finds duplicate keys in the target; it is blocking, so
   downstream assets do not run on a broken table.
 - Freshness (``freshness: "6 hours"``) uses Dagster's last-update freshness checks, evaluated by
@@ -28,7 +31,7 @@ import dagster as dg
 import pyarrow as pa
 
 from sync_assets.config.project import Project, TableSpec
-from sync_assets.connectors import connector_for
+from sync_assets.connectors import connector_for, dead_letters
 from sync_assets.connectors.deletes import live_rows_condition
 from sync_assets.connectors.interface import Connector
 from sync_assets.connectors.requests import Filter, ReadRequest
@@ -197,6 +200,26 @@ def build_primary_key_check(project: Project, table: TableSpec) -> dg.AssetCheck
             for row in examples)
         return dg.AssetCheckResult(passed=groups == 0,
                                    metadata={"duplicate_keys": groups, "examples": shown or "(none)"})
+
+    return _check
+
+
+def build_dead_letters_check(project: Project, table: TableSpec) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        name="no_dead_letters",
+        description="No rows of this table wait in the target's dead letters (_sync_dead_letters).",
+        **_check_kwargs(project, table),
+    )
+    def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        target = connector_for(table.target, project.connections[table.target])
+        waiting = dead_letters.count(target, table.target_table)
+        examples = dead_letters.outstanding(target, table.target_table, limit=5) if waiting else []
+        return dg.AssetCheckResult(
+            passed=waiting == 0, severity=dg.AssetCheckSeverity.WARN,
+            description=f"{waiting:,} rows in the dead letters" + (
+                f"; list and retry them with: sync-assets dead-letters {table.name} [--retry]" if waiting else ""),
+            metadata={"dead_letters": waiting, "examples": dg.MetadataValue.md("\n".join(
+                f"- key {letter['row_key']}: {letter['reason']}" for letter in examples) or "(none)")})
 
     return _check
 

@@ -21,6 +21,7 @@ from sync_assets.orchestration.alerts import build_alert_sensors
 from sync_assets.orchestration.assets import build_table_asset, io_manager_key
 from sync_assets.orchestration.automation import build_schedules
 from sync_assets.orchestration.checks import (
+    build_dead_letters_check,
     build_freshness_checks,
     build_primary_key_check,
     build_row_count_check,
@@ -38,6 +39,8 @@ def build_definitions(project: Project) -> dg.Definitions:
     checks += [build_schema_drift_check(project, table) for table in project.tables]
     checks += [build_primary_key_check(project, table) for table in project.tables if is_merge_table(table)]
     checks += [build_rows_match_check(project, table) for table in project.tables if table.verify is not None]
+    checks += [build_dead_letters_check(project, table) for table in project.tables
+               if table.on_bad_rows == "quarantine"]
     freshness_checks, freshness_sensors = build_freshness_checks(project)
     sensors = build_change_sensors(project) + build_alert_sensors(project) + freshness_sensors
     writable = sorted(name for name, conn in project.connections.items() if conn.writable)

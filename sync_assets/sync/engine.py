@@ -38,6 +38,8 @@ class SyncResult:
     rows_soft_deleted: int = 0
     rows_restored: int = 0
     deletes_checked: bool = False
+    rows_quarantined: int = 0
+    """Rows put in the target's dead letters instead of the target (``on_bad_rows: quarantine``)."""
     target_rows: int | None = None
     duration_s: float = 0.0
     watermark_after: Any = None
@@ -53,6 +55,8 @@ class SyncResult:
         text = f"{self.rows_inserted:,} inserted, {self.rows_updated:,} updated, {self.rows_deleted:,} deleted"
         if self.plan.write.kind == "hash_delta":
             text += f", {self.rows_unchanged:,} unchanged"
+        if self.rows_quarantined:
+            text += f", {self.rows_quarantined:,} quarantined"
         if self.rows_soft_deleted or self.rows_restored:
             text += f", {self.rows_soft_deleted:,} soft-deleted, {self.rows_restored:,} restored"
         return text
@@ -89,6 +93,7 @@ def run_plan(plan: SyncPlan, source: Connector, target: Connector) -> SyncResult
     result.rows_deleted = written.rows_deleted
     result.rows_soft_deleted, result.rows_restored = written.rows_soft_deleted, written.rows_restored
     result.deletes_checked = written.deletes_checked
+    result.rows_quarantined = written.rows_quarantined
     result.rows_unchanged = written.rows_unchanged
     result.columns_added = written.columns_added
     result.statements = written.statements

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -29,7 +30,7 @@ import pyarrow as pa
 from sync_assets.config.project import TableSpec
 from sync_assets.connectors import deletes
 from sync_assets.connectors.interface import Connector, DeletePlan, WriteOp
-from sync_assets.connectors.requests import Filter, ReadRequest
+from sync_assets.connectors.requests import Filter, KeysIn, ReadRequest
 from sync_assets.errors import ConfigError, SyncAssetsError
 
 
@@ -46,6 +47,17 @@ class RunOptions:
     """Compare the source's keys with the target's this run, whatever the table's ``deletes`` cadence."""
     trigger: str | None = None
     """What started the run (``schedule:<name>``, ``sensor:<name>``), from the run's tags."""
+    run_id: str = ""
+    """The Dagster run (or the CLI's own id), recorded with the dead letters it writes."""
+    retry_keys: tuple[str, ...] = ()
+    """Re-read and merge only the rows of these dead-letter keys (``dead_letters.key_text``)."""
+
+
+def local_run_id() -> str:
+    """The id of a run started outside Dagster (the CLI), recorded with its dead letters."""
+    import uuid
+
+    return f"cli-{uuid.uuid4().hex[:12]}"
 
 
 @dataclass
@@ -130,6 +142,31 @@ def base_read(table: TableSpec, schema: pa.Schema) -> ReadRequest:
 
 def plan_sync(table: TableSpec, source: Connector, target: Connector, options: RunOptions,
               columns: pa.Schema | None = None) -> SyncPlan:
+    """The plan of one run of ``table``: its strategy's, with the run's bad-row policy and id."""
+    plan = (_plan_retry(table, source, options, columns) if options.retry_keys
+            else _plan_strategy(table, source, target, options, columns))
+    plan.write = dataclasses.replace(plan.write, on_bad_rows=table.on_bad_rows,  # type: ignore[arg-type]
+                                     run_id=options.run_id or local_run_id())
+    return plan
+
+
+def _plan_retry(table: TableSpec, source: Connector, options: RunOptions, columns: pa.Schema | None) -> SyncPlan:
+    """A dead-letter retry: read the rows of the retried keys and merge them."""
+    if not table.primary_key:
+        raise ConfigError(f"{table.label}: dead letters are retried by primary key, and the stream has none; "
+                          "run a full refresh instead, which re-reads every row")
+    schema = source_schema(table, source, columns)
+    keys = tuple(tuple(json.loads(text)) for text in options.retry_keys)
+    write = WriteOp("merge", table.target_table, table.primary_key, schema_changes=table.schema_changes,  # type: ignore[arg-type]
+                    lock_timeout_s=table.lock_timeout.total_seconds(), retried_keys=frozenset(options.retry_keys))
+    read = dataclasses.replace(base_read(table, schema), order_by=(), limit=None)
+    plan = SyncPlan(table, "dead_letter_retry", read.with_filters(KeysIn(table.primary_key, keys)), schema, write)
+    plan.notes.append(f"retrying {len(keys):,} dead-lettered rows: re-read by key and merged")
+    return plan
+
+
+def _plan_strategy(table: TableSpec, source: Connector, target: Connector, options: RunOptions,
+                   columns: pa.Schema | None) -> SyncPlan:
     schema = source_schema(table, source, columns)
     read = base_read(table, schema)
     if table.where:

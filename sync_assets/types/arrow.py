@@ -158,12 +158,12 @@ def fits_in(source: pa.Field, target: pa.Field) -> bool:
         return True
     if not _type_fits(source.type, target.type):
         return False
-    target_length = _max_length(target)
+    target_length = max_length(target)
     if target_length is not None:
-        source_length = _max_length(source)
+        source_length = max_length(source)
         if source_length is None or source_length > target_length:
             return False
-    source_digits, target_digits = _fraction_digits(source), _fraction_digits(target)
+    source_digits, target_digits = fraction_digits(source), fraction_digits(target)
     return source_digits is None or target_digits is None or source_digits <= target_digits
 
 
@@ -199,7 +199,7 @@ def _type_fits(source: pa.DataType, target: pa.DataType) -> bool:
     return False
 
 
-def _max_length(field: pa.Field) -> int | None:
+def max_length(field: pa.Field) -> int | None:
     """Declared characters (text) or bytes (binary) of the field or its elements; None: unbounded."""
     declared = (field.metadata or {}).get(MAX_LENGTH)
     if declared is not None:
@@ -208,7 +208,7 @@ def _max_length(field: pa.Field) -> int | None:
     return scalar.byte_width if pa.types.is_fixed_size_binary(scalar) else None
 
 
-def _fraction_digits(field: pa.Field) -> int | None:
+def fraction_digits(field: pa.Field) -> int | None:
     """Fractional-second digits of a timestamp or time field (or its elements); None otherwise."""
     scalar = field.type.value_type if _is_list(field.type) else field.type
     if not (pa.types.is_timestamp(scalar) or pa.types.is_time(scalar)):

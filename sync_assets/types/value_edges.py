@@ -14,7 +14,8 @@ a batch that holds an edge value pays for more (finding the offending row's key)
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -38,6 +39,17 @@ _POSTGRES_INT64_INFINITY = 2**63 - 1
 _POSTGRES_INT64_NEG_INFINITY = -(2**63)
 _POSTGRES_INT32_INFINITY = 2**31 - 1
 _POSTGRES_INT32_NEG_INFINITY = -(2**31)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Values of ``column`` a target cannot take: where (``mask``, one boolean per row of the
+    batch, never NULL), why (``reason``), and how to fix it on purpose (``hint``)."""
+
+    column: str
+    reason: str
+    mask: pa.Array
+    hint: str = ""
 
 
 def _is_temporal(arrow_type: pa.DataType) -> bool:
@@ -119,29 +131,34 @@ def check_schema_for_postgres_ingest(schema: pa.Schema, label: str) -> None:
 
 
 def check_for_postgres_ingest(batch: pa.RecordBatch, label: str, key_columns: Sequence[str]) -> None:
-    """Refuse what ADBC's binary COPY writer into PostgreSQL would change or reject without a
-    name: NUL characters in strings, infinite dates and timestamps (it writes ``infinity`` as 294247-01-10 and fails on
-    ``-infinity``), dates and timestamps outside PostgreSQL's range, and nanoseconds (PostgreSQL
-    keeps microseconds)."""
+    """Refuse, naming the column and the row, the first value of ``postgres_ingest_problems``."""
+    for problem in postgres_ingest_problems(batch):
+        raise _refuse(label, problem.column, problem.reason + ("; " + problem.hint if problem.hint else ""),
+                      batch, problem.mask, key_columns)
+
+
+def postgres_ingest_problems(batch: pa.RecordBatch) -> Iterator[Problem]:
+    """What ADBC's binary COPY writer into PostgreSQL would change or reject without a name: NUL
+    characters in strings, infinite dates and timestamps (it writes ``infinity`` as 294247-01-10
+    and fails on ``-infinity``), dates and timestamps outside PostgreSQL's range, and nanoseconds
+    (PostgreSQL keeps microseconds). One problem per column at most."""
     for i, field in enumerate(batch.schema):
         column = batch.column(i)
         if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
             if not _may_hold_nul(column):
                 continue
-            nul = pc.match_substring(column, "\x00")
+            nul = pc.fill_null(pc.match_substring(column, "\x00"), False)
             if pc.any(nul).as_py():
-                raise _refuse(label, field.name, "holds a NUL character, which PostgreSQL text cannot store",
-                              batch, nul, key_columns)
+                yield Problem(field.name, "holds a NUL character, which PostgreSQL text cannot store", nul)
             continue
         if not _is_temporal(field.type):
             continue
         if pa.types.is_timestamp(field.type) and field.type.unit == "ns":
-            sub_micro = pc.not_equal(pc.cast(column, pa.timestamp("us", field.type.tz), safe=False)
-                                     .cast(pa.timestamp("ns", field.type.tz)), column)
+            sub_micro = pc.fill_null(pc.not_equal(pc.cast(column, pa.timestamp("us", field.type.tz), safe=False)
+                                                  .cast(pa.timestamp("ns", field.type.tz)), column), False)
             if pc.any(sub_micro).as_py():
-                raise _refuse(label, field.name, "holds nanoseconds, which a PostgreSQL timestamp (microseconds) "
-                              "would drop; cast it to TIMESTAMP in a custom sql: to truncate on purpose",
-                              batch, sub_micro, key_columns)
+                yield Problem(field.name, "holds nanoseconds, which a PostgreSQL timestamp (microseconds) would drop",
+                              sub_micro, "cast it to TIMESTAMP in a custom sql: to truncate on purpose")
             continue
         raw = _raw(column)
         bounds = pc.min_max(raw)
@@ -157,11 +174,12 @@ def check_for_postgres_ingest(batch: pa.RecordBatch, label: str, key_columns: Se
             minimum, maximum = _POSTGRES_MIN_DAY, _POSTGRES_MAX_DAY
         if low >= minimum and (maximum is None or high <= maximum) and high not in infinite:
             continue
-        is_infinite = pc.is_in(raw, pa.array(infinite, raw.type))
-        if pc.any(is_infinite).as_py():
-            raise _refuse(label, field.name, "holds infinity or -infinity, which the PostgreSQL bulk load cannot "
-                          "write", batch, is_infinite, key_columns)
+        is_infinite = pc.fill_null(pc.is_in(raw, pa.array(infinite, raw.type)), False)
         outside = pc.less(raw, minimum) if maximum is None else pc.or_(pc.less(raw, minimum), pc.greater(raw, maximum))
-        raise _refuse(label, field.name, "holds values outside PostgreSQL's range "
-                      "(4714-11-24 BC to 5874897-12-31)", batch, outside, key_columns)
-
+        outside = pc.and_(pc.fill_null(outside, False), pc.invert(is_infinite))
+        if pc.any(is_infinite).as_py():
+            yield Problem(field.name, "holds infinity or -infinity, which the PostgreSQL bulk load cannot write",
+                          is_infinite)
+        elif pc.any(outside).as_py():
+            yield Problem(field.name, "holds values outside PostgreSQL's range (4714-11-24 BC to 5874897-12-31)",
+                          outside)

@@ -488,6 +488,9 @@ class PostgresConnector(SqlConnector):
         result.statements.append(sql)
         return int(inserted), int(updated)
 
+    def ingest_problems(self, batch: pa.RecordBatch) -> Iterator[value_edges.Problem]:
+        return value_edges.postgres_ingest_problems(batch)
+
     def bulk_load(self, conn, staging: TableName, stream: SourceStream, schema: pa.Schema) -> tuple[int, bool]:
         if self.native_load_possible(stream, [native_type(f, KIND) or "" for f in schema]) and stream.open_native:
             rows = copy_in_chunks(conn, f"COPY {self.qualified(staging)} FROM STDIN (FORMAT binary)",
