@@ -13,7 +13,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from sync_assets.types.canonical import row_text_sql, value_text_sql
+from sync_assets.types.canonical import PINNED_SESSION, row_text_sql, value_text_sql
 
 NAN, INF = float("nan"), float("inf")
 
@@ -43,16 +43,24 @@ CASES = [  # (Arrow type, PostgreSQL type, DuckDB type, values)
 @pytest.mark.parametrize(("arrow_type", "pg_type", "duckdb_type", "values"), CASES,
                          ids=[str(case[0]) for case in CASES])
 def test_each_type_has_the_same_canonical_text_on_postgres_and_duckdb(pg, arrow_type, pg_type, duckdb_type, values):
-    pg.execute("SET TimeZone = 'America/New_York'")  # a session zone must not change a UTC text
+    pg.execute("SET TimeZone = 'America/New_York'")  # a user's session settings must not change the text
+    pg.execute("SET DateStyle = 'SQL, DMY'")
+    pg.execute("SET extra_float_digits = 0")
     duck = duckdb.connect()
     duck.execute("SET TimeZone = 'Asia/Tokyo'")
     on_pg, on_duckdb = [], []
     for value in values:
-        on_pg.append(pg.execute(f"SELECT {value_text_sql('postgres', 'x', arrow_type)} "
-                                f"FROM (SELECT CAST(%s AS {pg_type}) AS x) AS t", (value,)).fetchone()[0])
+        with pg.transaction():  # what PostgresConnector.fetch_canonical does
+            for setting in PINNED_SESSION["postgres"]:
+                pg.execute(setting)
+            on_pg.append(pg.execute(f"SELECT {value_text_sql('postgres', 'x', arrow_type)} "
+                                    f"FROM (SELECT CAST(%s AS {pg_type}) AS x) AS t", (value,)).fetchone()[0])
         on_duckdb.append(duck.execute(f"SELECT {value_text_sql('duckdb', 'x', arrow_type)} "
                                       f"FROM (SELECT CAST(? AS {duckdb_type}) AS x) AS t", (value,)).fetchone()[0])
     assert on_pg == on_duckdb
+    if pa.types.is_timestamp(arrow_type):
+        assert on_pg[:2] == ["2024-01-01 12:00:00.000001" if arrow_type.tz is None else "2024-01-01 12:00:00.000005",
+                             "2024-01-01 00:00:00" if arrow_type.tz is None else "2024-05-31 21:30:00"]
     if pa.types.is_floating(arrow_type):
         assert "e+" not in "".join(t for t in on_pg if t and t != "NaN" and abs(float(t)) < 1e16)
         assert on_pg[values.index(-0.0)] == "0"

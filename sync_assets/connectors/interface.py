@@ -229,6 +229,11 @@ class Connector(ABC):
     def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         """Run a small query and return its rows (catalog lookups, counts, maxima)."""
 
+    def fetch_canonical(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """``fetch`` for a query over ``types.canonical`` texts (verification): under the session
+        settings those texts assume, and tuned for grouped scans of whole tables."""
+        return self.fetch(sql, params)
+
     def count(self, request: ReadRequest, schema: pa.Schema) -> int:
         sql, params = self.render_select(request, schema, count_only=True)
         return int(self.scalar(sql, params) or 0)

@@ -10,7 +10,8 @@ same value (version ``CANONICAL_VERSION``):
 - decimals by value: no trailing fractional zeros, no exponent (``1.10`` and ``1.1`` are equal);
 - floats: the shortest text that round-trips, no exponent below 1e16, ``NaN``, ``Infinity``,
   ``-Infinity``; ``-0.0`` is ``0`` (equal to ``0.0``), and a whole number has no ``.0``;
-- timestamps with a time zone in UTC, both kinds as ``YYYY-MM-DDTHH:MM:SS.ffffff``;
+- timestamps with a time zone in UTC, both kinds as ``YYYY-MM-DD HH:MM:SS.ffffff`` without trailing
+  fractional zeros (``2024-01-01 00:00:00``, ``2024-01-01 00:00:00.5``);
 - booleans ``true``/``false``; bytes as lowercase hex.
 
 Other types (JSON, intervals, times, arrays) use the engine's own text, which matches between
@@ -25,22 +26,36 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
-CANONICAL_VERSION = 2
-"""2: PostgreSQL floats in [1e6, 1e16) without an exponent (version 1 kept PostgreSQL's ``1e+15``)."""
+CANONICAL_VERSION = 3
+"""2: PostgreSQL floats in [1e6, 1e16) without an exponent (version 1 kept PostgreSQL's ``1e+15``);
+3: timestamps as ``YYYY-MM-DD HH:MM:SS.ffffff`` without trailing fractional zeros (the engines'
+own text, several times cheaper on PostgreSQL than ``to_char``)."""
 
 _TEXT = {"postgres": "text", "duckdb": "VARCHAR", "mssql": "NVARCHAR(MAX)", "snowflake": "VARCHAR"}
-_TIMESTAMP_FORMAT = {
-    "postgres": "to_char({v}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')",
-    "duckdb": "strftime({v}, '%Y-%m-%dT%H:%M:%S.%f')",
-    "mssql": "CONVERT(NVARCHAR(30), CAST({v} AS DATETIME2(6)), 126)",
-    "snowflake": "TO_CHAR({v}, 'YYYY-MM-DD\"T\"HH24:MI:SS.FF6')",
+_TIMESTAMP_TEXT = {
+    "postgres": "CAST({v} AS text)",
+    "duckdb": "CAST({v} AS VARCHAR)",
+    "mssql": "CONVERT(NVARCHAR(30), CAST({v} AS DATETIME2(6)), 121)",
+    "snowflake": "TO_CHAR({v}, 'YYYY-MM-DD HH24:MI:SS.FF6')",
 }
+"""A timestamp as ``YYYY-MM-DD HH:MM:SS.ffffff``: PostgreSQL's and DuckDB's own text (PostgreSQL's
+under ``PINNED_SESSION``), which leave out trailing fractional zeros; the others trim them."""
 _IN_UTC = {
     "postgres": "({v} AT TIME ZONE 'UTC')",
     "duckdb": "({v} AT TIME ZONE 'UTC')",
     "mssql": "({v} AT TIME ZONE 'UTC')",
     "snowflake": "CONVERT_TIMEZONE('UTC', {v})",
 }
+PINNED_SESSION = {
+    "postgres": ["SET LOCAL DateStyle = 'ISO, YMD'", "SET LOCAL extra_float_digits = 1",
+                 "SET LOCAL IntervalStyle = 'postgres'", "SET LOCAL TimeZone = 'UTC'"],
+}
+"""Session settings the canonical text of an engine assumes (run before its verification queries)."""
+
+
+def _trim_fraction(text: str) -> str:
+    """SQL dropping trailing fractional zeros (and a bare point) from a number or time text."""
+    return f"CASE WHEN {text} LIKE '%.%' THEN RTRIM(RTRIM({text}, '0'), '.') ELSE {text} END"
 
 
 def engine_text_sql(kind: str, value: str) -> str:
@@ -56,7 +71,7 @@ def value_text_sql(kind: str, value: str, type_: pa.DataType) -> str:
     if pa.types.is_decimal(type_):
         if kind == "postgres":
             return f"CAST(trim_scale({value}) AS text)"
-        return f"CASE WHEN {text} LIKE '%.%' THEN RTRIM(RTRIM({text}, '0'), '.') ELSE {text} END"
+        return _trim_fraction(text)
     if pa.types.is_floating(type_):
         nan = {"postgres": f"{value} = 'NaN'", "duckdb": f"isnan({value})", "mssql": "1 = 0",
                "snowflake": f"{value} = 'NaN'"}[kind]
@@ -71,7 +86,8 @@ def value_text_sql(kind: str, value: str, type_: pa.DataType) -> str:
                 f"WHEN {value} < 0 AND {value} * 0 <> 0 THEN '-Infinity' ELSE {plain} END")
     if pa.types.is_timestamp(type_):
         moment = _IN_UTC[kind].format(v=value) if type_.tz is not None else value
-        return _TIMESTAMP_FORMAT[kind].format(v=moment)
+        as_text = _TIMESTAMP_TEXT[kind].format(v=moment)
+        return as_text if kind in ("postgres", "duckdb") else _trim_fraction(as_text)
     if pa.types.is_boolean(type_):
         truth = f"{value} = 1" if kind == "mssql" else value
         return f"CASE WHEN {truth} THEN 'true' ELSE 'false' END"

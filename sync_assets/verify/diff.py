@@ -159,7 +159,7 @@ class _Bucketed:
 
     def bucket_sums(self, modulus: int, within: tuple[int, Sequence[int]] | None) -> dict[int, tuple[int, int]]:
         bucket, source = self._from(modulus, within)
-        rows = self.side.connector.fetch(
+        rows = self.side.connector.fetch_canonical(
             f"SELECT b, COUNT(*), SUM(h) FROM (SELECT {bucket} AS b, {self.row_hash} AS h {source}) AS hashed "
             "GROUP BY b", self.side.params)
         return {int(b): (int(count), int(total)) for b, count, total in rows}
@@ -170,7 +170,7 @@ class _Bucketed:
         quote = self.side.connector.quote
         keys = ", ".join(quote(k) for k in self.key)
         texts = ", ".join(self.side.text(name) for name, _ in self.side.columns)
-        return self.side.connector.fetch(f"SELECT {keys}, {texts} {source}", self.side.params)
+        return self.side.connector.fetch_canonical(f"SELECT {keys}, {texts} {source}", self.side.params)
 
 
 def _compare_rows(result: DiffResult, source: Side, source_rows: list[tuple], target_rows: list[tuple],

@@ -52,6 +52,7 @@ from sync_assets.connectors.sql_write import SqlConnector
 from sync_assets.errors import ConnectionFailed, DataError, SchemaMismatchError, SourceReadError, SyncAssetsError
 from sync_assets.types import value_edges
 from sync_assets.types.arrow import conform_batch, enum_of, logical_type, make_field, native_type
+from sync_assets.types.canonical import PINNED_SESSION
 
 READ_ONLY_OPTION = "-c default_transaction_read_only=on"
 """Server option of a read-only connector's sessions: every transaction is read-only."""
@@ -203,6 +204,17 @@ class PostgresConnector(SqlConnector):
     def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         with self.session() as conn:
             return self.fetch_on(conn, sql, params)
+
+    def fetch_canonical(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Under ``PINNED_SESSION`` (ISO dates, shortest floats, UTC), and with sorting off: the
+        planner takes ``key % 64`` for as many groups as keys, and would sort whole rows to
+        group them where a hash of 64 groups suffices (about a third of a 2 M-row diff)."""
+        with self.session() as conn:
+            for setting in [*PINNED_SESSION[KIND], "SET LOCAL enable_sort = off"]:
+                conn.execute(setting)
+            rows = self.fetch_on(conn, sql, params)
+            conn.rollback()
+            return rows
 
     # -- catalog -------------------------------------------------------------------------------
     def quote(self, identifier: str) -> str:
