@@ -75,3 +75,16 @@ def test_row_text_keeps_null_empty_and_field_boundaries_apart(pg):
 
     assert len({text(None, "x"), text("", "x"), text("N", "x")}) == 3
     assert text("ab", "c") != text("a", "bc")
+
+
+def test_typed_row_text_skips_length_prefixes_of_plain_fields_and_stays_unambiguous(pg):
+    types = [pa.int64(), pa.string(), pa.int64()]
+
+    def text(*fields):
+        values = ", ".join("NULL" if f is None else f"CAST('{f}' AS {'bigint' if i != 1 else 'text'})"
+                           for i, f in enumerate(fields))
+        row = row_text_sql("postgres", [f"CAST(c{i} AS text)" for i in range(3)], types)
+        return pg.execute(f"SELECT {row} FROM (SELECT {values}) AS t(c0, c1, c2)").fetchone()[0]
+
+    assert text(12, "a|b", 3) == "12|3:a|b3|"
+    assert len({text(12, "", 3), text(1, "2", 3), text(None, "", 3), text(12, None, 3), text(12, "3|", None)}) == 5

@@ -28,7 +28,7 @@ from typing import Any
 import pyarrow as pa
 
 from sync_assets.connectors.interface import Connector
-from sync_assets.types.canonical import hash_bucket_sql, md5_hex_sql, row_text_sql, value_text_sql
+from sync_assets.types.canonical import hash_bucket_sql, row_hash_sql, value_text_sql
 
 log = logging.getLogger("sync_assets")
 
@@ -142,10 +142,8 @@ class _Bucketed:
         if len(key) == 1 and pa.types.is_integer(types[key[0]]):
             self.bucket = quote(key[0])
         else:
-            key_text = row_text_sql(kind, [side.text(k) for k in self.key])
-            self.bucket = hash_bucket_sql(kind, md5_hex_sql(kind, key_text))
-        row_hash = md5_hex_sql(kind, row_text_sql(kind, [side.text(name) for name, _ in side.columns]))
-        self.row_hash = hash_bucket_sql(kind, row_hash)
+            self.bucket = hash_bucket_sql(kind, row_hash_sql(kind, [(quote(k), types[k]) for k in self.key]))
+        self.row_hash = hash_bucket_sql(kind, row_hash_sql(kind, [(quote(name), t) for name, t in side.columns]))
 
     def _from(self, modulus: int, within: tuple[int, Sequence[int]] | None) -> tuple[str, str]:
         """(bucket expression ``% modulus``, FROM ... WHERE ...), restricted to the rows whose
