@@ -381,15 +381,23 @@ def test_delete_detection_statements_are_tsql(conn, monkeypatch, detect):
 
 
 def test_hash_delta_statements_are_tsql(conn):
-    """Delete, update (UPDATE ... FROM ... JOIN) and insert of a hash-delta apply, in T-SQL."""
+    """The source's row hashes (HASHBYTES over the canonical text), the changed keys, and the
+    delete, update (UPDATE ... FROM ... JOIN) and insert of a hash-delta apply, in T-SQL."""
+    from sync_assets.config.names import TableName
     from sync_assets.connectors import hash_delta
 
+    hashes = TableName(STAGING.schema, STAGING.name + "_h")
+    source_hashes = parse(hash_delta.hashes_sql(conn, conn.qualified(ODD), " WHERE [Id] > 0", ("Id",),
+                                                [(f.name, f.type) for f in SCHEMA]))
+    assert isinstance(source_hashes, exp.Select) and "HASHBYTES" in source_hashes.sql("tsql").upper()
+    for count in (True, False):
+        assert isinstance(parse(hash_delta.changed_keys_sql(conn, ODD, hashes, ("Id",), count)), exp.Select)
     casts = {"Changed At": "DATETIME"}
     delete, update, insert = (parse(sql) for sql in hash_delta.statements(
-        conn, ODD, STAGING, SCHEMA.names, ("Id",), casts))
+        conn, ODD, STAGING, hashes, SCHEMA.names, ("Id",), casts))
     assert isinstance(delete, exp.Delete) and delete.find(exp.Exists) is not None
     assert isinstance(update, exp.Update) and update.find(exp.Join) is not None
-    assert "HASHBYTES" in update.sql("tsql").upper() and "_sync_row_hash" in identifiers(update)
+    assert "_sync_row_hash" in identifiers(update)
     assert isinstance(insert, exp.Insert) and [c.name for c in insert.this.expressions] == [
         *SCHEMA.names, "_sync_row_hash"]
     create = [parse(sql) for sql in hash_delta.create_sql(

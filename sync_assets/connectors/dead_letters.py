@@ -14,10 +14,10 @@ Bad rows are found on the way in, never by inserting row by row:
 ``_sync_dead_letters`` (in the target table's schema) holds one row per quarantined row: the
 target table, the run id, the row's key (a JSON array, in key-column order), the column at fault,
 the reason, the whole row as JSON, and when. It is written in the apply transaction, so it
-commits or rolls back with the rows. A run supersedes the dead letters it re-read: one that reads
-the whole source (full refresh, ``hash_delta``) all of the table's; a merge those of the keys it
-staged or quarantined again; a retry (``sync-assets dead-letters TABLE --retry``) those of the
-keys it retried, found at the source or not.
+commits or rolls back with the rows. A run supersedes the dead letters it re-read: a full refresh
+all of the table's; a merge or ``hash_delta`` those of the keys it staged or quarantined again; a
+retry (``sync-assets dead-letters TABLE --retry``) those of the keys it retried, found at the
+source or not.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 
 from sync_assets.config.names import TableName
 from sync_assets.connectors.interface import SqlTarget, WriteOp, WriteResult
-from sync_assets.connectors.requests import KeysIn, ReadRequest, SourceStream
+from sync_assets.connectors.requests import KEYS_PER_READ, KeysIn, ReadRequest, SourceStream
 from sync_assets.types.value_edges import Problem
 
 DEAD_LETTER_TABLE = "_sync_dead_letters"
@@ -42,8 +42,6 @@ DEAD_LETTER_SCHEMA = pa.schema([
     pa.field("column_name", pa.string()), pa.field("reason", pa.string()), pa.field("raw_row", pa.string()),
     pa.field("quarantined_at", pa.timestamp("us", tz="UTC")),
 ])
-KEYS_PER_STATEMENT = 500
-"""Keys bound in one statement (SQL Server takes at most 2,100 parameters)."""
 
 
 def dead_letter_table(table: TableName) -> TableName:
@@ -183,7 +181,7 @@ class Quarantine:
         """Supersede the dead letters this run re-read, and insert its own (``self.staging``)."""
         dead = target.qualified(dead_letter_table(self.op.table))
         name = target.placeholder(1)
-        if self.op.kind in ("replace", "hash_delta"):
+        if self.op.kind == "replace":
             _run(target, conn, f"DELETE FROM {dead} WHERE table_name = {name}", (str(self.op.table),), result)
         elif self.op.primary_key:
             outstanding = [text for (text,) in target.fetch_on(
@@ -192,8 +190,8 @@ class Quarantine:
             superseded = [t for t in outstanding if t in again or t in self.op.retried_keys]
             superseded += _staged(target, conn, staging, schema, self.op.primary_key,
                                   [t for t in outstanding if t not in superseded])
-            for chunk in range(0, len(superseded), KEYS_PER_STATEMENT):
-                part = superseded[chunk:chunk + KEYS_PER_STATEMENT]
+            for chunk in range(0, len(superseded), KEYS_PER_READ):
+                part = superseded[chunk:chunk + KEYS_PER_READ]
                 marks = ", ".join(target.placeholder(i + 2) for i in range(len(part)))
                 _run(target, conn, f"DELETE FROM {dead} WHERE table_name = {name} AND row_key IN ({marks})",
                      (str(self.op.table), *part), result)
@@ -206,8 +204,8 @@ def _staged(target: SqlTarget, conn: Any, staging: TableName, schema: pa.Schema,
             texts: list[str]) -> list[str]:
     """Which of the keys ``texts`` are in ``staging`` (whose columns are ``schema``'s)."""
     found: list[str] = []
-    for chunk in range(0, len(texts), KEYS_PER_STATEMENT):
-        part = texts[chunk:chunk + KEYS_PER_STATEMENT]
+    for chunk in range(0, len(texts), KEYS_PER_READ):
+        part = texts[chunk:chunk + KEYS_PER_READ]
         request = ReadRequest(table=staging, columns=tuple(key), filters=(KeysIn(tuple(key), tuple(
             tuple(json.loads(t)) for t in part)),))
         sql, params = target.render_select(request, schema)

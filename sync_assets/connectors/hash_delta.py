@@ -1,19 +1,22 @@
-"""The ``hash_delta`` apply: classify every staged row against the target by a stored row hash
-and write only inserts, updates and deletes, in one transaction.
+"""The ``hash_delta`` mode: the source hashes its rows, the target compares the hashes with the
+ones it stored, and only the changed rows travel and are written, in one transaction.
 
-The target keeps one extra column, ``_sync_row_hash``: ``v1:`` and the lowercase hex MD5 of the
-row's canonical text (the non-key columns, in the stream's column order). Canonical text, version
-1: each column as ``<length>:<text>`` (``N`` for NULL, so NULL and the empty string differ, and no
-value can fake a column boundary), concatenated; ``<text>`` is the database's own text form of the
-value under pinned session settings (UTC time zone, ISO dates, shortest round-trip floats, hex
-bytes), so a setting of the user's session cannot change a hash. The version prefix is part of the
-stored value: a future canonical form never matches an old hash, so its first run rewrites every
-row once instead of skipping a changed one.
+1. The source computes, inside its own database, every row's key and hash
+   (``hashes_sql``: ``v2:`` and the MD5 of the row's canonical text, ``types.canonical``, over the
+   non-key columns in the stream's order); those narrow rows stream into a hashes staging table
+   next to the target (the normal bulk path).
+2. The target counts the keys whose hash differs from its stored ``_sync_row_hash`` (or that it
+   lacks). Up to ``DELTA_KEYS_LIMIT`` of them, just those rows are read from the source, by key;
+   beyond it (a first run, a full refresh before, a new hash version) the whole source is staged.
+3. One transaction: delete the target rows whose key is not among the hashes, update the rows
+   whose stored hash differs, insert the new keys, each written row with its source hash. The
+   rows left are unchanged and are not written.
 
-Inside the transaction: delete the target rows whose key is not staged, update the rows whose
-stored hash differs from the staged row's, insert the staged rows whose key is new; the staged rows
-left are unchanged and are not written. PostgreSQL and DuckDB run it (tested); SQL Server gets the
-same statements in T-SQL (``HASHBYTES('MD5', ...)`` over its own text forms; parsed in CI).
+The hash is the source's, so the target never computes one, and it is defined here (canonical
+text, MD5), not an engine's internal hash; its version is part of the stored value, so a future
+form never matches an old hash: its first run rewrites every row once instead of skipping a
+changed one. A row that changes between the hashing and its read is stored with the older hash,
+so the next run reads it again: a race costs a re-read, never a missed change.
 """
 
 from __future__ import annotations
@@ -25,35 +28,47 @@ import pyarrow as pa
 
 from sync_assets.config.names import TableName
 from sync_assets.connectors.interface import SqlTarget, WriteResult
-from sync_assets.types.canonical import engine_text_sql, md5_hex_sql, row_text_sql
+from sync_assets.types.canonical import md5_hex_sql, row_text_sql, value_text_sql
 
 ROW_HASH_COLUMN = "_sync_row_hash"
 ROW_HASH_FIELD = pa.field(ROW_HASH_COLUMN, pa.string())
-ROW_HASH_VERSION = 1
-"""The form of the stored hash (the ``v1:`` prefix); a new form changes it, and then every row once."""
-
-_PINNED_SETTINGS = {
-    "postgres": ["SET LOCAL TimeZone = 'UTC'", "SET LOCAL DateStyle = 'ISO, YMD'",
-                 "SET LOCAL IntervalStyle = 'iso_8601'", "SET LOCAL extra_float_digits = 1",
-                 "SET LOCAL bytea_output = 'hex'"],
-    "duckdb": ["SET TimeZone = 'UTC'"],
-    "mssql": [],
-}
+ROW_HASH_VERSION = 2
+"""The form of the stored hash (its ``v2:`` prefix): 1 hashed the target's own text of the row,
+2 the source's canonical text."""
+DELTA_KEYS_LIMIT = 50_000
+"""Read at most this many changed rows by key; more, and the whole source is staged instead."""
 
 
-def row_hash_sql(kind: str, values: Sequence[str]) -> str:
-    """The SQL expression of a row's stored hash: ``v1:`` + MD5 hex of the canonical row text of
-    ``values`` (SQL expressions of the non-key columns as the target stores them), each in the
-    engine's own text form under the pinned settings."""
-    text = row_text_sql(kind, [engine_text_sql(kind, v) for v in values])
+def hashes_sql(source: Any, relation: str, where: str, key: Sequence[str],
+               columns: Sequence[tuple[str, pa.DataType]]) -> str:
+    """The source query of every key and row hash: ``relation`` (a qualified table, or a query
+    in parentheses with an alias) with ``where`` (`` WHERE ...`` or empty); ``columns``: the
+    stream's (name, Arrow type) pairs, key included."""
+    kind, quote = source.kind, source.quote
+    data = [(name, type_) for name, type_ in columns if name not in key]
+    text = row_text_sql(kind, [value_text_sql(kind, quote(name), type_) for name, type_ in data],
+                        [type_ for _, type_ in data])
     concat = " + " if kind == "mssql" else " || "
-    return f"'v{ROW_HASH_VERSION}:'{concat}{md5_hex_sql(kind, text)}"
+    keys = ", ".join(quote(k) for k in key)
+    return (f"SELECT {keys}, 'v{ROW_HASH_VERSION}:'{concat}{md5_hex_sql(kind, text)} AS {quote(ROW_HASH_COLUMN)} "
+            f"FROM {relation}{where}")
 
 
-def statements(target: SqlTarget, table: TableName, staging: TableName, columns: Sequence[str],
+def changed_keys_sql(target: SqlTarget, table: TableName, hashes: TableName, key: Sequence[str],
+                     count: bool) -> str:
+    """The keys among ``hashes`` whose row the target lacks or stores with another hash (or
+    their number, ``count``)."""
+    q, t, h = target.quote, target.qualified(table), target.qualified(hashes)
+    same = " AND ".join(f"tt.{q(k)} = h.{q(k)}" for k in key)
+    listed = "COUNT(*)" if count else ", ".join(f"h.{q(k)}" for k in key)
+    return (f"SELECT {listed} FROM {h} AS h WHERE NOT EXISTS (SELECT 1 FROM {t} AS tt WHERE {same} "
+            f"AND tt.{q(ROW_HASH_COLUMN)} = h.{q(ROW_HASH_COLUMN)})")
+
+
+def statements(target: SqlTarget, table: TableName, staging: TableName, hashes: TableName, columns: Sequence[str],
                key: Sequence[str], casts: dict[str, str]) -> tuple[str, str, str]:
     """(delete, update, insert): the three set-based statements of one hash-delta apply."""
-    q, t, s = target.quote, target.qualified(table), target.qualified(staging)
+    q, t, s, h = target.quote, target.qualified(table), target.qualified(staging), target.qualified(hashes)
     data = [c for c in columns if c not in key]
     hash_column = q(ROW_HASH_COLUMN)
 
@@ -61,24 +76,23 @@ def statements(target: SqlTarget, table: TableName, staging: TableName, columns:
         """The staged column as the target stores it (cast where the staging type differs)."""
         return target.cast_expression(column, casts[column], "s") if column in casts else f"s.{q(column)}"
 
-    staged_hash = row_hash_sql(target.kind, [value(c) for c in data])
-    staged_key_match = " AND ".join(f"s.{q(k)} = {t}.{q(k)}" for k in key)
-    delete = f"DELETE FROM {t} WHERE NOT EXISTS (SELECT 1 FROM {s} AS s WHERE {staged_key_match})"
-    changed = [*data, ROW_HASH_COLUMN]
-    values = [*(value(c) for c in data), "s.h"]
-    staged = f"(SELECT s.*, {staged_hash} AS h FROM {s} AS s)"
+    hashed = f"{s} AS s INNER JOIN {h} AS h ON " + " AND ".join(f"h.{q(k)} = s.{q(k)}" for k in key)
+    delete = (f"DELETE FROM {t} WHERE NOT EXISTS (SELECT 1 FROM {h} AS h WHERE "
+              + " AND ".join(f"h.{q(k)} = {t}.{q(k)}" for k in key) + ")")
+    assignments = ", ".join([*(f"{q(c)} = {value(c)}" for c in data), f"{hash_column} = h.{hash_column}"])
     if target.kind == "mssql":
         match = " AND ".join(f"s.{q(k)} = tt.{q(k)}" for k in key)
-        update = ("UPDATE tt SET " + ", ".join(f"{q(c)} = {v}" for c, v in zip(changed, values, strict=True))
-                  + f" FROM {t} AS tt INNER JOIN {staged} AS s ON {match} "
-                  f"WHERE tt.{hash_column} IS NULL OR tt.{hash_column} <> s.h")
+        update = (f"UPDATE tt SET {assignments} FROM {t} AS tt INNER JOIN {hashed} ON {match} "
+                  f"WHERE tt.{hash_column} IS NULL OR tt.{hash_column} <> h.{hash_column}")
     else:
-        update = (f"UPDATE {t} SET " + ", ".join(f"{q(c)} = {v}" for c, v in zip(changed, values, strict=True))
-                  + f" FROM {staged} AS s WHERE {staged_key_match} AND {t}.{hash_column} IS DISTINCT FROM s.h")
+        match = " AND ".join(f"s.{q(k)} = {t}.{q(k)}" for k in key)
+        update = (f"UPDATE {t} SET {assignments} FROM {hashed} WHERE {match} "
+                  f"AND {t}.{hash_column} IS DISTINCT FROM h.{hash_column}")
     insert_columns = ", ".join(q(c) for c in [*columns, ROW_HASH_COLUMN])
     insert = (f"INSERT INTO {t} ({insert_columns}) SELECT "
-              + ", ".join([*(value(c) for c in columns), staged_hash])
-              + f" FROM {s} AS s WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {staged_key_match})")
+              + ", ".join([*(value(c) for c in columns), f"h.{hash_column}"])
+              + f" FROM {hashed} WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE "
+              + " AND ".join(f"{t}.{q(k)} = s.{q(k)}" for k in key) + ")")
     return delete, update, insert
 
 
@@ -91,12 +105,13 @@ def create_sql(target: SqlTarget, table: TableName, columns: Sequence[str], key:
             *target.after_swap_sql(table, key)]
 
 
-def apply(target: SqlTarget, conn: Any, table: TableName, staging: TableName, columns: Sequence[str],
-          key: Sequence[str], casts: dict[str, str], target_types: dict[str, str], existing: pa.Schema | None,
-          staged_rows: int, result: WriteResult) -> None:
-    """Inside the apply transaction: pin the session's text forms, add the hash column to a
-    target that lacks it, then delete, update and insert; counts from the statements themselves."""
-    prepare = list(_PINNED_SETTINGS.get(target.kind, []))
+def apply(target: SqlTarget, conn: Any, table: TableName, staging: TableName, hashes: TableName,
+          columns: Sequence[str], key: Sequence[str], casts: dict[str, str], target_types: dict[str, str],
+          existing: pa.Schema | None, source_rows: int, result: WriteResult) -> None:
+    """Inside the apply transaction: create the target or add its hash column if it lacks it,
+    then delete, update and insert; counts from the statements themselves (``source_rows``: the
+    rows the source hashed)."""
+    prepare = []
     if existing is None:
         prepare += create_sql(target, table, columns, key, target_types)
     elif ROW_HASH_COLUMN not in existing.names:
@@ -105,8 +120,8 @@ def apply(target: SqlTarget, conn: Any, table: TableName, staging: TableName, co
         target.execute(conn, sql)
         result.statements.append(sql)
     counts = []
-    for sql in statements(target, table, staging, columns, key, casts):
+    for sql in statements(target, table, staging, hashes, columns, key, casts):
         counts.append(max(target.execute(conn, sql), 0))
         result.statements.append(sql)
     result.rows_deleted, result.rows_updated, result.rows_inserted = counts
-    result.rows_unchanged = staged_rows - result.rows_updated - result.rows_inserted
+    result.rows_unchanged = source_rows - result.rows_updated - result.rows_inserted

@@ -20,7 +20,7 @@ import pyarrow as pa
 from sync_assets.config.models import ConnectionSpec
 from sync_assets.config.names import TableName
 from sync_assets.connectors.locking import DEFAULT_LOCK_TIMEOUT_S
-from sync_assets.connectors.requests import KeysetFilter, KeysIn, ReadRequest, SourceStream
+from sync_assets.connectors.requests import KeysetFilter, KeysIn, ReadRequest, SourceReads, SourceStream
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class WriteOp:
     lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
     """How long to wait for another run's writer lock on the table before failing."""
     deletes: DeletePlan | None = None
-    """A merge that mirrors source deletes (``deletes``); the keys come from ``write``'s ``open_keys``."""
+    """A merge that mirrors source deletes (``deletes``); the keys come from ``write``'s ``reads``."""
     on_bad_rows: Literal["fail", "quarantine"] = "fail"
     """``quarantine``: rows the target cannot take go to its dead letters (``dead_letters``)."""
     run_id: str = ""
@@ -295,10 +295,14 @@ class Connector(ABC):
         return self.typed_placeholder(len(params), field, style)
 
     def _keys_in_clause(self, flt: KeysIn, schema: pa.Schema, params: list[Any], style: str | None) -> str:
-        """``(k1 = v1 AND k2 = v2) OR ...`` over every key of ``flt`` (no row-value IN: T-SQL lacks it)."""
+        """``k IN (...)``, or ``(k1 = v1 AND k2 = v2) OR ...`` for a composite key (no row-value IN:
+        T-SQL lacks it)."""
         if not flt.keys:
             return "1 = 0"
         fields = [schema.field(c) for c in flt.columns]
+        if len(fields) == 1:
+            marks = ", ".join(self.bound_value_sql(v, fields[0], params, style) for (v,) in flt.keys)
+            return f"{self.quote(fields[0].name)} IN ({marks})"
         return "(" + " OR ".join(
             "(" + " AND ".join(f"{self.quote(f.name)} = {self.bound_value_sql(v, f, params, style)}"
                                for f, v in zip(fields, key, strict=True)) + ")"
@@ -376,10 +380,10 @@ class Connector(ABC):
         return contextlib.nullcontext()
 
     @abstractmethod
-    def write(self, op: WriteOp, stream: SourceStream,
-              open_keys: Callable[[], SourceStream] | None = None) -> WriteResult:
-        """Load ``stream`` into ``op.table`` atomically; ``open_keys`` opens the stream of every
-        source key, read after ``stream`` when ``op.deletes`` checks this run."""
+    def write(self, op: WriteOp, stream: SourceStream, reads: SourceReads | None = None) -> WriteResult:
+        """Load ``stream`` into ``op.table`` atomically; ``reads`` opens the further reads of the
+        source the write may need (every key when ``op.deletes`` checks this run; key hashes and
+        rows by key for ``hash_delta``)."""
 
     @abstractmethod
     def ddl_type(self, field: pa.Field) -> str:

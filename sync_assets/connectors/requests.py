@@ -38,6 +38,10 @@ class KeysetFilter:
     values: tuple[Any, ...]
 
 
+KEYS_PER_READ = 500
+"""Keys bound in one statement of a ``KeysIn`` read (SQL Server takes at most 2,100 parameters)."""
+
+
 @dataclass(frozen=True)
 class KeysIn:
     """Rows whose ``columns`` equal one of ``keys`` (tuples of values in column order): how a
@@ -124,6 +128,17 @@ class SourceStream:
         for chunk in self.open_native():  # type: ignore[misc]
             progress.advance(len(chunk))
             yield chunk
+
+
+@dataclass
+class SourceReads:
+    """The further reads of the same source a write may need, opened only when it does: every
+    key (delete detection), every key with its row hash (``hash_delta``), and the rows of given
+    keys (``hash_delta``: only the rows whose hash changed)."""
+
+    keys: Callable[[], SourceStream] | None = None
+    hashes: Callable[[], SourceStream] | None = None
+    rows_for: Callable[[list[tuple]], SourceStream] | None = None
 
 
 class Progress:

@@ -33,7 +33,7 @@ from sync_assets.connectors.locking import (
     new_staging,
     staging_prefix,
 )
-from sync_assets.connectors.requests import SourceStream
+from sync_assets.connectors.requests import SourceReads, SourceStream
 from sync_assets.errors import ConfigError, DataError, SchemaMismatchError
 from sync_assets.types import value_fit
 from sync_assets.types.arrow import declared_type, fits_in
@@ -171,10 +171,9 @@ class SqlConnector(Connector):
         )
         return [TableName(table.schema, name) for (name,) in rows if is_staging_name(name, prefix, table.name)]
 
-    def write(self, op: WriteOp, stream: SourceStream,
-              open_keys: Callable[[], SourceStream] | None = None) -> WriteResult:
+    def write(self, op: WriteOp, stream: SourceStream, reads: SourceReads | None = None) -> WriteResult:
         with self.writer_lock(op.table, op.lock_timeout_s):
-            return self._write_locked(op, stream, open_keys)
+            return self._write_locked(op, stream, reads or SourceReads())
 
     def _staging_types(self, stream: SourceStream, target_types: Sequence[str]) -> list[str]:
         """Staging column types: the target's, when the stream's native bytes load into them as
@@ -186,13 +185,16 @@ class SqlConnector(Connector):
         stream.open_native = None
         return [self.load_type(f) for f in stream.schema]
 
-    def _write_locked(self, op: WriteOp, stream: SourceStream,
-                      open_keys: Callable[[], SourceStream] | None) -> WriteResult:
+    def _write_locked(self, op: WriteOp, stream: SourceStream, reads: SourceReads) -> WriteResult:
         staging = self.staging_for(op.table)
         schema = stream.schema
         result = WriteResult(rows_written=0)
-        with self.session() as conn:
+        with self.session() as conn, contextlib.ExitStack() as hashes_dropped:
             existing = self.table_schema(op.table)
+            hashes = None
+            if op.kind == "hash_delta" and reads.hashes is not None:
+                hashes, hashed_rows, stream = self._delta_rows(conn, op, existing, stream, reads, result)
+                hashes_dropped.callback(self._drop_staging, conn, op.table, hashes)
             keeper = (self.structure_keeping_replace(conn, op, schema.names)
                       if existing is not None and op.kind == "replace" else None)
             final_types = [self.column_ddl_type(op.table, f) for f in schema]
@@ -203,9 +205,9 @@ class SqlConnector(Connector):
             staging_types = self._staging_types(stream, [target_types[f.name] for f in schema])
             casts = {f.name: target_types[f.name] for f, st in zip(schema, staging_types, strict=True)
                      if st != target_types[f.name]}
-            prepare = [self.drop_table_sql(leftover) for leftover in self.leftover_staging(conn, op.table)]
-            if op.table.schema and not self.schema_exists(op.table.schema):
-                prepare.append(self.create_schema_sql(op.table.schema))
+            prepare = [self.drop_table_sql(leftover) for leftover in self.leftover_staging(conn, op.table)
+                       if leftover != hashes]
+            prepare += self._schema_sql(op.table)
             prepare += self.create_types_sql(conn, op.table, schema, target_types)
             prepare.append(self.create_table_sql(staging, schema, staging_types))
             if op.deletes is not None and op.kind == "merge":
@@ -227,13 +229,14 @@ class SqlConnector(Connector):
                 if quarantine is not None:
                     stream.rows_read += quarantine.screened  # read, but kept out of the load
                     rows = self._quarantine_staged(conn, quarantine, staging, schema, existing, rows, result)
-                if op.kind == "hash_delta":
+                if op.deletes is not None and op.deletes.check_now and reads.keys is not None and op.kind == "merge":
+                    keys_staging = self._load_keys(conn, op, reads.keys, result)
+                if hashes is not None:
                     self._run(conn, self.analyze_sql(staging), result)
                     self.commit(conn)
-                if op.deletes is not None and op.deletes.check_now and open_keys is not None and op.kind == "merge":
-                    keys_staging = self._load_keys(conn, op, open_keys, result)
+                    rows = hashed_rows - (quarantine.count if quarantine is not None else 0)
                 self._apply(conn, op, staging, schema, existing, casts, target_types, rows, result, keeper,
-                            keys_staging, quarantine)
+                            keys_staging, quarantine, hashes)
             except BaseException as exc:
                 with contextlib.suppress(Exception):
                     self.rollback(conn)
@@ -278,24 +281,60 @@ class SqlConnector(Connector):
                         quarantine.op.table, f"{quarantine.count:,}", quarantine.op.table.name)
         return rows
 
+    def _delta_rows(self, conn: Any, op: WriteOp, existing: pa.Schema | None, stream: SourceStream,
+                    reads: SourceReads, result: WriteResult) -> tuple[TableName, int, SourceStream]:
+        """``hash_delta``: stream every source key and row hash into a hashes staging table (bulk
+        path, committed), count the keys whose hash the target lacks, and choose what to stage:
+        just those rows, read by key, or (beyond ``DELTA_KEYS_LIMIT``) the whole ``stream``.
+        Returns (hashes staging, rows hashed, the stream to stage)."""
+        started = time.monotonic()
+        hashed = reads.hashes()  # type: ignore[misc]
+        hashes = self._load_stream(conn, op, hashed, result)
+        rows = hashed.rows_read
+        known = existing is not None and hash_delta.ROW_HASH_COLUMN in existing.names
+        changed = (int(self.fetch_on(conn, hash_delta.changed_keys_sql(self, op.table, hashes, op.primary_key,
+                                                                        count=True))[0][0]) if known else rows)
+        if not known or changed > hash_delta.DELTA_KEYS_LIMIT or reads.rows_for is None:
+            chosen, how = stream, "the whole source is staged"
+        else:
+            keys = self.fetch_on(conn, hash_delta.changed_keys_sql(self, op.table, hashes, op.primary_key,
+                                                                   count=False))
+            chosen, how = reads.rows_for([tuple(key) for key in keys]), "just those rows are read, by key"
+        log.info("hashed %s source rows in %.2fs: %s changed or new; %s", f"{rows:,}", time.monotonic() - started,
+                 f"{changed:,}", how)
+        return hashes, rows, chosen
+
+    def _load_stream(self, conn: Any, op: WriteOp, stream: SourceStream, result: WriteResult) -> TableName:
+        """Bulk-load an auxiliary ``stream`` of the source (keys, hashes) into a staging table of
+        this run, with planner statistics; committed. The read's own error wins over the driver's."""
+        table = self.staging_for(op.table)
+        types = self._staging_types(stream, [self.column_ddl_type(op.table, f) for f in stream.schema])
+        self._run(conn, [*self._schema_sql(op.table), self.create_table_sql(table, stream.schema, types)], result)
+        self.commit(conn)
+        try:
+            self.bulk_load(conn, table, stream, stream.schema)
+        except BaseException:
+            self._drop_staging(conn, op.table, table)
+            if stream.failure is not None:
+                raise stream.failure from stream.failure.__cause__
+            raise
+        self._run(conn, self.analyze_sql(table), result)
+        self.commit(conn)
+        return table
+
+    def _schema_sql(self, table: TableName) -> list[str]:
+        """The statement creating ``table``'s schema, if it lacks one."""
+        if table.schema and not self.schema_exists(table.schema):
+            return [self.create_schema_sql(table.schema)]
+        return []
+
     def _load_keys(self, conn: Any, op: WriteOp, open_keys: Callable[[], SourceStream],
                    result: WriteResult) -> TableName:
         """Stream every source key into a keys staging table of this run (bulk path, committed)."""
-        keys_staging = self.staging_for(op.table)
         started = time.monotonic()
         keys = open_keys()
-        types = self._staging_types(keys, [self.column_ddl_type(op.table, f) for f in keys.schema])
-        self._run(conn, [self.create_table_sql(keys_staging, keys.schema, types)], result)
-        self.commit(conn)
-        try:
-            rows, _ = self.bulk_load(conn, keys_staging, keys, keys.schema)
-        except BaseException:
-            if keys.failure is not None:
-                raise keys.failure from keys.failure.__cause__
-            raise
-        self._run(conn, self.analyze_sql(keys_staging), result)
-        self.commit(conn)
-        log.info("loaded %s source keys into %s in %.2fs, to find rows deleted at the source", f"{rows:,}",
+        keys_staging = self._load_stream(conn, op, keys, result)
+        log.info("loaded %s source keys into %s in %.2fs, to find rows deleted at the source", f"{keys.rows_read:,}",
                  keys_staging, time.monotonic() - started)
         return keys_staging
 
@@ -354,7 +393,8 @@ class SqlConnector(Connector):
     def _apply(self, conn: Any, op: WriteOp, staging: TableName, schema: pa.Schema,
                existing: pa.Schema | None, casts: dict[str, str], target_types: dict[str, str],
                rows: int, result: WriteResult, keeper: StructureKeepingReplace | None,
-               keys_staging: TableName | None = None, quarantine: dead_letters.Quarantine | None = None) -> None:
+               keys_staging: TableName | None = None, quarantine: dead_letters.Quarantine | None = None,
+               hashes: TableName | None = None) -> None:
         """One transaction: apply the staged ``rows`` and take the inserted / updated / deleted
         counts from the apply statements themselves; a count that disagrees with the staged rows
         raises before the commit, so the target stays as it was."""
@@ -362,11 +402,13 @@ class SqlConnector(Connector):
         if quarantine is not None:  # first: a replace's staging becomes the target below
             quarantine.apply(self, conn, staging, schema, result)
         if op.kind == "hash_delta":
+            if hashes is None:
+                raise ConfigError(f"table {op.table}: a hash_delta write needs the source's row hashes")
             self._run(conn, [self.add_column_sql(op.table, name, target_types[name])
                              for name in result.columns_added], result)
             self._check_unique_before_apply(conn, op, staging, into=op.table if existing is not None else None)
-            hash_delta.apply(self, conn, op.table, staging, columns, op.primary_key, casts, target_types, existing,
-                             rows, result)
+            hash_delta.apply(self, conn, op.table, staging, hashes, columns, op.primary_key, casts, target_types,
+                             existing, rows, result)
         elif keeper is not None or op.kind == "replace" or existing is None:
             self._check_unique_before_apply(conn, op, staging)
             previous = self.count_rows(conn, op.table) if existing is not None else 0

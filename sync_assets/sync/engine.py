@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from sync_assets.config.project import TableSpec
 from sync_assets.connectors.interface import Connector
-from sync_assets.connectors.requests import SourceStream
+from sync_assets.connectors.requests import KEYS_PER_READ, KeysIn, ReadRequest, SourceReads, SourceStream
 from sync_assets.sync.planning import RunOptions, SyncPlan, plan_sync
 
 log = logging.getLogger("sync_assets")
@@ -85,7 +85,7 @@ def run_plan(plan: SyncPlan, source: Connector, target: Connector) -> SyncResult
     result = SyncResult(plan, source_sql=describe_source_sql(plan, source))
     stream = source.open_stream(plan.read, plan.schema)
     stream.label, stream.key_columns = plan.table.name, tuple(plan.write.primary_key)
-    written = target.write(plan.write, stream, _keys_opener(plan, source))
+    written = target.write(plan.write, stream, source_reads(plan, source))
     result.duration_s = time.monotonic() - started
     result.rows_read = stream.rows_read or written.rows_written
     result.rows_written = written.rows_written
@@ -114,18 +114,36 @@ def run_plan(plan: SyncPlan, source: Connector, target: Connector) -> SyncResult
     return result
 
 
-def _keys_opener(plan: SyncPlan, source: Connector) -> Callable[[], SourceStream] | None:
-    """Opens the stream of every source key, when this run checks for deletes."""
-    if plan.keys_read is None or plan.keys_schema is None:
-        return None
-    keys_read, keys_schema = plan.keys_read, plan.keys_schema
+def source_reads(plan: SyncPlan, source: Connector) -> SourceReads:
+    """The further reads of the source this plan's write may open: every key (deletes checked
+    this run), every key with its row hash and the rows of given keys (``hash_delta``)."""
+    table, key = plan.table, tuple(plan.write.primary_key)
 
-    def open_keys() -> SourceStream:
-        stream = source.open_stream(keys_read, keys_schema)
-        stream.label, stream.key_columns = f"{plan.table.name} (keys)", tuple(plan.write.primary_key)
-        return stream
+    def opener(request: ReadRequest | None, schema: pa.Schema | None, what: str) -> Callable[[], SourceStream] | None:
+        if request is None or schema is None:
+            return None
 
-    return open_keys
+        def open_stream() -> SourceStream:
+            stream = source.open_stream(request, schema)
+            stream.label, stream.key_columns = f"{table.name} ({what})", key
+            return stream
+
+        return open_stream
+
+    def rows_for(keys: list[tuple]) -> SourceStream:
+        """The rows of ``keys``, read ``KEYS_PER_READ`` keys per statement, as one stream."""
+        def open_batches() -> pa.RecordBatchReader:
+            def batches():
+                for start in range(0, len(keys), KEYS_PER_READ):
+                    part = plan.read.with_filters(KeysIn(key, tuple(keys[start:start + KEYS_PER_READ])))
+                    yield from source.open_stream(part, plan.schema).open_batches()
+            return pa.RecordBatchReader.from_batches(plan.schema, batches())
+
+        return SourceStream(plan.schema, open_batches, label=table.name, key_columns=key)
+
+    return SourceReads(keys=opener(plan.keys_read, plan.keys_schema, "keys"),
+                       hashes=opener(plan.hashes_read, plan.hashes_schema, "row hashes"),
+                       rows_for=rows_for if plan.hashes_read is not None else None)
 
 
 def sync_table(table: TableSpec, source: Connector, target: Connector,

@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 
 from sync_assets.config.project import TableSpec
-from sync_assets.connectors import deletes
+from sync_assets.connectors import deletes, hash_delta
 from sync_assets.connectors.interface import Connector, DeletePlan, WriteOp
 from sync_assets.connectors.requests import Filter, KeysIn, ReadRequest
 from sync_assets.errors import ConfigError, SyncAssetsError
@@ -73,6 +73,9 @@ class SyncPlan:
     keys_read: ReadRequest | None = None
     """Every source key (deletes checked this run), read after the rows."""
     keys_schema: pa.Schema | None = None
+    hashes_read: ReadRequest | None = None
+    """``hash_delta``: every source key with its row hash, computed by the source."""
+    hashes_schema: pa.Schema | None = None
 
     def describe(self) -> str:
         lines = [f"{self.table.name} -> {self.table.target_table} ({self.strategy}, write: {self.write.kind})"]
@@ -179,8 +182,14 @@ def _plan_strategy(table: TableSpec, source: Connector, target: Connector, optio
     if table.mode == "hash_delta" and not options.full_refresh:
         write = dataclasses.replace(replace, kind="hash_delta", load_method="auto")
         plan = SyncPlan(table, "hash_delta", read, schema, write)
-        plan.notes.append("hash_delta: every source row is staged; only inserted, changed and deleted rows are "
-                          "written (row hashes in _sync_row_hash)")
+        relation = source.qualified(table.source_table) if table.source_table else f"({table.sql}) AS sync_query"
+        hashes = hash_delta.hashes_sql(source, relation, f" WHERE ({table.where})" if table.where else "",
+                                       table.primary_key, [(f.name, f.type) for f in schema])
+        plan.hashes_schema = pa.schema([*(schema.field(k) for k in table.primary_key), hash_delta.ROW_HASH_FIELD])
+        plan.hashes_read = ReadRequest(sql=hashes, columns=tuple(plan.hashes_schema.names),
+                                       batch_size=table.batch_size, stream=table.name)
+        plan.notes.append("hash_delta: the source hashes every row; only the rows whose hash the target lacks are "
+                          "read and written (inserted, changed), and keys gone from the source deleted")
         return plan
     if table.mode == "full_refresh" or options.full_refresh:
         why = "forced by run config" if options.full_refresh and table.mode != "full_refresh" else None

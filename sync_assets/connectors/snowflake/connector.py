@@ -278,7 +278,7 @@ class SnowflakeConnector(Connector):
             ) from exc
 
     # -- a source only -------------------------------------------------------------------------
-    def write(self, op: WriteOp, stream: SourceStream, open_keys=None) -> WriteResult:
+    def write(self, op: WriteOp, stream: SourceStream, reads=None) -> WriteResult:
         raise self._read_only_error()
 
     def ddl_type(self, field: pa.Field) -> str:
