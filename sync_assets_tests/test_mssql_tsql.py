@@ -403,3 +403,30 @@ def test_hash_delta_statements_are_tsql(conn):
     create = [parse(sql) for sql in hash_delta.create_sql(
         conn, ODD, SCHEMA.names, ("Id",), {c.name: c.ddl for c in COLUMNS})]
     assert isinstance(create[0], exp.Create) and "_sync_row_hash" in identifiers(create[0])
+
+
+def test_dead_letter_statements_are_tsql(conn, monkeypatch):
+    """The dead-letter table, the supersession of re-read keys and the insert of a run's dead
+    letters, as the write path sends them to SQL Server."""
+    from sync_assets.connectors import dead_letters
+    from sync_assets.connectors.interface import WriteOp, WriteResult
+
+    (create,) = dead_letters.prepare_sql(_no_table(conn, monkeypatch), ODD)
+    assert isinstance(parse(create), exp.Create) and "NVARCHAR(MAX)" in create.upper()
+    sent: list[str] = []
+    monkeypatch.setattr(conn, "execute", lambda _c, sql, params=(): sent.append(sql) or 1)
+    monkeypatch.setattr(conn, "fetch_on", lambda _c, sql, params=(): sent.append(sql) or [("[7]",), ("[8]",)])
+    quarantine = dead_letters.Quarantine(WriteOp("merge", ODD, ("Id",), on_bad_rows="quarantine", run_id="r"))
+    quarantine.keep([{"Id": 7, "Note]": "x" * 90}], "Note]", "too long")
+    quarantine.staging = TableName(ODD.schema, "Order Lines]__sync_staging_dl")
+    quarantine.apply(conn, None, STAGING, SCHEMA, WriteResult(rows_written=0))
+    trees = [parse(sql) for sql in sent]
+    kinds = [type(tree) for tree in trees]
+    assert kinds[0] is exp.Select and exp.Delete in kinds and kinds[-1] is exp.Insert
+    staged_keys = next(tree for tree in trees[1:] if isinstance(tree, exp.Select))
+    assert staged_keys.find(exp.In) is not None  # the staged keys among the outstanding ones: [Id] IN (...)
+
+
+def _no_table(conn, monkeypatch):
+    monkeypatch.setattr(conn, "table_schema", lambda table: None)
+    return conn

@@ -101,6 +101,7 @@ _FILE_BEING_CREATED = "is not a valid DuckDB database file"
 class DuckDBConnector(SqlConnector):
     kind = KIND
     param_style = "qmark"
+    keys_per_read = 10_000
 
     def __init__(self, name, spec, *, read_only: bool = False):
         super().__init__(name, spec, read_only=read_only)

@@ -35,6 +35,10 @@ ROW_HASH_FIELD = pa.field(ROW_HASH_COLUMN, pa.string())
 ROW_HASH_VERSION = 2
 """The form of the stored hash (its ``v2:`` prefix): 1 hashed the target's own text of the row,
 2 the source's canonical text."""
+REPLACES_CHANGED_ROWS = {"duckdb"}
+"""Engines whose apply deletes and re-inserts the changed rows instead of updating them: DuckDB's
+UPDATE of 20,000 scattered rows of a 2 M-row keyed table took 56 s here, its delete and insert
+0.23 s."""
 DELTA_KEYS_LIMIT = 50_000
 """Read at most this many changed rows by key; more, and the whole source is staged instead."""
 
@@ -57,7 +61,7 @@ def hashes_sql(source: Any, relation: str, where: str, key: Sequence[str],
 def changed_keys_sql(target: SqlTarget, table: TableName, hashes: TableName, key: Sequence[str],
                      count: bool) -> str:
     """The keys among ``hashes`` whose row the target lacks or stores with another hash (or
-    their number, ``count``)."""
+    their number, ``count``: a LIMIT would turn the hash anti-join into index probes per key)."""
     q, t, h = target.quote, target.qualified(table), target.qualified(hashes)
     same = " AND ".join(f"tt.{q(k)} = h.{q(k)}" for k in key)
     listed = "COUNT(*)" if count else ", ".join(f"h.{q(k)}" for k in key)
@@ -67,7 +71,9 @@ def changed_keys_sql(target: SqlTarget, table: TableName, hashes: TableName, key
 
 def statements(target: SqlTarget, table: TableName, staging: TableName, hashes: TableName, columns: Sequence[str],
                key: Sequence[str], casts: dict[str, str]) -> tuple[str, str, str]:
-    """(delete, update, insert): the three set-based statements of one hash-delta apply."""
+    """(delete, update, insert): the three set-based statements of one hash-delta apply (on an
+    engine in ``REPLACES_CHANGED_ROWS``, "update" deletes the changed rows and the insert puts
+    them back with the new ones)."""
     q, t, s, h = target.quote, target.qualified(table), target.qualified(staging), target.qualified(hashes)
     data = [c for c in columns if c not in key]
     hash_column = q(ROW_HASH_COLUMN)
@@ -80,7 +86,11 @@ def statements(target: SqlTarget, table: TableName, staging: TableName, hashes: 
     delete = (f"DELETE FROM {t} WHERE NOT EXISTS (SELECT 1 FROM {h} AS h WHERE "
               + " AND ".join(f"h.{q(k)} = {t}.{q(k)}" for k in key) + ")")
     assignments = ", ".join([*(f"{q(c)} = {value(c)}" for c in data), f"{hash_column} = h.{hash_column}"])
-    if target.kind == "mssql":
+    if target.kind in REPLACES_CHANGED_ROWS:
+        match = " AND ".join(f"s.{q(k)} = {t}.{q(k)}" for k in key)
+        update = (f"DELETE FROM {t} WHERE EXISTS (SELECT 1 FROM {hashed} WHERE {match} "
+                  f"AND {t}.{hash_column} IS DISTINCT FROM h.{hash_column})")
+    elif target.kind == "mssql":
         match = " AND ".join(f"s.{q(k)} = tt.{q(k)}" for k in key)
         update = (f"UPDATE tt SET {assignments} FROM {t} AS tt INNER JOIN {hashed} ON {match} "
                   f"WHERE tt.{hash_column} IS NULL OR tt.{hash_column} <> h.{hash_column}")
@@ -124,4 +134,6 @@ def apply(target: SqlTarget, conn: Any, table: TableName, staging: TableName, ha
         counts.append(max(target.execute(conn, sql), 0))
         result.statements.append(sql)
     result.rows_deleted, result.rows_updated, result.rows_inserted = counts
+    if target.kind in REPLACES_CHANGED_ROWS:  # the insert put the changed rows back too
+        result.rows_inserted -= result.rows_updated
     result.rows_unchanged = source_rows - result.rows_updated - result.rows_inserted

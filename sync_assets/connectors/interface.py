@@ -20,7 +20,7 @@ import pyarrow as pa
 from sync_assets.config.models import ConnectionSpec
 from sync_assets.config.names import TableName
 from sync_assets.connectors.locking import DEFAULT_LOCK_TIMEOUT_S
-from sync_assets.connectors.requests import KeysetFilter, KeysIn, ReadRequest, SourceReads, SourceStream
+from sync_assets.connectors.requests import KEYS_PER_READ, KeysetFilter, KeysIn, ReadRequest, SourceReads, SourceStream
 
 
 @dataclass(frozen=True)
@@ -162,6 +162,8 @@ class Connector(ABC):
 
     kind: str = ""
     param_style: Literal["format", "qmark", "numeric"] = "qmark"
+    keys_per_read: int = KEYS_PER_READ
+    """Keys a ``KeysIn`` read binds in one statement (within the engine's parameter limit)."""
 
     def __init__(self, name: str, spec: ConnectionSpec, *, read_only: bool = False):
         self.name = name

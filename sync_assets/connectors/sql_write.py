@@ -300,8 +300,9 @@ class SqlConnector(Connector):
             keys = self.fetch_on(conn, hash_delta.changed_keys_sql(self, op.table, hashes, op.primary_key,
                                                                    count=False))
             chosen, how = reads.rows_for([tuple(key) for key in keys]), "just those rows are read, by key"
-        log.info("hashed %s source rows in %.2fs: %s changed or new; %s", f"{rows:,}", time.monotonic() - started,
-                 f"{changed:,}", how)
+        changed_text = f"{changed:,} rows changed or new" if known else "the target holds no row hashes yet"
+        log.info("hashed %s source rows in %.2fs: %s; %s", f"{rows:,}", time.monotonic() - started, changed_text,
+                 how)
         return hashes, rows, chosen
 
     def _load_stream(self, conn: Any, op: WriteOp, stream: SourceStream, result: WriteResult) -> TableName:

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from sync_assets.config.project import TableSpec
 from sync_assets.connectors.interface import Connector
-from sync_assets.connectors.requests import KEYS_PER_READ, KeysIn, ReadRequest, SourceReads, SourceStream
+from sync_assets.connectors.requests import KeysIn, ReadRequest, SourceReads, SourceStream
 from sync_assets.sync.planning import RunOptions, SyncPlan, plan_sync
 
 log = logging.getLogger("sync_assets")
@@ -131,11 +131,13 @@ def source_reads(plan: SyncPlan, source: Connector) -> SourceReads:
         return open_stream
 
     def rows_for(keys: list[tuple]) -> SourceStream:
-        """The rows of ``keys``, read ``KEYS_PER_READ`` keys per statement, as one stream."""
+        """The rows of ``keys``, read ``source.keys_per_read`` keys per statement, as one stream."""
+        step = source.keys_per_read
+
         def open_batches() -> pa.RecordBatchReader:
             def batches():
-                for start in range(0, len(keys), KEYS_PER_READ):
-                    part = plan.read.with_filters(KeysIn(key, tuple(keys[start:start + KEYS_PER_READ])))
+                for start in range(0, len(keys), step):
+                    part = plan.read.with_filters(KeysIn(key, tuple(keys[start:start + step])))
                     yield from source.open_stream(part, plan.schema).open_batches()
             return pa.RecordBatchReader.from_batches(plan.schema, batches())
 

@@ -110,6 +110,7 @@ holder's session is idle from the moment it took the lock, so ``state_change`` i
 class PostgresConnector(SqlConnector):
     kind = KIND
     param_style = "format"
+    keys_per_read = 10_000
     keys_enforced_by_constraint = True
     max_identifier_bytes = 63
     default_schema = "public"
