@@ -140,3 +140,20 @@ def test_config_errors(write_project, tmp_path, stream, message):
     }
     with pytest.raises(ConfigError, match=message):
         write_project(config)
+
+
+@only_pairs(("postgres", "duckdb"), ("duckdb", "postgres"))
+def test_many_changes_stage_the_whole_source_and_rebuild_the_table(pair, sync, monkeypatch):
+    """Beyond DELTA_KEYS_LIMIT changed keys the whole source is staged and the table rebuilt and
+    swapped in; the counts still say what changed."""
+    source, target = pair
+    source.create_test_table([make_row(i) for i in range(1, 21)])
+    sync(HASH_DELTA)
+    monkeypatch.setattr(hash_delta, "DELTA_KEYS_LIMIT", 2)
+    source.execute(f'UPDATE {source.qualified()} SET "select" = -1 WHERE "Id" IN (2, 3)')
+    source.execute(f'DELETE FROM {source.qualified()} WHERE "Id" = 4')
+    source.insert([make_row(30)])
+    rebuilt = sync(HASH_DELTA)
+    assert _counts(rebuilt) == (1, 2, 1, 17) and rebuilt.rows_read == 20
+    assert target.rows() == source.rows() and target.staging_tables() == []
+    assert _counts(sync(HASH_DELTA)) == (0, 0, 0, 20)  # and the rebuilt table's hashes are the source's

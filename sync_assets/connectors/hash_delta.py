@@ -7,7 +7,8 @@ ones it stored, and only the changed rows travel and are written, in one transac
    next to the target (the normal bulk path).
 2. The target counts the keys whose hash differs from its stored ``_sync_row_hash`` (or that it
    lacks). Up to ``DELTA_KEYS_LIMIT`` of them, just those rows are read from the source, by key;
-   beyond it (a first run, a full refresh before, a new hash version) the whole source is staged.
+   beyond it (a first run, a full refresh before, a new hash version) the whole source is staged,
+   and the new table is built from it and swapped in (``rewrite``), as a full refresh does.
 3. One transaction: delete the target rows whose key is not among the hashes, update the rows
    whose stored hash differs, insert the new keys, each written row with its source hash. The
    rows left are unchanged and are not written.
@@ -28,6 +29,8 @@ import pyarrow as pa
 
 from sync_assets.config.names import TableName
 from sync_assets.connectors.interface import SqlTarget, WriteResult
+from sync_assets.connectors.locking import TYPED_STAGE_SUFFIX
+from sync_assets.errors import DataError
 from sync_assets.types.canonical import md5_hex_sql, row_text_sql, value_text_sql
 
 ROW_HASH_COLUMN = "_sync_row_hash"
@@ -113,6 +116,46 @@ def create_sql(target: SqlTarget, table: TableName, columns: Sequence[str], key:
     types = [*(target_types[c] for c in columns), target.ddl_type(ROW_HASH_FIELD)]
     return [target.create_table_sql(table, schema, types), *target.add_primary_key_sql(table, key, table.name),
             *target.after_swap_sql(table, key)]
+
+
+def rewrite(target: SqlTarget, conn: Any, table: TableName, staging: TableName, hashes: TableName,
+            columns: Sequence[str], key: Sequence[str], casts: dict[str, str], target_types: dict[str, str],
+            existing: pa.Schema, staged_rows: int, result: WriteResult) -> None:
+    """Inside the apply transaction, when the whole source was staged into an existing target
+    (it held no hashes, an older hash version, or too many rows changed): count what changed,
+    then build the new table from staging with the source hashes and swap it in, as a full
+    refresh does. Updating or deleting and re-inserting every row in place would take far longer,
+    and DuckDB runs out of its default 64 MB memory doing it for 2 M rows."""
+    q, t, s, h = target.quote, target.qualified(table), target.qualified(staging), target.qualified(hashes)
+    on_key = " AND ".join(f"h.{q(k)} = s.{q(k)}" for k in key)
+    at_target = " AND ".join(f"tt.{q(k)} = s.{q(k)}" for k in key)
+    gone = " AND ".join(f"h.{q(k)} = tt.{q(k)}" for k in key)
+    counts = [f"SELECT COUNT(*) FROM {t} AS tt WHERE NOT EXISTS (SELECT 1 FROM {h} AS h WHERE {gone})",
+              f"SELECT COUNT(*) FROM {s} AS s WHERE EXISTS (SELECT 1 FROM {t} AS tt WHERE {at_target})"]
+    if ROW_HASH_COLUMN in existing.names:
+        counts.append(f"SELECT COUNT(*) FROM {s} AS s INNER JOIN {h} AS h ON {on_key} WHERE EXISTS (SELECT 1 FROM "
+                      f"{t} AS tt WHERE {at_target} AND tt.{q(ROW_HASH_COLUMN)} = h.{q(ROW_HASH_COLUMN)})")
+    deleted, matched, *same = (int(target.fetch_on(conn, sql)[0][0]) for sql in counts)
+    unchanged = same[0] if same else 0
+    rebuilt = TableName(staging.schema, staging.name + TYPED_STAGE_SUFFIX)
+    schema = pa.schema([*(pa.field(c, pa.null()) for c in columns), ROW_HASH_FIELD])
+    values = [target.cast_expression(c, casts[c], "s") if c in casts else f"s.{q(c)}" for c in columns]
+    insert = (f"INSERT INTO {target.qualified(rebuilt)} SELECT {', '.join(values)}, h.{q(ROW_HASH_COLUMN)} "
+              f"FROM {s} AS s LEFT JOIN {h} AS h ON {on_key}")  # a row new since the hashing: hashed next run
+    target.execute(conn, target.drop_table_sql(rebuilt))
+    target.execute(conn, target.create_table_sql(rebuilt, schema, [*(target_types[c] for c in columns),
+                                                                   target.ddl_type(ROW_HASH_FIELD)]))
+    written = target.execute(conn, insert)
+    if written >= 0 and written != staged_rows:
+        raise DataError(f"table {table}: the rebuilt table holds {written:,} rows but {staged_rows:,} were staged; "
+                        "the transaction was rolled back and the target is unchanged")
+    swap = [*target.add_primary_key_sql(rebuilt, key, table.name), target.drop_table_sql(table),
+            *target.rename_table_sql(rebuilt, table.name), *target.after_swap_sql(table, key)]
+    for sql in swap:
+        target.execute(conn, sql)
+    result.statements += [insert, *swap]
+    result.rows_deleted, result.rows_unchanged = deleted, unchanged
+    result.rows_updated, result.rows_inserted = matched - unchanged, staged_rows - matched
 
 
 def apply(target: SqlTarget, conn: Any, table: TableName, staging: TableName, hashes: TableName,

@@ -191,9 +191,9 @@ class SqlConnector(Connector):
         result = WriteResult(rows_written=0)
         with self.session() as conn, contextlib.ExitStack() as hashes_dropped:
             existing = self.table_schema(op.table)
-            hashes = None
+            hashes, by_key = None, False
             if op.kind == "hash_delta" and reads.hashes is not None:
-                hashes, hashed_rows, stream = self._delta_rows(conn, op, existing, stream, reads, result)
+                hashes, hashed_rows, stream, by_key = self._delta_rows(conn, op, existing, stream, reads, result)
                 hashes_dropped.callback(self._drop_staging, conn, op.table, hashes)
             keeper = (self.structure_keeping_replace(conn, op, schema.names)
                       if existing is not None and op.kind == "replace" else None)
@@ -236,7 +236,7 @@ class SqlConnector(Connector):
                     self.commit(conn)
                     rows = hashed_rows - (quarantine.count if quarantine is not None else 0)
                 self._apply(conn, op, staging, schema, existing, casts, target_types, rows, result, keeper,
-                            keys_staging, quarantine, hashes)
+                            keys_staging, quarantine, hashes, rewrite=hashes is not None and not by_key)
             except BaseException as exc:
                 with contextlib.suppress(Exception):
                     self.rollback(conn)
@@ -282,11 +282,11 @@ class SqlConnector(Connector):
         return rows
 
     def _delta_rows(self, conn: Any, op: WriteOp, existing: pa.Schema | None, stream: SourceStream,
-                    reads: SourceReads, result: WriteResult) -> tuple[TableName, int, SourceStream]:
+                    reads: SourceReads, result: WriteResult) -> tuple[TableName, int, SourceStream, bool]:
         """``hash_delta``: stream every source key and row hash into a hashes staging table (bulk
         path, committed), count the keys whose hash the target lacks, and choose what to stage:
         just those rows, read by key, or (beyond ``DELTA_KEYS_LIMIT``) the whole ``stream``.
-        Returns (hashes staging, rows hashed, the stream to stage)."""
+        Returns (hashes staging, rows hashed, the stream to stage, whether it reads by key)."""
         started = time.monotonic()
         hashed = reads.hashes()  # type: ignore[misc]
         hashes = self._load_stream(conn, op, hashed, result)
@@ -295,15 +295,15 @@ class SqlConnector(Connector):
         changed = (int(self.fetch_on(conn, hash_delta.changed_keys_sql(self, op.table, hashes, op.primary_key,
                                                                         count=True))[0][0]) if known else rows)
         if not known or changed > hash_delta.DELTA_KEYS_LIMIT or reads.rows_for is None:
-            chosen, how = stream, "the whole source is staged"
+            chosen, how, by_key = stream, "the whole source is staged", False
         else:
             keys = self.fetch_on(conn, hash_delta.changed_keys_sql(self, op.table, hashes, op.primary_key,
                                                                    count=False))
-            chosen, how = reads.rows_for([tuple(key) for key in keys]), "just those rows are read, by key"
+            chosen, how, by_key = reads.rows_for([tuple(key) for key in keys]), "just those rows are read, by key", True
         changed_text = f"{changed:,} rows changed or new" if known else "the target holds no row hashes yet"
         log.info("hashed %s source rows in %.2fs: %s; %s", f"{rows:,}", time.monotonic() - started, changed_text,
                  how)
-        return hashes, rows, chosen
+        return hashes, rows, chosen, by_key
 
     def _load_stream(self, conn: Any, op: WriteOp, stream: SourceStream, result: WriteResult) -> TableName:
         """Bulk-load an auxiliary ``stream`` of the source (keys, hashes) into a staging table of
@@ -395,7 +395,7 @@ class SqlConnector(Connector):
                existing: pa.Schema | None, casts: dict[str, str], target_types: dict[str, str],
                rows: int, result: WriteResult, keeper: StructureKeepingReplace | None,
                keys_staging: TableName | None = None, quarantine: dead_letters.Quarantine | None = None,
-               hashes: TableName | None = None) -> None:
+               hashes: TableName | None = None, rewrite: bool = False) -> None:
         """One transaction: apply the staged ``rows`` and take the inserted / updated / deleted
         counts from the apply statements themselves; a count that disagrees with the staged rows
         raises before the commit, so the target stays as it was."""
@@ -407,9 +407,14 @@ class SqlConnector(Connector):
                 raise ConfigError(f"table {op.table}: a hash_delta write needs the source's row hashes")
             self._run(conn, [self.add_column_sql(op.table, name, target_types[name])
                              for name in result.columns_added], result)
-            self._check_unique_before_apply(conn, op, staging, into=op.table if existing is not None else None)
-            hash_delta.apply(self, conn, op.table, staging, hashes, columns, op.primary_key, casts, target_types,
-                             existing, rows, result)
+            if rewrite and existing is not None:  # the whole source was staged: build the table anew
+                self._check_unique_before_apply(conn, op, staging)
+                hash_delta.rewrite(self, conn, op.table, staging, hashes, columns, op.primary_key, casts,
+                                   target_types, existing, rows, result)
+            else:
+                self._check_unique_before_apply(conn, op, staging, into=op.table if existing is not None else None)
+                hash_delta.apply(self, conn, op.table, staging, hashes, columns, op.primary_key, casts, target_types,
+                                 existing, rows, result)
         elif keeper is not None or op.kind == "replace" or existing is None:
             self._check_unique_before_apply(conn, op, staging)
             previous = self.count_rows(conn, op.table) if existing is not None else 0
