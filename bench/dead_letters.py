@@ -21,14 +21,13 @@ which must be exactly the planted ones. Tests never assert on these times.
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from source_table import bench_project, conninfos, drop_schemas, prepare_source, rows_to_bench  # noqa: E402
+from source_table import loaded_copies  # noqa: E402
 
 from sync_assets.sync.engine import sync_table
 from sync_assets.sync.planning import RunOptions
@@ -54,16 +53,9 @@ def replications() -> list[dict]:
 
 
 def main() -> None:
-    rows = rows_to_bench(__doc__)
-    admin, conninfo = conninfos()
-    print(f"source: {rows:,} rows in bench_dl_src.orders", flush=True)
-    prepare_source(admin, conninfo, "bench_dl_src", rows)
-    with tempfile.TemporaryDirectory() as work:
-        project, source, targets = bench_project(Path(work), conninfo, replications())
-        drop_schemas(conninfo, [f"bench_dl_{i}" for i in range(len(SCENARIOS))])
-        print("initial loads ...", flush=True)
-        for table in project.tables:
-            sync_table(table, source, targets[table.target])
+    copies = [f"bench_dl_{i}" for i in range(len(SCENARIOS))]
+    with loaded_copies(__doc__, "bench_dl_src", copies, replications()) as bench:
+        conninfo, project, source, targets = bench.conninfo, bench.project, bench.source, bench.targets
         with psycopg.connect(conninfo, autocommit=True) as conn:
             conn.execute(f"ALTER TABLE bench_dl_{list(SCENARIOS).index(NARROW)}.orders "
                          "ALTER COLUMN customer_email TYPE varchar(39)")

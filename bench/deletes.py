@@ -21,14 +21,13 @@ these times.
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from source_table import bench_project, conninfos, drop_schemas, prepare_source, rows_to_bench  # noqa: E402
+from source_table import loaded_copies  # noqa: E402
 
 from sync_assets.sync.engine import sync_table
 from sync_assets.sync.planning import RunOptions
@@ -53,16 +52,9 @@ def replications() -> list[dict]:
 
 
 def main() -> None:
-    rows = rows_to_bench(__doc__)
-    admin, conninfo = conninfos()
-    print(f"source: {rows:,} rows in bench_del_src.orders", flush=True)
-    prepare_source(admin, conninfo, "bench_del_src", rows)
-    with tempfile.TemporaryDirectory() as work:
-        project, source, targets = bench_project(Path(work), conninfo, replications())
-        drop_schemas(conninfo, [f"bench_del_{i}" for i in range(len(SCENARIOS))])
-        print("initial loads ...", flush=True)
-        for table in project.tables:
-            sync_table(table, source, targets[table.target])
+    copies = [f"bench_del_{i}" for i in range(len(SCENARIOS))]
+    with loaded_copies(__doc__, "bench_del_src", copies, replications()) as bench:
+        conninfo, project, source, targets = bench.conninfo, bench.project, bench.source, bench.targets
         with psycopg.connect(conninfo, autocommit=True) as conn:
             deleted = conn.execute("DELETE FROM bench_del_src.orders WHERE id % 100 = 0").rowcount
         print(f"deleted {deleted:,} source rows (1%)\n")

@@ -15,14 +15,13 @@ times.
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from source_table import bench_project, conninfos, drop_schemas, prepare_source, rows_to_bench  # noqa: E402
+from source_table import loaded_copies  # noqa: E402
 
 from sync_assets.sync.engine import sync_table  # noqa: E402
 
@@ -39,16 +38,9 @@ def replications() -> list[dict]:
 
 
 def main() -> None:
-    rows = rows_to_bench(__doc__)
-    admin, conninfo = conninfos()
-    print(f"source: {rows:,} rows in bench_hd_src.orders", flush=True)
-    prepare_source(admin, conninfo, "bench_hd_src", rows)
-    with tempfile.TemporaryDirectory() as work:
-        project, source, targets = bench_project(Path(work), conninfo, replications())
-        drop_schemas(conninfo, list(MODES.values()))
-        print("initial loads ...", flush=True)
-        for table in project.tables:
-            sync_table(table, source, targets[table.target])
+    with loaded_copies(__doc__, "bench_hd_src", list(MODES.values()), replications()) as bench:
+        rows, conninfo, project, source, targets = bench.rows, bench.conninfo, bench.project, bench.source, \
+            bench.targets
         with psycopg.connect(conninfo, autocommit=True) as conn:
             changed = conn.execute("UPDATE bench_hd_src.orders SET customer_id = customer_id + 1 "
                                    "WHERE id % 100 = 1").rowcount

@@ -4,8 +4,12 @@ benchmark's rows (``bench/sql/gen_data.sql``: deterministic, one function of the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -70,3 +74,35 @@ def bench_project(work: Path, conninfo: str, replications: list[dict]):
     project = load_project(folder)
     source = connector_for("pg", project.connections["pg"], read_only=True)
     return project, source, {name: connector_for(name, project.connections[name]) for name in ("pg", "duck")}
+
+
+@dataclass
+class Bench:
+    """A feature benchmark's setting: its rows, the bench database and the loaded copies."""
+
+    rows: int
+    conninfo: str
+    project: object
+    source: object
+    targets: dict
+
+
+@contextlib.contextmanager
+def loaded_copies(description: str, source_schema: str, copy_schemas: list[str],
+                  replications: list[dict]) -> Iterator[Bench]:
+    """Build ``<source_schema>.orders`` (``--rows`` of them), then load every stream of
+    ``replications`` into its fresh copy (schemas ``copy_schemas``, dropped first) in PostgreSQL or
+    a DuckDB file of a temporary folder, which lives as long as the context."""
+    from sync_assets.sync.engine import sync_table
+
+    rows = rows_to_bench(description)
+    admin, conninfo = conninfos()
+    print(f"source: {rows:,} rows in {source_schema}.orders", flush=True)
+    prepare_source(admin, conninfo, source_schema, rows)
+    with tempfile.TemporaryDirectory() as work:
+        project, source, targets = bench_project(Path(work), conninfo, replications)
+        drop_schemas(conninfo, copy_schemas)
+        print("initial loads ...", flush=True)
+        for table in project.tables:
+            sync_table(table, source, targets[table.target])
+        yield Bench(rows, conninfo, project, source, targets)
