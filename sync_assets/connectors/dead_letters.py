@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -156,12 +157,10 @@ class Quarantine:
                           f"AS d WHERE {match})")
             rows = self._fetch_rows(target, conn, f"SELECT {names} FROM {s} WHERE {duplicated}", columns)
             if rows:
-                per_key: dict[str, int] = {}
-                for row in rows:
-                    per_key[key_text([row[k] for k in key])] = per_key.get(key_text([row[k] for k in key]), 0) + 1
-                for row in rows:
-                    copies = per_key[key_text([row[k] for k in key])]
-                    self.keep([row], ", ".join(key), f"duplicate primary key: {copies} source rows have this key")
+                texts = [key_text([row[k] for k in key]) for row in rows]
+                copies = Counter(texts)
+                for row, text in zip(rows, texts, strict=True):
+                    self.keep([row], ", ".join(key), f"duplicate primary key: {copies[text]} source rows have this key")
                 target.execute(conn, f"DELETE FROM {s} WHERE {duplicated}")
                 moved += len(rows)
         return moved

@@ -49,18 +49,26 @@ def value_checkable(source: pa.Field, target: pa.Field) -> bool:
     return False
 
 
-def unfit_values(batch: pa.RecordBatch, targets: dict[str, pa.Field]) -> Iterator[Problem]:
-    """The problems of ``batch``'s columns against the existing target columns ``targets``
-    (name -> field, with its declared length and digits in the field metadata): at most one
-    per column, and only for columns that do not fit as a type (``fits_in``) or are text."""
+def narrower_columns(schema: pa.Schema, targets: dict[str, pa.Field]) -> dict[str, pa.Field]:
+    """The existing target columns (of ``targets``: name -> field, with its declared length and
+    digits in the field metadata) that ``unfit_values`` checks value by value: those a column of
+    ``schema`` does not fit as a type (``fits_in``) but can be checked in (``value_checkable``).
+    Decided once per stream, not per batch."""
+    return {f.name: targets[f.name] for f in schema
+            if f.name in targets and not fits_in(f, targets[f.name]) and value_checkable(f, targets[f.name])}
+
+
+def unfit_values(batch: pa.RecordBatch, narrower: dict[str, pa.Field]) -> Iterator[Problem]:
+    """The problems of ``batch``'s values: invalid UTF-8 in any text column, and values the
+    ``narrower`` target columns (``narrower_columns``) cannot take."""
     for source, column in zip(batch.schema, batch.columns, strict=True):
         if _text(source.type):
             invalid = _invalid_utf8(column)
             if invalid is not None:
                 yield Problem(source.name, "holds invalid UTF-8", invalid)
                 continue
-        target = targets.get(source.name)
-        if target is None or fits_in(source, target) or not value_checkable(source, target):
+        target = narrower.get(source.name)
+        if target is None:
             continue
         for reason, mask in _unfit(column, source, target):
             mask = pc.fill_null(mask, False)
