@@ -23,6 +23,7 @@ so the next run reads it again: a race costs a re-read, never a missed change.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -44,6 +45,17 @@ UPDATE of 20,000 scattered rows of a 2 M-row keyed table took 56 s here, its del
 0.23 s."""
 DELTA_KEYS_LIMIT = 50_000
 """Read at most this many changed rows by key; more, and the whole source is staged instead."""
+
+
+@dataclass(frozen=True)
+class DeltaHashes:
+    """The source's row hashes of one run, staged next to the target."""
+
+    table: TableName
+    rows: int
+    """Source rows hashed."""
+    by_key: bool
+    """Only the changed rows were read (by key); else the whole source was staged."""
 
 
 def hashes_sql(source: Any, relation: str, where: str, key: Sequence[str],
@@ -149,8 +161,7 @@ def rewrite(target: SqlTarget, conn: Any, table: TableName, staging: TableName, 
     if written >= 0 and written != staged_rows:
         raise DataError(f"table {table}: the rebuilt table holds {written:,} rows but {staged_rows:,} were staged; "
                         "the transaction was rolled back and the target is unchanged")
-    swap = [*target.add_primary_key_sql(rebuilt, key, table.name), target.drop_table_sql(table),
-            *target.rename_table_sql(rebuilt, table.name), *target.after_swap_sql(table, key)]
+    swap = target.swap_in_sql(rebuilt, table, key, replaces=True)
     for sql in swap:
         target.execute(conn, sql)
     result.statements += [insert, *swap]

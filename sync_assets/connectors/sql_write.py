@@ -191,10 +191,10 @@ class SqlConnector(Connector):
         result = WriteResult(rows_written=0)
         with self.session() as conn, contextlib.ExitStack() as hashes_dropped:
             existing = self.table_schema(op.table)
-            hashes, by_key = None, False
+            delta = None
             if op.kind == "hash_delta" and reads.hashes is not None:
-                hashes, hashed_rows, stream, by_key = self._delta_rows(conn, op, existing, stream, reads, result)
-                hashes_dropped.callback(self._drop_staging, conn, op.table, hashes)
+                delta, stream = self._delta_rows(conn, op, existing, stream, reads, result)
+                hashes_dropped.callback(self._drop_staging, conn, op.table, delta.table)
             keeper = (self.structure_keeping_replace(conn, op, schema.names)
                       if existing is not None and op.kind == "replace" else None)
             final_types = [self.column_ddl_type(op.table, f) for f in schema]
@@ -206,7 +206,7 @@ class SqlConnector(Connector):
             casts = {f.name: target_types[f.name] for f, st in zip(schema, staging_types, strict=True)
                      if st != target_types[f.name]}
             prepare = [self.drop_table_sql(leftover) for leftover in self.leftover_staging(conn, op.table)
-                       if leftover != hashes]
+                       if delta is None or leftover != delta.table]
             prepare += self._schema_sql(op.table)
             prepare += self.create_types_sql(conn, op.table, schema, target_types)
             prepare.append(self.create_table_sql(staging, schema, staging_types))
@@ -231,12 +231,12 @@ class SqlConnector(Connector):
                     rows = self._quarantine_staged(conn, quarantine, staging, schema, existing, rows, result)
                 if op.deletes is not None and op.deletes.check_now and reads.keys is not None and op.kind == "merge":
                     keys_staging = self._load_keys(conn, op, reads.keys, result)
-                if hashes is not None:
+                if delta is not None:
                     self._run(conn, self.analyze_sql(staging), result)
                     self.commit(conn)
-                    rows = hashed_rows - (quarantine.count if quarantine is not None else 0)
+                result.rows_read = stream.rows_read
                 self._apply(conn, op, staging, schema, existing, casts, target_types, rows, result, keeper,
-                            keys_staging, quarantine, hashes, rewrite=hashes is not None and not by_key)
+                            keys_staging, quarantine, delta)
             except BaseException as exc:
                 with contextlib.suppress(Exception):
                     self.rollback(conn)
@@ -255,11 +255,11 @@ class SqlConnector(Connector):
     def _screen(self, quarantine: dead_letters.Quarantine, stream: SourceStream, into: pa.Schema | None) -> None:
         """Quarantine mode: the stream's batches lose the rows this engine's bulk load or the
         existing target columns (``into``, when the rows go into it) cannot take, before the load."""
-        targets = {f.name: f for f in into} if into is not None else {}
+        narrower = value_fit.narrower_columns(stream.schema, {f.name: f for f in into}) if into is not None else {}
 
         def problems(batch: pa.RecordBatch) -> Iterator[Problem]:
             yield from self.ingest_problems(batch)
-            yield from value_fit.unfit_values(batch, targets)
+            yield from value_fit.unfit_values(batch, narrower)
 
         quarantine.screen(stream, problems)
 
@@ -282,11 +282,11 @@ class SqlConnector(Connector):
         return rows
 
     def _delta_rows(self, conn: Any, op: WriteOp, existing: pa.Schema | None, stream: SourceStream,
-                    reads: SourceReads, result: WriteResult) -> tuple[TableName, int, SourceStream, bool]:
+                    reads: SourceReads, result: WriteResult) -> tuple[hash_delta.DeltaHashes, SourceStream]:
         """``hash_delta``: stream every source key and row hash into a hashes staging table (bulk
         path, committed), count the keys whose hash the target lacks, and choose what to stage:
         just those rows, read by key, or (beyond ``DELTA_KEYS_LIMIT``) the whole ``stream``.
-        Returns (hashes staging, rows hashed, the stream to stage, whether it reads by key)."""
+        Returns the hashes and the stream to stage."""
         started = time.monotonic()
         hashed = reads.hashes()  # type: ignore[misc]
         hashes = self._load_stream(conn, op, hashed, result)
@@ -303,7 +303,7 @@ class SqlConnector(Connector):
         changed_text = f"{changed:,} rows changed or new" if known else "the target holds no row hashes yet"
         log.info("hashed %s source rows in %.2fs: %s; %s", f"{rows:,}", time.monotonic() - started, changed_text,
                  how)
-        return hashes, rows, chosen, by_key
+        return hash_delta.DeltaHashes(hashes, rows, by_key), chosen
 
     def _load_stream(self, conn: Any, op: WriteOp, stream: SourceStream, result: WriteResult) -> TableName:
         """Bulk-load an auxiliary ``stream`` of the source (keys, hashes) into a staging table of
@@ -395,7 +395,7 @@ class SqlConnector(Connector):
                existing: pa.Schema | None, casts: dict[str, str], target_types: dict[str, str],
                rows: int, result: WriteResult, keeper: StructureKeepingReplace | None,
                keys_staging: TableName | None = None, quarantine: dead_letters.Quarantine | None = None,
-               hashes: TableName | None = None, rewrite: bool = False) -> None:
+               delta: hash_delta.DeltaHashes | None = None) -> None:
         """One transaction: apply the staged ``rows`` and take the inserted / updated / deleted
         counts from the apply statements themselves; a count that disagrees with the staged rows
         raises before the commit, so the target stays as it was."""
@@ -403,18 +403,18 @@ class SqlConnector(Connector):
         if quarantine is not None:  # first: a replace's staging becomes the target below
             quarantine.apply(self, conn, staging, schema, result)
         if op.kind == "hash_delta":
-            if hashes is None:
+            if delta is None:
                 raise ConfigError(f"table {op.table}: a hash_delta write needs the source's row hashes")
             self._run(conn, [self.add_column_sql(op.table, name, target_types[name])
                              for name in result.columns_added], result)
-            if rewrite and existing is not None:  # the whole source was staged: build the table anew
+            if not delta.by_key and existing is not None:  # the whole source was staged: build the table anew
                 self._check_unique_before_apply(conn, op, staging)
-                hash_delta.rewrite(self, conn, op.table, staging, hashes, columns, op.primary_key, casts,
+                hash_delta.rewrite(self, conn, op.table, staging, delta.table, columns, op.primary_key, casts,
                                    target_types, existing, rows, result)
             else:
                 self._check_unique_before_apply(conn, op, staging, into=op.table if existing is not None else None)
-                hash_delta.apply(self, conn, op.table, staging, hashes, columns, op.primary_key, casts, target_types,
-                                 existing, rows, result)
+                hash_delta.apply(self, conn, op.table, staging, delta.table, columns, op.primary_key, casts,
+                                 target_types, existing, delta.rows - (quarantine.count if quarantine else 0), result)
         elif keeper is not None or op.kind == "replace" or existing is None:
             self._check_unique_before_apply(conn, op, staging)
             previous = self.count_rows(conn, op.table) if existing is not None else 0
@@ -462,12 +462,13 @@ class SqlConnector(Connector):
                 self.drop_table_sql(staging),
             ]
             source_table = cast_stage
-        statements += self.add_primary_key_sql(source_table, op.primary_key, op.table.name)
-        if existing is not None:
-            statements.append(self.drop_table_sql(op.table))
-        statements += self.rename_table_sql(source_table, op.table.name)
-        statements += self.after_swap_sql(op.table, op.primary_key)
-        return statements
+        return statements + self.swap_in_sql(source_table, op.table, op.primary_key, existing is not None)
+
+    def swap_in_sql(self, built: TableName, table: TableName, key: Sequence[str], replaces: bool) -> list[str]:
+        """Statements putting the table ``built`` (in ``table``'s schema) in place of ``table``:
+        its primary key, the old table dropped (``replaces``), the rename."""
+        return [*self.add_primary_key_sql(built, key, table.name), *([self.drop_table_sql(table)] if replaces else []),
+                *self.rename_table_sql(built, table.name), *self.after_swap_sql(table, key)]
 
     def _delete_window(self, conn: Any, op: WriteOp, schema: pa.Schema, result: WriteResult) -> int:
         field_ = schema.field(op.window_column)

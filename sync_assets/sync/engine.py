@@ -87,7 +87,7 @@ def run_plan(plan: SyncPlan, source: Connector, target: Connector) -> SyncResult
     stream.label, stream.key_columns = plan.table.name, tuple(plan.write.primary_key)
     written = target.write(plan.write, stream, source_reads(plan, source))
     result.duration_s = time.monotonic() - started
-    result.rows_read = stream.rows_read or written.rows_written
+    result.rows_read = written.rows_read or stream.rows_read or written.rows_written
     result.rows_written = written.rows_written
     result.rows_inserted, result.rows_updated = written.rows_inserted, written.rows_updated
     result.rows_deleted = written.rows_deleted
