@@ -10,7 +10,6 @@ import sys
 
 from sync_assets.config.loader import load_project
 from sync_assets.connectors import connector_for, dead_letters
-from sync_assets.connectors.requests import KEYS_PER_READ
 from sync_assets.sync.planning import RunOptions, local_run_id
 from sync_assets.sync.policies import sync_with_policies
 from sync_assets.verify.sides import diff_table
@@ -78,8 +77,8 @@ def _retry(table, source, target) -> None:
         print(f"{table.name}: no primary key, so the retry was a full refresh: {result.applied}")
         return
     run_id = local_run_id()
-    for start in range(0, len(keys), KEYS_PER_READ):
-        chunk = tuple(keys[start:start + KEYS_PER_READ])
+    for start in range(0, len(keys), source.keys_per_read):
+        chunk = tuple(keys[start:start + source.keys_per_read])
         result = sync_with_policies(table, source, target, RunOptions(retry_keys=chunk, run_id=run_id)).result
         print(f"{table.name}: retried {len(chunk):,} keys: {result.rows_read:,} rows found at the source, "
               f"{result.applied}")

@@ -135,6 +135,11 @@ def source_schema(table: TableSpec, source: Connector, columns: pa.Schema | None
     return pa.schema([schema.field(n) for n in keep])
 
 
+def source_relation(table: TableSpec, source: Connector) -> str:
+    """What a query over ``table``'s source selects FROM: its qualified table, or its ``sql`` aliased."""
+    return source.qualified(table.source_table) if table.source_table else f"({table.sql}) AS sync_query"
+
+
 def base_read(table: TableSpec, schema: pa.Schema) -> ReadRequest:
     return ReadRequest(
         table=table.source_table, sql=table.sql, columns=tuple(schema.names), where=table.where,
@@ -182,9 +187,9 @@ def _plan_strategy(table: TableSpec, source: Connector, target: Connector, optio
     if table.mode == "hash_delta" and not options.full_refresh:
         write = dataclasses.replace(replace, kind="hash_delta", load_method="auto")
         plan = SyncPlan(table, "hash_delta", read, schema, write)
-        relation = source.qualified(table.source_table) if table.source_table else f"({table.sql}) AS sync_query"
-        hashes = hash_delta.hashes_sql(source, relation, f" WHERE ({table.where})" if table.where else "",
-                                       table.primary_key, [(f.name, f.type) for f in schema])
+        where = f" WHERE ({table.where})" if table.where else ""
+        hashes = hash_delta.hashes_sql(source, source_relation(table, source), where, table.primary_key,
+                                       [(f.name, f.type) for f in schema])
         plan.hashes_schema = pa.schema([*(schema.field(k) for k in table.primary_key), hash_delta.ROW_HASH_FIELD])
         plan.hashes_read = ReadRequest(sql=hashes, columns=tuple(plan.hashes_schema.names),
                                        batch_size=table.batch_size, stream=table.name)

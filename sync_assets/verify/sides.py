@@ -13,7 +13,7 @@ from sync_assets.connectors.deletes import live_rows_condition
 from sync_assets.connectors.interface import Connector
 from sync_assets.connectors.requests import Filter, ReadRequest
 from sync_assets.errors import ConfigError
-from sync_assets.sync.planning import source_schema
+from sync_assets.sync.planning import source_relation, source_schema
 from sync_assets.verify.diff import DiffResult, Side, compare
 
 
@@ -38,7 +38,7 @@ def stream_sides(table: TableSpec, source: Connector, target: Connector, *, colu
     source_where = " AND ".join(f"({c})" for c in (table.where, where) if c) or None
     live = live_rows_condition(target, target_schema)
     target_where = " AND ".join(f"({c})" for c in (where, live) if c) or None
-    source_from = source.qualified(table.source_table) if table.source_table else f"({table.sql}) AS sync_query"
+    source_from = source_relation(table, source)
     source_sql, source_params = source.where_clause(
         ReadRequest(table=table.source_table, sql=table.sql, where=source_where, filters=tuple(filters)), schema)
     target_sql, target_params = target.where_clause(
