@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "sync_assets"
 LAYER_RANK = {
     "errors": 0, "types": 0,
     "config": 1,
-    "connectors": 2,
+    "connectors": 2, "shaping": 2,
     "sync": 3, "verify": 3,
     "orchestration": 4,
     "definitions": 5, "demo": 5,

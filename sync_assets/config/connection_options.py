@@ -109,8 +109,50 @@ class SnowflakeOptions(BaseModel):
         return super().model_dump(by_alias=True, **kwargs)
 
 
+class HttpAuth(BaseModel):
+    """``bearer`` (``token``), ``basic`` (``username``, ``password``) or ``api_key`` (``key`` sent as
+    header or query parameter ``name``); secrets as ``{env: NAME}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["bearer", "basic", "api_key"]
+    token: str | None = None
+    username: str | None = None
+    password: str | None = None
+    key: str | None = None
+    name: str = "X-API-Key"
+    location: Literal["header", "query"] = "header"
+
+    @model_validator(mode="after")
+    def _secrets_for_kind(self) -> HttpAuth:
+        needed = {"bearer": ("token",), "basic": ("username", "password"), "api_key": ("key",)}[self.kind]
+        missing = [name for name in needed if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"auth {self.kind!r} needs {' and '.join(missing)}")
+        return self
+
+
+class HttpOptions(BaseModel):
+    """``options`` of a ``kind: http`` connection: a JSON API read page by page."""
+
+    model_config = ConfigDict(extra="forbid")
+    base_url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Sent with every request; values may be secrets (``{env: NAME}``)."""
+    auth: HttpAuth | None = None
+    timeout_s: float = Field(default=30, gt=0)
+    max_retries: int = Field(default=5, ge=0)
+    """Retries of a request answered 429 or 5xx, or lost on the way (exponential backoff; ``Retry-After`` wins)."""
+    backoff_s: float = Field(default=1.0, ge=0)
+    """The first retry's wait; each further retry waits twice as long (at most ``max_backoff_s``)."""
+    max_backoff_s: float = Field(default=60, ge=0)
+    rate_limit_per_s: float | None = Field(default=None, gt=0)
+    """At most this many requests per second."""
+    verify_tls: bool = True
+
+
 OPTIONS_BY_KIND: dict[str, type[BaseModel]] = {
     "postgres": PostgresOptions, "duckdb": DuckDBOptions, "mssql": MssqlOptions, "snowflake": SnowflakeOptions,
+    "http": HttpOptions,
 }
 
 

@@ -37,7 +37,7 @@ def _find_stream(tables: list[TableSpec], reference: str, near: TableSpec) -> Ta
     found = [t for t in tables if reference in (t.name, "/".join(t.asset_key))]
     same_target = [t for t in found if t.target == near.target]
     if not found:
-        raise ConfigError(f"{near.label}: stream {reference!r} (in depends_on / ignore_dependencies) "
+        raise ConfigError(f"{near.label}: stream {reference!r} (in depends_on / ignore_dependencies / parent_key) "
                           f"is not configured; known: {', '.join(sorted({t.name for t in tables}))}")
     return (same_target or found)[0]
 
@@ -64,6 +64,7 @@ def resolve_dependencies(tables: list[TableSpec],
         ignored = {_find_stream(tables, ref, table).asset_key for ref in table.ignore_dependencies}
         parents = _foreign_key_parents(table, tables, foreign_keys)
         parents += [_find_stream(tables, ref, table) for ref in table.depends_on]
+        parents += [_find_stream(tables, key.parent_stream, table) for key in table.parent_keys]
         unique: dict[tuple[str, ...], TableSpec] = {}
         for parent in parents:
             if parent.asset_key not in ignored:

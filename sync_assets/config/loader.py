@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from sync_assets.config.environment import PATH_KEYS, check_secrets, resolve_alert_secrets, resolve_env
+from sync_assets.config.environment import PATH_KEYS, SECRET_KEYS, check_secrets, resolve_alert_secrets, resolve_env
 from sync_assets.config.models import AlertsSpec, ConfigFile, ConnectionSpec, ScheduleSpec
 from sync_assets.config.names import TableName
 from sync_assets.config.project import Project, TableSpec
@@ -49,7 +49,10 @@ def _read_file(path: Path) -> ConfigFile:
         raise ConfigError(f"{path}: expected a mapping at top level")
     for name, conn in (raw.get("connections") or {}).items():
         if isinstance(conn, dict):
-            check_secrets(conn.get("options") or {}, f"{path}: connection {name!r}")
+            options = conn.get("options") or {}
+            check_secrets(options, f"{path}: connection {name!r}")
+            if isinstance(options.get("auth"), dict):
+                check_secrets(options["auth"], f"{path}: connection {name!r} auth", SECRET_KEYS | {"key"})
     resolve_alert_secrets(path, raw)
     try:
         return ConfigFile.model_validate(raw)

@@ -19,8 +19,7 @@ DEFAULT_LOCK_TIMEOUT = timedelta(minutes=5)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 def _valid_timezone(value: str) -> str:
     try:
@@ -60,7 +59,7 @@ class ChangeSensorSpec(_Strict):
 class ConnectionSpec(_Strict):
     """One database. Kind-specific keys are checked by the connector's own ``options`` model."""
 
-    kind: Literal["postgres", "duckdb", "mssql", "snowflake"]
+    kind: Literal["postgres", "duckdb", "mssql", "snowflake", "http"]
     role: Literal["source", "target", "both"] = "both"
     protected: bool = False
     max_concurrent_reads: int = Field(default=4, ge=1)
@@ -69,12 +68,13 @@ class ConnectionSpec(_Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _snowflake_reads_only(cls, data: Any) -> Any:
-        """Snowflake is a source only: its connections default to, and must keep, role source."""
-        if isinstance(data, dict) and data.get("kind") == "snowflake":
+    def _sources_only(cls, data: Any) -> Any:
+        """Snowflake and HTTP APIs are sources only: their connections default to, and must keep,
+        role source."""
+        if isinstance(data, dict) and data.get("kind") in ("snowflake", "http"):
             data = {"role": "source", **data}
             if data["role"] != "source":
-                raise ValueError("a snowflake connection is a source only: role must be 'source'")
+                raise ValueError(f"a {data['kind']} connection is a source only: role must be 'source'")
         return data
 
     @property
@@ -217,6 +217,147 @@ class VerifySpec(_Strict):
     """Compare on every N-th evaluation of the check; the others repeat the last verdict."""
 
 
+def _known_type_names(types: dict[str, str]) -> dict[str, str]:
+    from sync_assets.types.declared import parse_type
+
+    for column, text in types.items():
+        try:
+            parse_type(text)
+        except ValueError as exc:
+            raise ValueError(f"column {column!r}: {exc}") from None
+    return types
+
+
+class Pagination(_Strict):
+    """How an HTTP stream walks its pages: ``page`` (a page number, from ``start``), ``offset``
+    (rows skipped), ``cursor`` (the next cursor read from the body at ``next``), ``link_header``
+    (the ``rel="next"`` URL of the ``Link`` header) or ``next_url`` (a URL read from the body at
+    ``next``). Pages end at an empty page, a short page (``page``/``offset``), or no next cursor/URL."""
+
+    style: Literal["page", "offset", "cursor", "link_header", "next_url"]
+    param: str | None = None
+    """The query parameter carrying the page number, offset or cursor (default: page, offset, cursor)."""
+    size_param: str | None = "limit"
+    """The query parameter carrying ``page_size`` (None: the API's own page size)."""
+    next: str | None = None
+    """``cursor``/``next_url``: the dotted path of the next cursor or URL in the response body."""
+    start: int = 1
+    """``page``: the number of the first page."""
+
+    @model_validator(mode="after")
+    def _next_where_needed(self) -> Pagination:
+        if self.style in ("cursor", "next_url") and not self.next:
+            raise ValueError(f"pagination style {self.style!r} needs 'next': the dotted path of the next "
+                             f"{'cursor' if self.style == 'cursor' else 'URL'} in the response body")
+        return self
+
+
+class HttpEndpoint(_Strict):
+    """Where an HTTP stream's records come from (stream keys of a ``kind: http`` source)."""
+
+    path: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    records: str | None = None
+    """The dotted path (``data.items``, or ``$.data.items``) of the record list in a response;
+    None: the response body is the list."""
+    pagination: Pagination | None = None
+    page_size: int = Field(default=1000, ge=1)
+    since_param: str | None = None
+    """The query parameter an incremental run sets to the target's watermark on ``update_key``."""
+    column_types: dict[str, str] = Field(default_factory=dict)
+    """Declared column types (``int64``, ``decimal(12,2)``, ``timestamptz``...): they win over inference."""
+
+    @field_validator("column_types")
+    @classmethod
+    def _known_types(cls, value: dict[str, str]) -> dict[str, str]:
+        return _known_type_names(value)
+
+
+class TimezoneShift(_Strict):
+    """``from``: the zone a timestamp without one is in (default UTC); ``to``: the zone it is given."""
+
+    from_: str = Field(default="UTC", alias="from")
+    to: str = "UTC"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, data: Any) -> Any:
+        return {"to": data} if isinstance(data, str) else data
+
+    @field_validator("from_", "to")
+    @classmethod
+    def _valid_tz(cls, value: str) -> str:
+        return _valid_timezone(value)
+
+
+class DateFormats(_Strict):
+    """``parse_dates``: strptime formats tried in order; the column becomes a date, or a timestamp
+    when a format reads a time (``%H``...), zoned when it reads an offset (``%z``)."""
+
+    formats: list[str] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_list(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"formats": [data]}
+        return {"formats": data} if isinstance(data, list) else data
+
+
+class TransformSpec(_Strict):
+    """Column transforms, applied to every batch in this order (vectorised, in DuckDB over Arrow).
+    Every step after ``rename`` names columns by their new names."""
+
+    rename: dict[str, str] = Field(default_factory=dict)
+    cast: dict[str, str] = Field(default_factory=dict)
+    """Column -> type (``int64``, ``decimal(12,2)``, ``date``, ``timestamptz``, ``string``, ...)."""
+    cast_errors: Literal["fail", "null"] = "fail"
+    """A value ``cast`` or ``parse_dates`` cannot convert: ``fail`` makes the row bad (``on_bad_rows``
+    fails the run or quarantines it), ``null`` stores NULL instead."""
+    trim: list[str] = Field(default_factory=list)
+    empty_to_null: list[str] = Field(default_factory=list)
+    lowercase: list[str] = Field(default_factory=list)
+    uppercase: list[str] = Field(default_factory=list)
+    timezone: dict[str, TimezoneShift] = Field(default_factory=dict)
+    parse_dates: dict[str, DateFormats] = Field(default_factory=dict)
+    computed: dict[str, str] = Field(default_factory=dict)
+    """New column -> a DuckDB SQL expression over the transformed columns (``amount * rate``)."""
+    drop: list[str] = Field(default_factory=list)
+
+    @field_validator("trim", "empty_to_null", "lowercase", "uppercase", "drop", mode="before")
+    @classmethod
+    def _string_to_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("cast")
+    @classmethod
+    def _known_types(cls, value: dict[str, str]) -> dict[str, str]:
+        return _known_type_names(value)
+
+
+class ColumnRules(_Strict):
+    """Rules one column's values must keep; a row breaking one is a bad row (``on_bad_rows``)."""
+
+    not_null: bool = False
+    unique: bool = False
+    min: int | float | str | None = None
+    max: int | float | str | None = None
+    regex: str | None = None
+    """A regular expression every value matches as a whole (RE2 syntax)."""
+    one_of: list[Any] | None = None
+    max_length: int | None = Field(default=None, ge=0)
+
+    @field_validator("regex")
+    @classmethod
+    def _valid_regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"regex {value!r} does not compile: {exc}") from None
+        return value
+
+
 class StreamOptions(_Strict):
     """Per-table settings; every key may also be given once under ``defaults``."""
 
@@ -265,6 +406,18 @@ class StreamOptions(_Strict):
     target's ``_sync_dead_letters`` table (``quarantine``) while the other rows load."""
     depends_on: list[str] | None = None
     """Streams to load before this one, besides the foreign keys in ``lineage``."""
+    transform: TransformSpec | None = None
+    validate_: dict[str, ColumnRules] | None = Field(default=None, alias="validate")
+    """Column -> rules its values must keep (after ``transform``)."""
+    parent_key: dict[str, str] | None = None
+    """Column -> ``parent_stream.column``: every non-NULL value must exist in the parent's target."""
+    orphans: Literal["fail", "quarantine", "wait"] | None = None
+    """A row whose ``parent_key`` value its parent lacks: ``fail`` the run, ``quarantine`` it, or
+    ``wait``: keep it pending in the dead letters and try it again on later runs."""
+    orphan_attempts: int | None = Field(default=None, ge=1)
+    """``orphans: wait``: runs that try a pending row before it stays failed (default 5)."""
+    http: HttpEndpoint | None = None
+    """A ``kind: http`` source: the endpoint, pagination and record path of this stream."""
     ignore_dependencies: list[str] | None = None
     """Parent streams whose foreign keys to ignore: how a foreign-key cycle is broken."""
 

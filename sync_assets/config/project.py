@@ -12,17 +12,29 @@ from sync_assets.config.models import (
     DEFAULT_LOCK_TIMEOUT,
     AlertsSpec,
     ChunkSpec,
+    ColumnRules,
     ConnectionSpec,
     DeleteDetection,
+    HttpEndpoint,
     PartitionSpec,
     RetrySpec,
     ScheduleSpec,
     SchemaDriftPolicy,
     SyncWindow,
+    TransformSpec,
     VerifySpec,
 )
 from sync_assets.config.names import TableName
 from sync_assets.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ParentKey:
+    """``column`` of a child stream holds keys of ``parent_stream``'s ``parent_column``."""
+
+    column: str
+    parent_stream: str
+    parent_column: str
 
 
 @dataclass(frozen=True)
@@ -66,7 +78,15 @@ class TableSpec:
     depends_on: tuple[str, ...] = ()
     ignore_dependencies: tuple[str, ...] = ()
     deps: tuple[tuple[str, ...], ...] = ()
-    """Asset keys of the tables loaded before this one (foreign keys and ``depends_on``)."""
+    """Asset keys of the tables loaded before this one (foreign keys, ``depends_on``, ``parent_key``)."""
+    endpoint: HttpEndpoint | None = None
+    """An HTTP source's endpoint (then ``source_table`` and ``sql`` are None)."""
+    transform: TransformSpec | None = None
+    validate: tuple[tuple[str, ColumnRules], ...] = ()
+    """(column, rules) the transformed rows must keep."""
+    parent_keys: tuple[ParentKey, ...] = ()
+    orphans: str = "fail"
+    orphan_attempts: int = 5
 
     @property
     def label(self) -> str:
@@ -79,7 +99,8 @@ class TableSpec:
         payload = repr(
             (self.source_table, self.sql, self.target_table, self.mode, self.primary_key,
              self.update_key, self.lookback, self.partition, self.columns, self.exclude_columns,
-             self.where, self.limit, self.schema_changes, self.on_bad_rows)
+             self.where, self.limit, self.schema_changes, self.on_bad_rows, self.endpoint, self.transform,
+             self.validate, self.parent_keys, self.orphans)
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 

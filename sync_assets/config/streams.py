@@ -13,20 +13,23 @@ from pydantic import BaseModel
 from sync_assets.config.models import (
     DEFAULT_LOCK_TIMEOUT,
     ChunkSpec,
+    ColumnRules,
     ConnectionSpec,
     DeleteDetection,
+    HttpEndpoint,
     PartitionSpec,
     ReplicationFile,
     RetrySpec,
     SchemaDriftPolicy,
     StreamOptions,
     SyncWindow,
+    TransformSpec,
     VerifySpec,
     parse_duration,
     parse_lookback,
 )
 from sync_assets.config.names import TableName
-from sync_assets.config.project import DEFAULT_BATCH_SIZE, DEFAULT_SCHEMA, TableSpec
+from sync_assets.config.project import DEFAULT_BATCH_SIZE, DEFAULT_SCHEMA, ParentKey, TableSpec
 from sync_assets.errors import ConfigError
 
 
@@ -47,7 +50,8 @@ def resolve_table(
 ) -> TableSpec:
     where = f"{path}: stream {stream_name!r}"
     mode = opts.get("mode") or "full_refresh"
-    source_table = None if opts.get("sql") else TableName.parse(stream_name)
+    from_api = connections[replication.source].kind == "http"
+    source_table = None if opts.get("sql") or from_api else TableName.parse(stream_name)
     object_template = opts.get("object") or "{stream_schema}.{stream_table}"
     stream_ref = TableName.parse(stream_name)
     try:
@@ -108,6 +112,8 @@ def resolve_table(
         _asset_key_part(target_table.schema or replication.target), _asset_key_part(target_table.name)
     ])
     operations = _resolve_operations(where, opts, mode, update_key, primary_key)
+    shaping = _resolve_shaping(where, opts, mode, from_api, primary_key,
+                               (*([update_key] if update_key else []), *([partition.column] if partition else [])))
     return TableSpec(
         name=stream_name,
         file=path,
@@ -132,6 +138,7 @@ def resolve_table(
         schema_changes=opts.get("schema_changes") or "evolve",
         load_method=_load_method(where, opts, connections[replication.target]),
         **operations,
+        **shaping,
     )
 
 
@@ -188,6 +195,64 @@ def _resolve_operations(where: str, opts: dict[str, Any], mode: str, update_key:
         "on_change": opts.get("on_change", True),
         "depends_on": tuple(opts.get("depends_on") or ()),
         "ignore_dependencies": tuple(opts.get("ignore_dependencies") or ()),
+    }
+
+
+API_STREAM_REFUSES = {
+    "sql": "an HTTP source runs no SQL; the endpoint is the stream's 'http' block",
+    "where": "an HTTP source cannot filter rows in SQL; use 'http.params' (the API's own filters)",
+    "chunk": "an HTTP source has no ordered key ranges to copy in chunks",
+    "verify": "rows_match compares in-database checksums, and an HTTP source has no database",
+}
+"""Stream keys an HTTP source cannot honour, and why."""
+
+
+def _resolve_shaping(where: str, opts: dict[str, Any], mode: str, from_api: bool, primary_key: tuple[str, ...],
+                     other_keys: tuple[str, ...]) -> dict[str, Any]:
+    """The HTTP endpoint, transforms, validation rules and parent keys of one stream, checked."""
+    endpoint = _as_model(HttpEndpoint, opts.get("http"))
+    if from_api:
+        if endpoint is None:
+            raise ConfigError(f"{where}: key 'http': a stream of an HTTP source needs an 'http' block "
+                              "(path, records, pagination)")
+        for key, why in API_STREAM_REFUSES.items():
+            if opts.get(key) is not None:
+                raise ConfigError(f"{where}: key {key!r}: {why}")
+        if mode in ("hash_delta", "date_partitioned"):
+            raise ConfigError(f"{where}: key 'mode': {mode!r} needs a database source (the source hashes or filters "
+                              "rows in SQL); an HTTP stream runs full_refresh, incremental or smart")
+        if mode in ("incremental", "smart") and not endpoint.since_param:
+            raise ConfigError(f"{where}: key 'http.since_param': mode {mode!r} asks the API for records changed "
+                              "since the target's watermark, so name the query parameter that takes it")
+    elif endpoint is not None:
+        raise ConfigError(f"{where}: key 'http' applies to streams of a kind: http source only")
+    transform = _as_model(TransformSpec, opts.get("transform"))
+    if transform is not None and not from_api:
+        keys = {*primary_key, *other_keys}
+        changed = {*transform.rename, *transform.rename.values(), *transform.cast, *transform.trim,
+                   *transform.empty_to_null, *transform.lowercase, *transform.uppercase, *transform.timezone,
+                   *transform.parse_dates, *transform.computed, *transform.drop}
+        touched = sorted(keys & changed)
+        if touched:
+            raise ConfigError(f"{where}: key 'transform' changes key column(s) {', '.join(map(repr, touched))}: a "
+                              "database source is read, filtered and compared by its keys as they are there")
+    rules = {name: _as_model(ColumnRules, value) for name, value in (opts.get("validate_") or {}).items()}
+    parent_keys = []
+    for column, reference in (opts.get("parent_key") or {}).items():
+        parent_stream, _, parent_column = str(reference).rpartition(".")
+        if not parent_stream or not parent_column:
+            raise ConfigError(f"{where}: key 'parent_key.{column}': write the parent as 'parent_stream.column', "
+                              f"not {reference!r}")
+        parent_keys.append(ParentKey(column, parent_stream, parent_column))
+    orphans = opts.get("orphans") or "fail"
+    if opts.get("orphans") is not None and not parent_keys:
+        raise ConfigError(f"{where}: key 'orphans' needs 'parent_key' (which column holds the parent's key)")
+    if orphans == "wait" and not primary_key:
+        raise ConfigError(f"{where}: key 'orphans': 'wait' retries pending rows by their primary key; "
+                          "the stream has none")
+    return {
+        "endpoint": endpoint, "transform": transform, "validate": tuple(rules.items()),
+        "parent_keys": tuple(parent_keys), "orphans": orphans, "orphan_attempts": opts.get("orphan_attempts") or 5,
     }
 
 

@@ -133,9 +133,9 @@ class Quarantine:
     # -- in staging ----------------------------------------------------------------------------
     def screen_staging(self, target: SqlTarget, conn: Any, staging: TableName, columns: Sequence[str],
                        not_null: Sequence[str]) -> int:
-        """Move the staged rows with a NULL key, a NULL for a NOT NULL target column, or a
-        duplicated key into the dead letters; returns how many left staging (committed by the
-        caller with the next statements)."""
+        """Move the staged rows with a NULL key, a NULL for a NOT NULL target column, a
+        duplicated key or a value shared with another row in a ``unique`` column into the dead
+        letters; returns how many left staging (committed by the caller with the next statements)."""
         q, s = target.quote, target.qualified(staging)
         key = self.op.primary_key
         names = ", ".join(q(c) for c in columns)
@@ -162,6 +162,17 @@ class Quarantine:
                 for row, text in zip(rows, texts, strict=True):
                     self.keep([row], ", ".join(key), f"duplicate primary key: {copies[text]} source rows have this key")
                 target.execute(conn, f"DELETE FROM {s} WHERE {duplicated}")
+                moved += len(rows)
+        for column in self.op.unique_columns:
+            c = q(column)
+            shared = f"{c} IN (SELECT {c} FROM {s} WHERE {c} IS NOT NULL GROUP BY {c} HAVING COUNT(*) > 1)"
+            rows = self._fetch_rows(target, conn, f"SELECT {names} FROM {s} WHERE {shared}", columns)
+            if rows:
+                copies = Counter(key_text([row[column]]) for row in rows)
+                for row in rows:
+                    self.keep([row], column, f"{column!r} breaks rule unique: "
+                                             f"{copies[key_text([row[column]])]} rows have this value")
+                target.execute(conn, f"DELETE FROM {s} WHERE {shared}")
                 moved += len(rows)
         return moved
 

@@ -55,6 +55,8 @@ class WriteOp:
     """The run writing (Dagster's run id, or one the CLI makes): recorded with each dead letter."""
     retried_keys: frozenset[str] = frozenset()
     """A dead-letter retry: the keys (``dead_letters.key_text``) it re-read, whose dead letters it supersedes."""
+    unique_columns: tuple[str, ...] = ()
+    """Columns with the ``validate`` rule ``unique``: no two rows of the run share a value (checked in staging)."""
 
 
 class SqlTarget(Protocol):

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from sync_assets.config.names import TableName
+from sync_assets.types.value_edges import Problem
 
 log = logging.getLogger("sync_assets")
 
@@ -101,6 +102,9 @@ class SourceStream:
     """The error that ended the read (the source's, or a target's refusal of a value): a target
     whose driver consumes the batches (DuckDB's scan, ADBC's ingest, arrow-odbc) reports it only
     as text inside its own error, so ``write`` raises this one."""
+    rule_problems: Callable[[pa.RecordBatch], list[Problem]] | None = None
+    """The rows of a batch this stream yielded that break its own rules (``validate``, a failed
+    ``cast``): a quarantining target moves them to its dead letters (``shaping.shaped``)."""
 
     def counted_batches(self, check: Callable[[pa.RecordBatch], None] | None = None) -> pa.RecordBatchReader:
         """The Arrow reader, counting rows as they pass (no copies) and logging progress;

@@ -229,6 +229,8 @@ class SqlConnector(Connector):
                 if quarantine is not None:
                     stream.rows_read += quarantine.screened  # read, but kept out of the load
                     rows = self._quarantine_staged(conn, quarantine, staging, schema, existing, rows, result)
+                else:
+                    self._check_unique_values(conn, op, staging)
                 if op.deletes is not None and op.deletes.check_now and reads.keys is not None and op.kind == "merge":
                     keys_staging = self._load_keys(conn, op, reads.keys, result)
                 if delta is not None:
@@ -258,6 +260,8 @@ class SqlConnector(Connector):
         narrower = value_fit.narrower_columns(stream.schema, {f.name: f for f in into}) if into is not None else {}
 
         def problems(batch: pa.RecordBatch) -> Iterator[Problem]:
+            if stream.rule_problems is not None:
+                yield from stream.rule_problems(batch)
             yield from self.ingest_problems(batch)
             yield from value_fit.unfit_values(batch, narrower)
 
@@ -548,6 +552,22 @@ class SqlConnector(Connector):
                 f"table {op.table}: primary key ({', '.join(op.primary_key)}) is not unique in the "
                 f"source rows: {shown}; nothing was written"
             )
+
+    def _check_unique_values(self, conn: Any, op: WriteOp, staging: TableName) -> None:
+        """``validate`` rule ``unique``: raise a DataError naming the column, a shared value and
+        the keys of its rows, if two staged rows share a value."""
+        s = self.qualified(staging)
+        for column in op.unique_columns:
+            c = self.quote(column)
+            shared = f"{c} IN (SELECT {c} FROM {s} WHERE {c} IS NOT NULL GROUP BY {c} HAVING COUNT(*) > 1)"
+            shown = [*op.primary_key, column] if column not in op.primary_key else list(op.primary_key)
+            rows = self.fetch_on(conn, f"SELECT {', '.join(self.quote(n) for n in shown)} FROM {s} WHERE {shared}"
+                                       f"{self.limit_clause(5)}")
+            if rows:
+                examples = "; ".join(", ".join(f"{n}={v!r}" for n, v in zip(shown, row, strict=True)) for row in rows)
+                raise DataError(f"table {op.table}: column {column!r} breaks rule unique: rows share a value "
+                                f"({examples}); nothing was written. Set on_bad_rows: quarantine to load the "
+                                "other rows and keep these in the dead letters")
 
     @abstractmethod
     def fetch_on(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> list[tuple]:

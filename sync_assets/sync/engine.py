@@ -85,6 +85,7 @@ def run_plan(plan: SyncPlan, source: Connector, target: Connector) -> SyncResult
     result = SyncResult(plan, source_sql=describe_source_sql(plan, source))
     stream = source.open_stream(plan.read, plan.schema)
     stream.label, stream.key_columns = plan.table.name, tuple(plan.write.primary_key)
+    stream = shaped(plan, stream)
     written = target.write(plan.write, stream, source_reads(plan, source))
     result.duration_s = time.monotonic() - started
     result.rows_read = written.rows_read or stream.rows_read or written.rows_written
@@ -114,6 +115,13 @@ def run_plan(plan: SyncPlan, source: Connector, target: Connector) -> SyncResult
     return result
 
 
+def shaped(plan: SyncPlan, stream: SourceStream) -> SourceStream:
+    """``stream`` of the plan's rows, transformed and checked by the table's ``transform`` and ``validate``."""
+    if plan.shaping is None:
+        return stream
+    return plan.shaping.wrap(stream, quarantine=plan.write.on_bad_rows == "quarantine")
+
+
 def source_reads(plan: SyncPlan, source: Connector) -> SourceReads:
     """The further reads of the source this plan's write may open: every key (deletes checked
     this run), every key with its row hash and the rows of given keys (``hash_delta``)."""
@@ -141,7 +149,7 @@ def source_reads(plan: SyncPlan, source: Connector) -> SourceReads:
                     yield from source.open_stream(part, plan.schema).open_batches()
             return pa.RecordBatchReader.from_batches(plan.schema, batches())
 
-        return SourceStream(plan.schema, open_batches, label=table.name, key_columns=key)
+        return shaped(plan, SourceStream(plan.schema, open_batches, label=table.name, key_columns=key))
 
     return SourceReads(keys=opener(plan.keys_read, plan.keys_schema, "keys"),
                        hashes=opener(plan.hashes_read, plan.hashes_schema, "row hashes"),

@@ -32,6 +32,7 @@ from sync_assets.connectors import deletes, hash_delta
 from sync_assets.connectors.interface import Connector, DeletePlan, WriteOp
 from sync_assets.connectors.requests import Filter, KeysIn, ReadRequest
 from sync_assets.errors import ConfigError, SyncAssetsError
+from sync_assets.shaping.shaped import Shaping
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ class SyncPlan:
     hashes_read: ReadRequest | None = None
     """``hash_delta``: every source key with its row hash, computed by the source."""
     hashes_schema: pa.Schema | None = None
+    shaping: Shaping | None = None
+    """The table's transforms and rules over ``schema`` (what the target loads: ``shaping.schema``)."""
 
     def describe(self) -> str:
         lines = [f"{self.table.name} -> {self.table.target_table} ({self.strategy}, write: {self.write.kind})"]
@@ -123,9 +126,9 @@ def source_schema(table: TableSpec, source: Connector, columns: pa.Schema | None
     source's columns when the caller has already read them)."""
     schema = columns if columns is not None else source_columns(table, source)
     names = schema.names
-    for column in (*(table.columns or ()), *table.exclude_columns, *table.primary_key,
-                   *([table.update_key] if table.update_key else []),
-                   *([table.partition.column] if table.partition else [])):
+    keys = () if table.transform else (*table.primary_key, *([table.update_key] if table.update_key else []),
+                                       *([table.partition.column] if table.partition else []))
+    for column in (*(table.columns or ()), *table.exclude_columns, *keys):  # keys a transform renames: Shaping
         if column not in names:
             raise ConfigError(
                 f"{table.label}: column {column!r} is not in source {table.source_table or 'query'} "
@@ -133,6 +136,11 @@ def source_schema(table: TableSpec, source: Connector, columns: pa.Schema | None
             )
     keep = [n for n in (table.columns or names) if n not in table.exclude_columns]
     return pa.schema([schema.field(n) for n in keep])
+
+
+def stream_schema(table: TableSpec, source: Connector, columns: pa.Schema | None = None) -> pa.Schema:
+    """The schema of the rows ``table`` loads: its source columns after its transforms."""
+    return Shaping(table, source_schema(table, source, columns)).schema
 
 
 def source_relation(table: TableSpec, source: Connector) -> str:
@@ -153,8 +161,10 @@ def plan_sync(table: TableSpec, source: Connector, target: Connector, options: R
     """The plan of one run of ``table``: its strategy's, with the run's bad-row policy and id."""
     plan = (_plan_retry(table, source, options, columns) if options.retry_keys
             else _plan_strategy(table, source, target, options, columns))
+    plan.shaping = Shaping(table, plan.schema)
     plan.write = dataclasses.replace(plan.write, on_bad_rows=table.on_bad_rows,  # type: ignore[arg-type]
-                                     run_id=options.run_id or local_run_id())
+                                     run_id=options.run_id or local_run_id(),
+                                     unique_columns=plan.shaping.unique_columns)
     return plan
 
 

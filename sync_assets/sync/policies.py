@@ -20,7 +20,7 @@ from sync_assets.config.project import TableSpec
 from sync_assets.connectors.interface import Connector
 from sync_assets.sync.chunking import ChunkProgress, bound_to_chunk, progress
 from sync_assets.sync.engine import SyncResult, dry_run, run_plan
-from sync_assets.sync.planning import RunOptions, plan_sync, source_columns, source_schema
+from sync_assets.sync.planning import RunOptions, plan_sync, source_columns, stream_schema
 from sync_assets.sync.schema_drift import SchemaDrift, compare, enforce
 
 log = logging.getLogger("sync_assets")
@@ -35,11 +35,12 @@ class PolicySyncResult:
 
 def current_drift(table: TableSpec, source: Connector, target: Connector,
                   columns: pa.Schema | None = None) -> SchemaDrift:
-    """Source columns (as this table selects them) against the target table's; none if it is missing."""
+    """Source columns (as this table selects and transforms them) against the target table's; none if
+    the target is missing."""
     target_schema = target.table_schema(table.target_table)
     if target_schema is None:
         return SchemaDrift()
-    return compare(source_schema(table, source, columns), target_schema)
+    return compare(stream_schema(table, source, columns), target_schema)
 
 
 def sync_with_policies(table: TableSpec, source: Connector, target: Connector,
