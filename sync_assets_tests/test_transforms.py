@@ -174,3 +174,27 @@ def test_a_database_source_keeps_its_key_columns_untransformed(pair, sync):
         sync({"mode": "full_refresh", "primary_key": "id", "transform": {"trim": ["rate"]}}, stream=RAW)
     with pytest.raises(ConfigError, match=r"transform.cast': 'nope' is not a column"):
         sync({"mode": "full_refresh", "primary_key": "id", "transform": {"cast": {"nope": "int64"}}}, stream=RAW)
+
+
+@only_pairs(("postgres", "duckdb"))
+def test_dagster_shows_the_transformed_schema_and_column_lineage(pair, sync):
+    import dagster as dg
+
+    from sync_assets.orchestration.project_definitions import build_definitions
+
+    source, _ = pair
+    _raw_table(source)
+    sync({"mode": "full_refresh", "primary_key": "id", "transform": TRANSFORM}, stream=RAW)  # writes the project
+    defs = build_definitions(sync.project)
+    key = dg.AssetKey(list(sync.project.tables[0].asset_key))
+    result = dg.materialize([defs.get_assets_def(key)], resources=defs.resources)
+    (materialization,) = result.asset_materializations_for_node(defs.get_assets_def(key).node_def.name)
+    columns = {c.name: c for c in materialization.metadata["dagster/column_schema"].value.columns}
+    assert list(columns) == ["id", "amount", "day", "contact_email", "country", "amount_eur"]
+    assert columns["contact_email"].description == "renamed from email; trim; empty_to_null; lowercase"
+    assert columns["amount_eur"].description == "computed: amount * rate" and columns["id"].description is None
+    lineage = materialization.metadata["dagster/column_lineage"].value.deps_by_column
+    source_key = dg.AssetKey(["source", "src", source.schema, RAW])
+    assert lineage["contact_email"] == [dg.TableColumnDep(asset_key=source_key, column_name="email")]
+    assert {d.column_name for d in lineage["amount_eur"]} == {"amount", "rate"}
+    assert "id" not in lineage

@@ -124,12 +124,27 @@ def materialization_metadata(result: SyncResult) -> dict:
             metadata["rows_restored"] = result.rows_restored
     if result.columns_added:
         metadata["columns_added"] = ", ".join(result.columns_added)
+    origins = dict(plan.shaping.lineage()) if plan.shaping is not None else {}
     if result.target_schema is not None:
         metadata["dagster/column_schema"] = dg.TableSchema(
-            columns=[dg.TableColumn(f.name, str(f.type), constraints=dg.TableColumnConstraints(nullable=f.nullable))
+            columns=[dg.TableColumn(f.name, str(f.type), constraints=dg.TableColumnConstraints(nullable=f.nullable),
+                                    description=origins[f.name].how if f.name in origins else None)
                      for f in result.target_schema]
         )
+    if origins:
+        source_key = source_asset_key(plan.table)
+        metadata["dagster/column_lineage"] = dg.TableColumnLineage({
+            column: [dg.TableColumnDep(asset_key=source_key, column_name=name) for name in origin.sources]
+            for column, origin in origins.items()})
     return metadata
+
+
+def source_asset_key(table: TableSpec) -> dg.AssetKey:
+    """How column lineage names a table's source: ``source/<connection>/<schema>/<table>`` (an API
+    stream or a query: ``source/<connection>/<stream>``)."""
+    name = table.source_table
+    parts = [p for p in (name.schema, name.name) if p] if name is not None else [table.name]
+    return dg.AssetKey(["source", table.source, *parts])
 
 
 def chunk_metadata(chunk: ChunkProgress) -> dict:
