@@ -18,6 +18,7 @@ CONNECTOR_CLASSES = {
     "duckdb": ("sync_assets.connectors.duckdb", "DuckDBConnector"),
     "mssql": ("sync_assets.connectors.mssql.connector", "MssqlConnector"),
     "snowflake": ("sync_assets.connectors.snowflake.connector", "SnowflakeConnector"),
+    "http": ("sync_assets.connectors.http.connector", "HttpConnector"),
 }
 
 

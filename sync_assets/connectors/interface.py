@@ -17,10 +17,11 @@ from typing import Any, Literal, Protocol
 
 import pyarrow as pa
 
-from sync_assets.config.models import ConnectionSpec
+from sync_assets.config.models import ConnectionSpec, HttpEndpoint
 from sync_assets.config.names import TableName
 from sync_assets.connectors.locking import DEFAULT_LOCK_TIMEOUT_S
 from sync_assets.connectors.requests import KEYS_PER_READ, KeysetFilter, KeysIn, ReadRequest, SourceReads, SourceStream
+from sync_assets.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -219,6 +220,10 @@ class Connector(ABC):
     @abstractmethod
     def list_tables(self, schema: str | None = None) -> list[TableInfo]:
         """Tables with row counts and sizes from the catalog (estimates where the engine keeps them)."""
+
+    def endpoint_schema(self, endpoint: HttpEndpoint, stream: str) -> pa.Schema:
+        """The columns of an HTTP endpoint's records (HTTP sources; a database has tables instead)."""
+        raise ConfigError(f"stream {stream!r}: connection {self.name!r} is a {self.kind} database, not an HTTP API")
 
     def foreign_keys(self) -> list[ForeignKey]:
         """Foreign keys between tables, from the standard ``information_schema`` views."""

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
+from sync_assets.config.models import HttpEndpoint
 from sync_assets.config.names import TableName
 from sync_assets.types.value_edges import Problem
 
@@ -70,6 +71,8 @@ class ReadRequest:
     """Order by ``order_by`` descending."""
     stream: str | None = None
     """The configured stream this read serves, for messages."""
+    endpoint: HttpEndpoint | None = None
+    """An HTTP source's endpoint (then ``table`` and ``sql`` are None)."""
 
     def with_filters(self, *filters: Filter | KeysetFilter | KeysIn) -> ReadRequest:
         return dataclasses.replace(self, filters=self.filters + filters)

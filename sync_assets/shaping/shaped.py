@@ -50,8 +50,9 @@ class Shaping:
         return list(self.transformer.lineage()) if self.transformer else []
 
     def wrap(self, stream: SourceStream, quarantine: bool) -> SourceStream:
-        """``stream`` shaped: transformed batches; bad rows raise (fail) or are handed on (quarantine)."""
-        if not self.active:
+        """``stream`` shaped: transformed batches; bad rows (the source's own, a transform's, a
+        rule's) raise (fail) or are handed on to the target (quarantine)."""
+        if not self.active and stream.rule_problems is None:
             return stream
         shaped = SourceStream(self.schema, lambda: pa.RecordBatchReader.from_batches(self.schema, batches()),
                               label=stream.label, key_columns=stream.key_columns)
@@ -60,6 +61,10 @@ class Shaping:
         def batches() -> Iterator[pa.RecordBatch]:
             for raw in stream.open_batches():
                 batch, problems = raw, []
+                if stream.rule_problems is not None:  # values the source itself could not convert
+                    problems = list(stream.rule_problems(raw))
+                    if not quarantine:
+                        self._refuse_bad_rows(shaped, raw, raw, problems)
                 if self.transformer is not None:
                     batch, problems = self.transformer.apply(batch)
                 if self.rules is not None:

@@ -109,7 +109,9 @@ def _naming_the_stream(table: TableSpec, key: str) -> Iterator[None]:
 
 
 def source_columns(table: TableSpec, source: Connector) -> pa.Schema:
-    """Every column of the table's source (table or query), read from the source's catalog."""
+    """Every column of the table's source (table, query or API endpoint), read from the source's catalog."""
+    if table.endpoint is not None:
+        return source.endpoint_schema(table.endpoint, table.name)
     if table.source_table is None:
         with _naming_the_stream(table, "sql"):
             return source.query_schema(table.sql or "")
@@ -152,7 +154,7 @@ def base_read(table: TableSpec, schema: pa.Schema) -> ReadRequest:
     return ReadRequest(
         table=table.source_table, sql=table.sql, columns=tuple(schema.names), where=table.where,
         order_by=table.primary_key if table.limit is not None else (), limit=table.limit,
-        batch_size=table.batch_size, stream=table.name,
+        batch_size=table.batch_size, stream=table.name, endpoint=table.endpoint,
     )
 
 

@@ -1,0 +1,70 @@
+"""Walking an endpoint's pages: ``page`` numbers, ``offset``s, a ``cursor`` from the body, the
+``Link`` header's ``rel="next"``, or a ``next_url`` from the body; one request without pagination.
+
+A walk ends at an empty page, at a short page (``page``/``offset``: fewer records than
+``page_size``), or where the API gives no next cursor or URL. Each page is parsed JSON; a body
+that is not JSON is an error naming the stream, path and page (never retried: the same request
+would get the same body).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from sync_assets.config.models import HttpEndpoint
+from sync_assets.connectors.http.client import ApiClient, PageRef
+from sync_assets.connectors.http.records import records_at, value_at
+from sync_assets.errors import SourceReadError
+
+
+@dataclass
+class Page:
+    number: int
+    records: list
+    ref: PageRef
+
+
+def walk(client: ApiClient, endpoint: HttpEndpoint, stream: str, params: dict[str, Any]) -> Iterator[Page]:
+    """The endpoint's pages in order, with ``params`` (the stream's own and the run's) on each request."""
+    paging = endpoint.pagination
+    style = paging.style if paging else None
+    size = endpoint.page_size
+    query = dict(endpoint.params) | params
+    if paging is not None and paging.size_param:
+        query[paging.size_param] = size
+    target: str = endpoint.path
+    number = 1
+    while True:
+        if style == "page":
+            query[paging.param or "page"] = paging.start + number - 1  # type: ignore[union-attr]
+        elif style == "offset":
+            query[paging.param or "offset"] = (number - 1) * size
+        ref = PageRef(stream, urlsplit(client.url(target)).path, number)
+        response = client.get(target, query, ref)
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise SourceReadError(f"connection {client.connection!r}, {ref}: the response is not valid JSON "
+                                  f"({exc})") from None
+        records = records_at(body, endpoint.records, str(ref))
+        yield Page(number, records, ref)
+        if not records or style is None:
+            return
+        if style in ("page", "offset"):
+            if len(records) < size:
+                return
+        elif style == "cursor":
+            cursor = value_at(body, paging.next)  # type: ignore[union-attr, arg-type]
+            if cursor in (None, ""):
+                return
+            query[paging.param or "cursor"] = cursor  # type: ignore[union-attr]
+        else:
+            following = (response.links.get("next", {}).get("url") if style == "link_header"
+                         else value_at(body, paging.next))  # type: ignore[union-attr, arg-type]
+            if not following:
+                return
+            target, query = str(following), {}  # the next URL carries its own query
+        number += 1
