@@ -60,8 +60,9 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     print(f"{table.name} -> {table.target_table}: {len(letters):,} dead letters")
     for letter in letters[:args.limit]:
         raw = letter["raw_row"] if len(letter["raw_row"]) <= 300 else letter["raw_row"][:300] + "..."
-        print(f"  {letter['quarantined_at']:%Y-%m-%d %H:%M:%S} run {letter['run_id']}  key {letter['row_key']}  "
-              f"{letter['reason']}\n    {raw}")
+        status = " [pending orphan]" if letter.get("status") == "pending" else ""
+        print(f"  {letter['quarantined_at']:%Y-%m-%d %H:%M:%S} run {letter['run_id']}  "
+              f"key {letter['row_key']}{status}  {letter['reason']}\n    {raw}")
     if len(letters) > args.limit:
         print(f"(the first {args.limit} shown: --limit N for more)")
     return 1 if letters else 0

@@ -19,7 +19,7 @@ import yaml
 
 from sync_assets.config.models import ForeignKeySpec
 from sync_assets.config.names import TableName, quote_part
-from sync_assets.config.project import TableSpec
+from sync_assets.config.project import ParentKey, TableSpec
 from sync_assets.errors import ConfigError
 
 LINEAGE_FILE = "lineage.yaml"
@@ -71,7 +71,21 @@ def resolve_dependencies(tables: list[TableSpec],
                 unique[parent.asset_key] = parent
         parents_of[table.asset_key] = list(unique.values())
     _refuse_cycles(tables, parents_of)
-    return tuple(replace(t, deps=tuple(p.asset_key for p in parents_of[t.asset_key])) for t in tables)
+    return tuple(replace(t, deps=tuple(p.asset_key for p in parents_of[t.asset_key]),
+                         parent_keys=_parent_tables(t, tables)) for t in tables)
+
+
+def _parent_tables(table: TableSpec, tables: list[TableSpec]) -> tuple[ParentKey, ...]:
+    """``table``'s parent keys with each parent's target table, which must be in the same target."""
+    keys = []
+    for key in table.parent_keys:
+        parent = _find_stream(tables, key.parent_stream, table)
+        if parent.target != table.target:
+            raise ConfigError(f"{table.label}: key 'parent_key.{key.column}': parent stream {key.parent_stream!r} "
+                              f"lands in connection {parent.target!r}, not in this stream's {table.target!r}; "
+                              "orphans are found by looking the key up in the parent's target table")
+        keys.append(replace(key, parent_table=parent.target_table))
+    return tuple(keys)
 
 
 def _refuse_cycles(tables: list[TableSpec], parents_of: dict[tuple[str, ...], list[TableSpec]]) -> None:

@@ -35,6 +35,8 @@ class ParentKey:
     column: str
     parent_stream: str
     parent_column: str
+    parent_table: TableName | None = None
+    """The parent stream's target table (set when the project's streams are all known)."""
 
 
 @dataclass(frozen=True)

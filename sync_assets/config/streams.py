@@ -247,6 +247,9 @@ def _resolve_shaping(where: str, opts: dict[str, Any], mode: str, from_api: bool
     orphans = opts.get("orphans") or "fail"
     if opts.get("orphans") is not None and not parent_keys:
         raise ConfigError(f"{where}: key 'orphans' needs 'parent_key' (which column holds the parent's key)")
+    if orphans == "wait" and mode == "hash_delta":
+        raise ConfigError(f"{where}: key 'orphans': 'wait' puts pending rows back among the staged ones, which "
+                          "hash_delta stages by hash; use 'quarantine', or mode incremental")
     if orphans == "wait" and not primary_key:
         raise ConfigError(f"{where}: key 'orphans': 'wait' retries pending rows by their primary key; "
                           "the stream has none")

@@ -42,7 +42,12 @@ DEAD_LETTER_SCHEMA = pa.schema([
     pa.field("table_name", pa.string()), pa.field("run_id", pa.string()), pa.field("row_key", pa.string()),
     pa.field("column_name", pa.string()), pa.field("reason", pa.string()), pa.field("raw_row", pa.string()),
     pa.field("quarantined_at", pa.timestamp("us", tz="UTC")),
+    pa.field("status", pa.string()), pa.field("attempts", pa.int32()),
 ])
+"""``status``: ``failed``, or ``pending`` (an orphan waiting for its parent: ``orphans``);
+``attempts``: the runs that tried the row (an orphan's retries count)."""
+LATER_COLUMNS = ("status", "attempts")
+"""Columns added after the first release of the table: an older table gets them on its next write."""
 
 
 def dead_letter_table(table: TableName) -> TableName:
@@ -94,13 +99,15 @@ class Quarantine:
     def count(self) -> int:
         return len(self.rows)
 
-    def keep(self, rows: Iterable[dict[str, Any]], column: str, reason: str) -> None:
+    def keep(self, rows: Iterable[dict[str, Any]], column: str, reason: str, *, status: str = "failed",
+             attempts: int = 1) -> None:
         now = datetime.now(UTC)
         for row in rows:
             self.rows.append({
                 "table_name": str(self.op.table), "run_id": self.op.run_id,
                 "row_key": key_text([row.get(k) for k in self.op.primary_key]) if self.op.primary_key else None,
                 "column_name": column, "reason": reason, "raw_row": row_text(row), "quarantined_at": now,
+                "status": status, "attempts": attempts,
             })
 
     # -- in Arrow ------------------------------------------------------------------------------
@@ -206,7 +213,9 @@ class Quarantine:
                 _run(target, conn, f"DELETE FROM {dead} WHERE table_name = {name} AND row_key IN ({marks})",
                      (str(self.op.table), *part), result)
         if self.staging is not None:
-            _run(target, conn, f"INSERT INTO {dead} SELECT * FROM {target.qualified(self.staging)}", (), result)
+            names = ", ".join(target.quote(n) for n in DEAD_LETTER_SCHEMA.names)
+            _run(target, conn, f"INSERT INTO {dead} ({names}) SELECT {names} FROM {target.qualified(self.staging)}",
+                 (), result)
         result.rows_quarantined = self.count
 
 
@@ -218,7 +227,7 @@ def _staged(target: SqlTarget, conn: Any, staging: TableName, schema: pa.Schema,
         part = texts[chunk:chunk + KEYS_PER_READ]
         request = ReadRequest(table=staging, columns=tuple(key), filters=(KeysIn(tuple(key), tuple(
             tuple(json.loads(t)) for t in part)),))
-        sql, params = target.render_select(request, schema)
+        sql, params = target.render_select(request, pa.schema([schema.field(k) for k in key]))
         found += [key_text(row) for row in target.fetch_on(conn, sql, params)]
     wanted = set(texts)
     return [t for t in found if t in wanted]
@@ -245,9 +254,10 @@ def _python_rows(rows: pa.RecordBatch) -> list[dict[str, Any]]:
 def outstanding(target: SqlTarget, table: TableName, limit: int | None = None) -> list[dict[str, Any]]:
     """The table's dead letters, oldest first (none when the target has no dead-letter table)."""
     dead = dead_letter_table(table)
-    if target.table_schema(dead) is None:
+    existing = target.table_schema(dead)
+    if existing is None:
         return []
-    names = DEAD_LETTER_SCHEMA.names
+    names = [n for n in DEAD_LETTER_SCHEMA.names if n in existing.names]  # an older table lacks LATER_COLUMNS
     sql = (f"SELECT {', '.join(names)} FROM {target.qualified(dead)} WHERE table_name = {target.placeholder(1)} "
            f"ORDER BY quarantined_at, row_key")
     rows = target.fetch(sql + (target.limit_clause(limit) if limit is not None else ""), (str(table),))
@@ -263,8 +273,11 @@ def count(target: SqlTarget, table: TableName) -> int:
 
 
 def prepare_sql(target: SqlTarget, table: TableName) -> list[str]:
-    """Statements run before the load: the dead-letter table, when the target schema lacks it."""
+    """Statements run before the load: the dead-letter table, when the target schema lacks it, or
+    the columns an older one lacks."""
     dead = dead_letter_table(table)
-    if target.table_schema(dead) is not None:
-        return []
-    return [target.create_table_sql(dead, DEAD_LETTER_SCHEMA, [target.ddl_type(f) for f in DEAD_LETTER_SCHEMA])]
+    existing = target.table_schema(dead)
+    if existing is None:
+        return [target.create_table_sql(dead, DEAD_LETTER_SCHEMA, [target.ddl_type(f) for f in DEAD_LETTER_SCHEMA])]
+    return [target.add_column_sql(dead, name, target.ddl_type(DEAD_LETTER_SCHEMA.field(name)))
+            for name in LATER_COLUMNS if name not in existing.names]

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from sync_assets.config.models import ConnectionSpec, HttpEndpoint
 from sync_assets.config.names import TableName
+from sync_assets.config.project import ParentKey
 from sync_assets.connectors.locking import DEFAULT_LOCK_TIMEOUT_S
 from sync_assets.connectors.requests import KEYS_PER_READ, KeysetFilter, KeysIn, ReadRequest, SourceReads, SourceStream
 from sync_assets.errors import ConfigError
@@ -58,6 +59,11 @@ class WriteOp:
     """A dead-letter retry: the keys (``dead_letters.key_text``) it re-read, whose dead letters it supersedes."""
     unique_columns: tuple[str, ...] = ()
     """Columns with the ``validate`` rule ``unique``: no two rows of the run share a value (checked in staging)."""
+    parent_keys: tuple[ParentKey, ...] = ()
+    """Columns holding a parent's key: a row whose parent the parent's target table lacks is an orphan."""
+    orphans: Literal["fail", "quarantine", "wait"] = "fail"
+    orphan_attempts: int = 5
+    """``orphans: wait``: runs that try a pending orphan before it stays failed."""
 
 
 class SqlTarget(Protocol):

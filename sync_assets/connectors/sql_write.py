@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 
 from sync_assets.config.names import TableName
-from sync_assets.connectors import dead_letters, deletes, hash_delta
+from sync_assets.connectors import dead_letters, deletes, hash_delta, orphans
 from sync_assets.connectors.interface import Connector, StructureKeepingReplace, WriteOp, WriteResult
 from sync_assets.connectors.locking import (
     LEGACY_STAGING_SUFFIX,
@@ -213,11 +213,12 @@ class SqlConnector(Connector):
             if op.deletes is not None and op.kind == "merge":
                 prepare += deletes.prepare_sql(self, op.table, existing)
             quarantine = None
-            if op.on_bad_rows == "quarantine":
+            if op.on_bad_rows == "quarantine" or (op.parent_keys and op.orphans != "fail"):
                 quarantine = dead_letters.Quarantine(op)
                 prepare += dead_letters.prepare_sql(self, op.table)
+            if op.on_bad_rows == "quarantine":
                 into = existing if existing is not None and (op.kind != "replace" or keeper is not None) else None
-                self._screen(quarantine, stream, into)
+                self._screen(quarantine, stream, into)  # type: ignore[arg-type]
             self._run(conn, prepare, result)
             self.commit(conn)
             keys_staging = None
@@ -226,11 +227,16 @@ class SqlConnector(Connector):
                 rows, result.native_path = self.bulk_load(conn, staging, stream, schema)
                 log.info("loaded %s rows into staging %s in %.2fs (%s path)", f"{rows:,}", staging,
                          time.monotonic() - started, "native" if result.native_path else "arrow")
+                attempts: dict[str, int] = {}
+                if op.parent_keys and op.orphans == "wait":
+                    added, attempts = self._reload_pending(conn, op, staging, schema, result)
+                    rows += added
                 if quarantine is not None:
                     stream.rows_read += quarantine.screened  # read, but kept out of the load
-                    rows = self._quarantine_staged(conn, quarantine, staging, schema, existing, rows, result)
+                    rows = self._quarantine_staged(conn, quarantine, staging, schema, existing, rows, result, attempts)
                 else:
                     self._check_unique_values(conn, op, staging)
+                    orphans.screen(self, conn, op, staging, schema.names, None, {})  # raises on an orphan
                 if op.deletes is not None and op.deletes.check_now and reads.keys is not None and op.kind == "merge":
                     keys_staging = self._load_keys(conn, op, reads.keys, result)
                 if delta is not None:
@@ -268,11 +274,18 @@ class SqlConnector(Connector):
         quarantine.screen(stream, problems)
 
     def _quarantine_staged(self, conn: Any, quarantine: dead_letters.Quarantine, staging: TableName,
-                           schema: pa.Schema, existing: pa.Schema | None, rows: int, result: WriteResult) -> int:
-        """Move staged rows with NULL or duplicate keys, or NULLs for NOT NULL target columns, to the
-        dead letters, and bulk-load the dead letters next to their table; returns the rows left."""
-        not_null = [f.name for f in existing if not f.nullable and f.name in schema.names] if existing else []
-        rows -= quarantine.screen_staging(self, conn, staging, schema.names, not_null)
+                           schema: pa.Schema, existing: pa.Schema | None, rows: int, result: WriteResult,
+                           attempts: dict[str, int]) -> int:
+        """Move staged rows with NULL or duplicate keys, NULLs for NOT NULL target columns (with
+        ``on_bad_rows: quarantine``) and orphans (``orphans: quarantine | wait``) to the dead
+        letters, and bulk-load the dead letters next to their table; returns the rows left."""
+        op = quarantine.op
+        if op.on_bad_rows == "quarantine":
+            not_null = [f.name for f in existing if not f.nullable and f.name in schema.names] if existing else []
+            rows -= quarantine.screen_staging(self, conn, staging, schema.names, not_null)
+        else:
+            self._check_unique_values(conn, op, staging)
+        rows -= orphans.screen(self, conn, op, staging, schema.names, quarantine, attempts)
         self.commit(conn)
         if quarantine.count:
             quarantine.staging = self.staging_for(dead_letters.dead_letter_table(quarantine.op.table))
@@ -284,6 +297,26 @@ class SqlConnector(Connector):
             log.warning("%s: %s rows quarantined (the target cannot take them); see sync-assets dead-letters %s",
                         quarantine.op.table, f"{quarantine.count:,}", quarantine.op.table.name)
         return rows
+
+    def _reload_pending(self, conn: Any, op: WriteOp, staging: TableName, schema: pa.Schema,
+                        result: WriteResult) -> tuple[int, dict[str, int]]:
+        """``orphans: wait``: put the pending orphans back in staging, but not a key the source
+        sent again this run (its row is newer); returns how many, and the runs that tried each."""
+        pending, attempts = orphans.pending_stream(self, op, schema)
+        if pending is None:
+            return 0, attempts
+        side = self._load_stream(conn, op, pending, result)
+        try:
+            names = ", ".join(self.quote(c) for c in schema.names)
+            match = " AND ".join(f"staged.{self.quote(k)} = pending.{self.quote(k)}" for k in op.primary_key)
+            added = self.execute(conn, f"INSERT INTO {self.qualified(staging)} ({names}) SELECT {names} FROM "
+                                       f"{self.qualified(side)} AS pending WHERE NOT EXISTS (SELECT 1 FROM "
+                                       f"{self.qualified(staging)} AS staged WHERE {match})")
+            self.commit(conn)
+        finally:
+            self._drop_staging(conn, op.table, side)
+        log.info("%s: %s pending orphans put back in staging to try their parents again", op.table, f"{added:,}")
+        return added, attempts
 
     def _delta_rows(self, conn: Any, op: WriteOp, existing: pa.Schema | None, stream: SourceStream,
                     reads: SourceReads, result: WriteResult) -> tuple[hash_delta.DeltaHashes, SourceStream]:

@@ -166,7 +166,8 @@ def plan_sync(table: TableSpec, source: Connector, target: Connector, options: R
     plan.shaping = Shaping(table, plan.schema)
     plan.write = dataclasses.replace(plan.write, on_bad_rows=table.on_bad_rows,  # type: ignore[arg-type]
                                      run_id=options.run_id or local_run_id(),
-                                     unique_columns=plan.shaping.unique_columns)
+                                     unique_columns=plan.shaping.unique_columns, parent_keys=table.parent_keys,
+                                     orphans=table.orphans, orphan_attempts=table.orphan_attempts)  # type: ignore[arg-type]
     return plan
 
 
