@@ -8,7 +8,8 @@ at ``data.items``; ``updated_since`` returns only records changed since then.
 
 The data is as an ERP gives it: padded and mixed-case text, numbers as text, dates in two
 formats, nested objects, a field NULL on the first page, balances that are whole on the first
-page and fractional later, and orders whose customer does not exist (yet).
+page and fractional later, a few invalid e-mail addresses and amounts ("n/a"), and orders whose
+customer does not exist (yet).
 
 Tests drive it: ``require`` auth (bearer, basic, API key in a header or the query), ``fault``
 (a status with ``Retry-After`` for N requests of a page, a malformed body, a slow page),
@@ -39,7 +40,7 @@ def customer(i: int) -> dict[str, Any]:
     return {
         "id": i,
         "name": f"  Customer {i} ",
-        "email": f"Customer.{i}@Example.COM" if i % 11 else "",
+        "email": f"customer {i} at example" if i % 97 == 0 else f"Customer.{i}@Example.COM" if i % 11 else "",
         "country": COUNTRIES[i % len(COUNTRIES)],
         "balance": i * 10 if i <= FIRST_PAGE else i * 10 + 0.25,
         "vip_since": None if i <= FIRST_PAGE else f"{1 + i % 28:02d}.03.2024",
@@ -49,10 +50,11 @@ def customer(i: int) -> dict[str, Any]:
 
 
 def order(i: int, customers: int) -> dict[str, Any]:
+    """Order ``i`` of a shop that had ``customers`` customers when its orders were generated."""
     return {
         "id": i,
         "customer_id": 1 + (i * 7) % (customers + customers // 10 + 1),  # about 1 in 11 has no customer yet
-        "amount": f"{(i % 500) + 0.5:.2f}",
+        "amount": f"{(i % 500) + 0.5:.2f}" if i % 101 else "n/a",
         "currency": "EUR" if i % 3 else "eur",
         "rate": 1.0 + (i % 5) / 10,
         "ordered_on": f"2024-03-{1 + i % 28:02d}",
@@ -75,9 +77,14 @@ class ErpData:
     customers: int = 200
     orders: int = 1000
     changed: dict[str, dict[int, dict[str, Any]]] = field(default_factory=lambda: {"customers": {}, "orders": {}})
+    first_customers: int = 0
+    """Customers when the orders were generated (``add_customers`` does not move their references)."""
+
+    def __post_init__(self) -> None:
+        self.first_customers = self.first_customers or self.customers
 
     def record(self, entity: str, i: int) -> dict[str, Any]:
-        base = customer(i) if entity == "customers" else order(i, self.customers)
+        base = customer(i) if entity == "customers" else order(i, self.first_customers)
         return base | self.changed[entity].get(i, {})
 
     def ids(self, entity: str, since: str | None) -> range | list[int]:
@@ -134,6 +141,10 @@ class ErpApi:
 
     def fault(self, page: int, **fault: Any) -> None:
         self.faults[page] = Fault(**fault)
+
+    def add_customers(self, count: int) -> None:
+        """New customers after the last (orders already reference some of them: their orphans' parents)."""
+        self.data.customers += count
 
     def change(self, entity: str, i: int, **values: Any) -> None:
         """Change record ``i`` (its ``updated_at`` moves to now unless given)."""

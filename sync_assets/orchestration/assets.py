@@ -22,7 +22,8 @@ from sync_assets.sync.retries import backoff_seconds, is_transient
 
 TRIGGER_TAG = "sync_assets/trigger"
 """Run tag saying what requested a run (``schedule:<name>``, ``sensor:<name>``)."""
-KIND_BADGES = {"postgres": "postgres", "duckdb": "duckdb", "mssql": "sqlserver", "snowflake": "snowflake"}
+KIND_BADGES = {"postgres": "postgres", "duckdb": "duckdb", "mssql": "sqlserver", "snowflake": "snowflake",
+               "http": "api"}
 
 
 class SyncRunConfig(dg.Config):
