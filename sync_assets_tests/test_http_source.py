@@ -158,18 +158,20 @@ def test_options_an_api_cannot_honour_are_refused_at_load(api_sync):
         api_sync(stream={"mode": "hash_delta"})
 
 
-def test_incremental_asks_only_for_records_since_the_watermark_and_merges_them(erp, write_project, pg_options,
-                                                                               schema_name, pg):
+def test_incremental_asks_only_for_records_since_the_watermark_merges_them_and_mirrors_deletes(
+        erp, write_project, pg_options, schema_name, pg):
     schema = schema_name("api")
     project = write_project({
         "connections": {"erp": {"kind": "http", "options": {"base_url": erp.url}},
                         "pg": {"kind": "postgres", "options": pg_options}},
         "source": "erp", "target": "pg",
         "defaults": {"object": f"{schema}.{{stream_table}}"},
-        "streams": {"customers": {"mode": "incremental", "primary_key": "id", "update_key": "updated_at", "http": {
-            "path": "/api/next/customers", "records": "data.items", "page_size": 1000,
-            "pagination": {"style": "next_url", "next": "meta.next"}, "since_param": "updated_since",
-            "column_types": {"id": "int64", "updated_at": "timestamptz"}}}},
+        "streams": {"customers": {
+            "mode": "incremental", "primary_key": "customer_id", "update_key": "updated_at",
+            "deletes": {"detect": "hard"}, "transform": {"rename": {"id": "customer_id"}},
+            "http": {"path": "/api/next/customers", "records": "data.items", "page_size": 1000,
+                     "pagination": {"style": "next_url", "next": "meta.next"}, "since_param": "updated_since",
+                     "column_types": {"id": "int64", "updated_at": "timestamptz"}}}},
     })
     table = project.tables[0]
 
@@ -180,10 +182,13 @@ def test_incremental_asks_only_for_records_since_the_watermark_and_merges_them(e
     first = run()
     assert first.plan.strategy == "full_refresh" and first.rows_written == 2_345
     erp.change("customers", 7, name="Renamed 7")
+    erp.delete("customers", 9)
     erp.requests.clear()
     second = run()
     assert second.plan.strategy == "incremental" and second.rows_read == 2  # the watermark's own row, and id 7
     assert any("updated_since=2024-01-01T00%3A39%3A05%2B00%3A00" in r for r in erp.requests)
-    assert pg.execute(f"SELECT name FROM {schema}.customers WHERE id = 7").fetchone() == ("Renamed 7",)
-    assert pg.execute(f"SELECT COUNT(*) FROM {schema}.customers").fetchone() == (2_345,)
+    assert pg.execute(f"SELECT name FROM {schema}.customers WHERE customer_id = 7").fetchone() == ("Renamed 7",)
+    assert second.rows_deleted == 1  # every key was read (renamed like the rows) and 9 is gone at the source
+    assert pg.execute(f"SELECT COUNT(*) FROM {schema}.customers WHERE customer_id = 9").fetchone() == (0,)
+    assert pg.execute(f"SELECT COUNT(*) FROM {schema}.customers").fetchone() == (2_344,)
     assert second.watermark_after > first.watermark_after

@@ -1,7 +1,8 @@
 """The package's shape: imports run one way down the data flow, with no import circles.
 
 The layers, top to bottom: the entry points (``definitions``, ``cli``, ``demo``), ``orchestration``
-(Dagster wiring), ``sync`` (planning and running), ``connectors`` and at the bottom ``config``,
+(Dagster wiring), ``sync`` (planning and running), ``connectors`` and ``shaping`` (transforms and
+rules around a source stream), and at the bottom ``config``,
 ``types`` and ``errors``. A module may import its own layer or any layer below it, never one above.
 Every import counts, including those inside functions and under ``TYPE_CHECKING``: a lazy import
 is still a dependency.

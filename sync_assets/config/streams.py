@@ -236,6 +236,9 @@ def _resolve_shaping(where: str, opts: dict[str, Any], mode: str, from_api: bool
         if touched:
             raise ConfigError(f"{where}: key 'transform' changes key column(s) {', '.join(map(repr, touched))}: a "
                               "database source is read, filtered and compared by its keys as they are there")
+    if transform is not None and opts.get("verify") is not None:
+        raise ConfigError(f"{where}: key 'verify' compares source and target values row by row, and 'transform' "
+                          "changes them by design; check the transformed rows with 'validate' instead")
     rules = {name: _as_model(ColumnRules, value) for name, value in (opts.get("validate_") or {}).items()}
     parent_keys = []
     for column, reference in (opts.get("parent_key") or {}).items():

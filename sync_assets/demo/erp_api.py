@@ -13,7 +13,7 @@ customer does not exist (yet).
 
 Tests drive it: ``require`` auth (bearer, basic, API key in a header or the query), ``fault``
 (a status with ``Retry-After`` for N requests of a page, a malformed body, a slow page),
-``change`` records and ``add_customers``. Run it alone with
+``change`` or ``delete`` records and ``add_customers``. Run it alone with
 ``python -m sync_assets.demo.erp_api --port 8765``.
 """
 
@@ -77,6 +77,7 @@ class ErpData:
     customers: int = 200
     orders: int = 1000
     changed: dict[str, dict[int, dict[str, Any]]] = field(default_factory=lambda: {"customers": {}, "orders": {}})
+    deleted: dict[str, set[int]] = field(default_factory=lambda: {"customers": set(), "orders": set()})
     first_customers: int = 0
     """Customers when the orders were generated (``add_customers`` does not move their references)."""
 
@@ -89,12 +90,13 @@ class ErpData:
 
     def ids(self, entity: str, since: str | None) -> range | list[int]:
         count = self.customers if entity == "customers" else self.orders
+        gone = self.deleted[entity]
         if since is None:
-            return range(1, count + 1)
+            return [i for i in range(1, count + 1) if i not in gone] if gone else range(1, count + 1)
         moment = datetime.fromisoformat(since.replace("Z", "+00:00"))
         first = max(1, int((moment - BASE_TIME).total_seconds()))
         changed = [i for i, c in self.changed[entity].items() if c.get("updated_at", "") >= since and i < first]
-        return sorted(changed) + list(range(first, count + 1))
+        return [i for i in [*sorted(changed), *range(first, count + 1)] if i not in gone]
 
 
 class ErpApi:
@@ -145,6 +147,9 @@ class ErpApi:
     def add_customers(self, count: int) -> None:
         """New customers after the last (orders already reference some of them: their orphans' parents)."""
         self.data.customers += count
+
+    def delete(self, entity: str, i: int) -> None:
+        self.data.deleted[entity].add(i)
 
     def change(self, entity: str, i: int, **values: Any) -> None:
         """Change record ``i`` (its ``updated_at`` moves to now unless given)."""

@@ -83,6 +83,20 @@ class Shaping:
             shaped.rule_problems = rule_problems
         return shaped
 
+    def keys_of(self, stream: SourceStream, key: tuple[str, ...]) -> SourceStream:
+        """The ``key`` columns of ``stream``'s rows after the transforms (delete detection of a
+        stream whose key a transform renames or derives)."""
+        assert self.transformer is not None
+        transformer = self.transformer
+        schema = pa.schema([self.schema.field(k) for k in key])
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            for raw in stream.open_batches():
+                yield transformer.apply(raw, check=False)[0].select(list(key))
+
+        return SourceStream(schema, lambda: pa.RecordBatchReader.from_batches(schema, batches()),
+                            label=stream.label, key_columns=key)
+
     def _refuse_bad_rows(self, stream: SourceStream, batch: pa.RecordBatch, raw: pa.RecordBatch,
                          problems: list[Problem]) -> None:
         for problem in problems:

@@ -134,6 +134,8 @@ def source_reads(plan: SyncPlan, source: Connector) -> SourceReads:
         def open_stream() -> SourceStream:
             stream = source.open_stream(request, schema)
             stream.label, stream.key_columns = f"{table.name} ({what})", key
+            if what == "keys" and plan.shaping is not None and plan.shaping.transformer is not None:
+                return plan.shaping.keys_of(stream, key)
             return stream
 
         return open_stream

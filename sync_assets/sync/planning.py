@@ -243,7 +243,10 @@ def _plan_deletes(plan: SyncPlan, target: Connector, options: RunOptions) -> Non
     else:
         due, cadence = True, "every run"
     plan.write = dataclasses.replace(plan.write, deletes=DeletePlan(spec.detect, due))
-    if due:
+    if due and table.transform is not None:  # the key is a transformed column: read the rows, the engine shapes them
+        plan.keys_schema = plan.schema
+        plan.keys_read = dataclasses.replace(base_read(table, plan.schema), order_by=(), limit=None)
+    elif due:
         plan.keys_schema = pa.schema([plan.schema.field(k) for k in table.primary_key])
         plan.keys_read = dataclasses.replace(base_read(table, plan.schema), columns=table.primary_key,
                                              order_by=(), limit=None)

@@ -1,0 +1,113 @@
+"""Benchmark: the HTTP JSON source, with and without transforms, and its memory as pages grow.
+
+    python bench/http_source.py                       # 250,000 and 1,000,000 records
+    python bench/http_source.py --records 100000,400000
+
+The demo ERP API (``sync_assets/demo/erp_api.py``) serves ``customers`` from its own process on
+127.0.0.1, 1,000 records per page (cursor pagination, eight fields, one nested object). Each run
+is ``sync-assets run`` in its own process under ``/usr/bin/time`` (peak RSS is its own), a full
+load into a fresh DuckDB file:
+
+- ``no transforms``: the records as they come (the baseline, measured in the same run);
+- ``five transforms``: rename, trim, lowercase + uppercase, parse_dates and a computed column,
+  plus a cast, all vectorised in DuckDB over each Arrow batch.
+
+Printed per size: records/s, the ratio to the baseline of the same size, and peak RSS; then the
+peak RSS growth from the smallest to the largest size, which must stay flat (pages are gathered
+into bounded batches and never held whole). Both processes share this machine's cores, so the
+API's own JSON encoding is part of every figure. Tests never assert on these times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import BIN, ROOT, run_measured  # noqa: E402
+
+PLAIN = {}
+FIVE_TRANSFORMS = {
+    "rename": {"id": "customer_id"},
+    "cast": {"balance": "decimal(14,2)"},
+    "trim": ["name"],
+    "lowercase": ["email"],
+    "uppercase": ["country"],
+    "parse_dates": {"vip_since": ["%d.%m.%Y"]},
+    "computed": {"city": "json_extract_string(address, '$.city')"},
+}
+SCENARIOS = {"no transforms": PLAIN, "five transforms": FIVE_TRANSFORMS}
+
+
+def write_config(folder: Path, api_url: str, warehouse: Path) -> None:
+    streams = {}
+    for number, transform in enumerate(SCENARIOS.values()):
+        streams[f"customers_{number}"] = {
+            "object": f"main.customers_{number}", "primary_key": "customer_id" if transform else "id",
+            "batch_size": 50_000,
+            "http": {"path": "/api/cursor/customers", "records": "data.items", "page_size": 1000,
+                     "pagination": {"style": "cursor", "next": "meta.next_cursor"},
+                     "column_types": {"id": "int64", "updated_at": "timestamptz"}},
+            **({"transform": transform} if transform else {}),
+        }
+    config = {"connections": {"erp": {"kind": "http", "options": {"base_url": api_url}},
+                              "local": {"kind": "duckdb", "options": {"path": str(warehouse)}}},
+              "source": "erp", "target": "local", "streams": streams}
+    (folder / "bench.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def serve(records: int, port: int) -> subprocess.Popen:
+    api = subprocess.Popen([sys.executable, "-m", "sync_assets.demo.erp_api", "--port", str(port),
+                            "--customers", str(records)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    api.stdout.readline()  # "ERP API on ...": it listens
+    urllib.request.urlopen(f"http://127.0.0.1:{port}/api/all/orders", timeout=10).read()
+    return api
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--records", default="250000,1000000")
+    parser.add_argument("--port", type=int, default=18765)
+    args = parser.parse_args()
+    sizes = [int(n) for n in args.records.split(",")]
+    peaks: dict[str, list[float]] = {name: [] for name in SCENARIOS}
+    for records in sizes:
+        api = serve(records, args.port)
+        try:
+            with tempfile.TemporaryDirectory() as work:
+                folder = Path(work)
+                write_config(folder, f"http://127.0.0.1:{args.port}", folder / "bench.duckdb")
+                baseline = None
+                print(f"\n{records:,} records, 1,000 per page")
+                for number, name in enumerate(SCENARIOS):
+                    started = time.monotonic()
+                    wall, rss, output = run_measured([str(BIN / "sync-assets"), "--config", str(folder), "run",
+                                                      f"customers_{number}"], env={"PYTHONPATH": str(ROOT)})
+                    seconds = time.monotonic() - started
+                    if f"{records:,} rows read" not in output:
+                        raise SystemExit(f"{name}: expected {records:,} rows read:\n{output[-2000:]}")
+                    rate = records / seconds
+                    baseline = baseline or rate
+                    peaks[name].append(rss)
+                    print(f"  {name:<16} {seconds:7.1f} s  {rate:>9,.0f} records/s  "
+                          f"{rate / baseline:5.2f}x baseline speed  peak RSS {rss:6.0f} MB")
+        finally:
+            api.terminate()
+            api.wait()
+    if len(sizes) > 1:
+        print(f"\npeak RSS from {sizes[0]:,} to {sizes[-1]:,} records ({sizes[-1] // sizes[0]}x the pages):")
+        for name, values in peaks.items():
+            print(f"  {name:<16} {values[0]:6.0f} MB -> {values[-1]:6.0f} MB ({values[-1] - values[0]:+.0f} MB)")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()
