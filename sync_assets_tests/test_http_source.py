@@ -192,3 +192,21 @@ def test_incremental_asks_only_for_records_since_the_watermark_merges_them_and_m
     assert pg.execute(f"SELECT COUNT(*) FROM {schema}.customers WHERE customer_id = 9").fetchone() == (0,)
     assert pg.execute(f"SELECT COUNT(*) FROM {schema}.customers").fetchone() == (2_344,)
     assert second.watermark_after > first.watermark_after
+
+
+def test_an_api_stream_is_an_asset_without_the_checks_an_api_cannot_answer(write_project, erp):
+    from sync_assets.orchestration.project_definitions import build_definitions
+
+    project = write_project({
+        "connections": {"erp": {"kind": "http", "options": {"base_url": erp.url}},
+                        "wh": {"kind": "duckdb", "options": {"path": "wh.duckdb"}}},
+        "source": "erp", "target": "wh",
+        "streams": {"customers": {"primary_key": "id", "http": {"path": "/api/all/customers",
+                                                                "records": "data.items"}}},
+    })
+    defs = build_definitions(project)
+    checks = {key.name for c in defs.asset_checks for key in c.check_keys}
+    assert "row_count_parity" not in checks and "schema_drift" in checks
+    with pytest.raises(ConfigError, match="change_sensor polls MAX"):
+        write_project({"connections": {"erp": {"kind": "http", "change_sensor": {},
+                                               "options": {"base_url": erp.url}}}})

@@ -77,6 +77,13 @@ class ConnectionSpec(_Strict):
                 raise ValueError(f"a {data['kind']} connection is a source only: role must be 'source'")
         return data
 
+    @model_validator(mode="after")
+    def _sensor_needs_sql(self) -> ConnectionSpec:
+        if self.kind == "http" and self.change_sensor is not None:
+            raise ValueError("change_sensor polls MAX(update_key) with SQL, which an HTTP API has not; "
+                             "schedule the API's streams instead")
+        return self
+
     @property
     def writable(self) -> bool:
         return self.role != "source" and not self.protected
