@@ -80,11 +80,15 @@ class Transformer:
         for name in spec.computed:
             self.origins[name] = ColumnOrigin(tuple(n for n in renamed if _mentions(spec.computed[name], n)),
                                               f"computed: {spec.computed[name]}")
-        inner = ", ".join([*(f"{expr} AS {_quote(name)}" for name, expr in expressions.items()),
+        used = {n for n in renamed if n in changed or any(_mentions(e, n) for e in spec.computed.values())}
+        self._inputs = [self._from_input[n] for n in renamed if n in used]
+        """The input columns DuckDB sees: the others pass through without it (any Arrow type)."""
+        inner = ", ".join([*(f"{expr} AS {_quote(name)}" for name, expr in expressions.items() if name in used),
                            *(f"{f.flag} AS {_quote(f'__sync_flag_{i}')}" for i, f in enumerate(self._fallible))])
         outer = [*(f"({spec.computed[n]}) AS {_quote(n)}" if n in spec.computed else _quote(n)
                    for n in self._via_duckdb),
                  *(_quote(f"__sync_flag_{i}") for i in range(len(self._fallible)))]
+        inner = inner or "1 AS __sync_row"  # computed columns that read no column
         self.sql = f"SELECT {', '.join(outer) or '1'} FROM (SELECT {inner} FROM batch) AS transformed"
         self._connection = None
         self._zones = {name: shift.to for name, shift in spec.timezone.items()}
@@ -170,7 +174,7 @@ class Transformer:
         problems: list[Problem] = []
         if self._via_duckdb or self._fallible:
             connection = self._duckdb()
-            connection.register("batch", pa.Table.from_batches([batch], schema=batch.schema))
+            connection.register("batch", pa.Table.from_batches([batch.select(self._inputs)]))
             try:
                 result = connection.sql(self.sql).to_arrow_table().combine_chunks()
             except Exception as exc:
