@@ -21,7 +21,7 @@ from sync_assets.config.connection_options import HttpOptions
 from sync_assets.config.models import ConnectionSpec, HttpEndpoint
 from sync_assets.config.names import TableName
 from sync_assets.connectors.http.client import ApiClient
-from sync_assets.connectors.http.pages import walk
+from sync_assets.connectors.http.pages import prefetched, walk
 from sync_assets.connectors.http.records import PageConverter, infer_schema
 from sync_assets.connectors.interface import Connector, SchemaInfo, TableInfo, WriteOp, WriteResult
 from sync_assets.connectors.requests import Filter, ReadRequest, SourceReads, SourceStream
@@ -133,7 +133,7 @@ class HttpConnector(Connector):
             gathered: list[pa.RecordBatch] = []
             problems: list[Problem] = []
             rows = 0
-            for page in walk(self.client, endpoint, stream_name, params):
+            for page in prefetched(walk(self.client, endpoint, stream_name, params)):
                 records = page.records
                 if request.limit is not None:
                     records = records[:max(0, request.limit - rows)]

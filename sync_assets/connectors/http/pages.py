@@ -4,11 +4,14 @@
 A walk ends at an empty page, at a short page (``page``/``offset``: fewer records than
 ``page_size``), or where the API gives no next cursor or URL. Each page is parsed JSON; a body
 that is not JSON is an error naming the stream, path and page (never retried: the same request
-would get the same body).
+would get the same body). A read walks ahead (``prefetched``): the API prepares and sends the
+next page while this one is converted and loaded.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -68,3 +71,41 @@ def walk(client: ApiClient, endpoint: HttpEndpoint, stream: str, params: dict[st
                 return
             target, query = str(following), {}  # the next URL carries its own query
         number += 1
+
+
+def prefetched(pages: Iterator[Page], depth: int = 2) -> Iterator[Page]:
+    """``pages``, walked ``depth`` pages ahead in a background thread: the API prepares and sends
+    the next page while the caller converts and loads this one. The walk's error is raised here;
+    the thread stops when the caller stops."""
+    ahead: queue.Queue = queue.Queue(maxsize=depth)
+    stopped = threading.Event()
+
+    def put(item: tuple[str, Any]) -> bool:
+        while not stopped.is_set():
+            try:
+                ahead.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def walk_ahead() -> None:
+        try:
+            for page in pages:
+                if not put(("page", page)):
+                    return
+            put(("end", None))
+        except BaseException as exc:  # handed to the caller's thread
+            put(("error", exc))
+
+    threading.Thread(target=walk_ahead, name="sync_assets-http-pages", daemon=True).start()
+    try:
+        while True:
+            kind, item = ahead.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stopped.set()
