@@ -4,7 +4,8 @@
     python bench/http_source.py --records 100000,400000
 
 The demo ERP API (``sync_assets/demo/erp_api.py``) serves ``customers`` from its own process on
-127.0.0.1, 1,000 records per page (cursor pagination, eight fields, one nested object). Each run
+127.0.0.1, 1,000 records per page (cursor pagination, eight fields, one nested object), every page
+rendered once before the runs (so they time the sync, not the demo's JSON encoding). Each run
 is ``sync-assets run`` in its own process under ``/usr/bin/time`` (peak RSS is its own), a full
 load into a fresh DuckDB file:
 
@@ -14,13 +15,13 @@ load into a fresh DuckDB file:
 
 Printed per size: records/s, the ratio to the baseline of the same size, and peak RSS; then the
 peak RSS growth from the smallest to the largest size, which must stay flat (pages are gathered
-into bounded batches and never held whole). Both processes share this machine's cores, so the
-API's own JSON encoding is part of every figure. Tests never assert on these times.
+into bounded batches and never held whole). Tests never assert on these times.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -28,6 +29,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlencode
 
 import yaml
 
@@ -65,10 +67,17 @@ def write_config(folder: Path, api_url: str, warehouse: Path) -> None:
 
 
 def serve(records: int, port: int) -> subprocess.Popen:
+    """The API, with every page the runs will read rendered once beforehand: the runs then time
+    the sync, not the demo API's own JSON encoding (which shares this machine's cores)."""
     api = subprocess.Popen([sys.executable, "-m", "sync_assets.demo.erp_api", "--port", str(port),
-                            "--customers", str(records)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+                            "--customers", str(records), "--cache-pages"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     api.stdout.readline()  # "ERP API on ...": it listens
-    urllib.request.urlopen(f"http://127.0.0.1:{port}/api/all/orders", timeout=10).read()
+    url = f"http://127.0.0.1:{port}/api/cursor/customers?limit=1000"
+    while url:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            cursor = json.load(response)["meta"]["next_cursor"]
+        url = f"http://127.0.0.1:{port}/api/cursor/customers?{urlencode({'limit': 1000, 'cursor': cursor})}" \
+            if cursor else ""  # encoded as the sync's requests will be: the cache key is the path
     return api
 
 

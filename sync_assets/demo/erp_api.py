@@ -102,8 +102,10 @@ class ErpData:
 class ErpApi:
     """The server, its data and the faults and auth tests ask of it; a context manager."""
 
-    def __init__(self, customers: int = 200, orders: int = 1000, port: int = 0):
+    def __init__(self, customers: int = 200, orders: int = 1000, port: int = 0, cache_pages: bool = False):
         self.data = ErpData(customers, orders)
+        self.page_cache: dict[str, tuple[bytes, dict[str, str]]] | None = {} if cache_pages else None
+        """Rendered pages by request path (a benchmark serves each page at the speed of a socket)."""
         self.auth: tuple[str, ...] | None = None
         self.faults: dict[int, Fault] = {}
         self.requests: list[str] = []
@@ -111,6 +113,7 @@ class ErpApi:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out at once, not after a delayed ACK
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -184,6 +187,8 @@ class ErpApi:
             if fault.status is not None:
                 headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
                 return self._send(request, fault.status, {"error": "try later"}, headers)
+        if self.page_cache is not None and request.path in self.page_cache:
+            return self._send(request, 200, *self.page_cache[request.path])
         ids = self.data.ids(entity, query.get("updated_since"))
         chosen = ids if style == "all" else ids[offset:offset + limit]
         items = [self.data.record(entity, i) for i in chosen]
@@ -197,7 +202,10 @@ class ErpApi:
             body["meta"]["next"] = f"{self.url}{parts.path}?{urlencode(following)}" if more else None
         elif style == "link" and more:
             headers["Link"] = f'<{self.url}{parts.path}?{urlencode(following)}>; rel="next"'
-        self._send(request, 200, body, headers)
+        payload = json.dumps(body).encode()
+        if self.page_cache is not None:
+            self.page_cache[request.path] = (payload, headers)
+        self._send(request, 200, payload, headers)
 
     def _authorized(self, request: BaseHTTPRequestHandler, query: dict[str, str]) -> bool:
         if self.auth is None:
@@ -232,8 +240,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--customers", type=int, default=200)
     parser.add_argument("--orders", type=int, default=1000)
+    parser.add_argument("--cache-pages", action="store_true", help="render each page once, then serve it from memory")
     args = parser.parse_args()
-    with ErpApi(args.customers, args.orders, args.port) as api:
+    with ErpApi(args.customers, args.orders, args.port, args.cache_pages) as api:
         print(f"ERP API on {api.url}/api/<page|offset|cursor|link|next|all>/<customers|orders>", flush=True)
         try:
             threading.Event().wait()
