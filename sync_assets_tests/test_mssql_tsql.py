@@ -8,6 +8,7 @@ database driver is involved or imitated.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, datetime
 
 import pyarrow as pa
@@ -430,3 +431,33 @@ def test_dead_letter_statements_are_tsql(conn, monkeypatch):
 def _no_table(conn, monkeypatch):
     monkeypatch.setattr(conn, "table_schema", lambda table: None)
     return conn
+
+
+def test_orphan_and_unique_statements_are_tsql(conn, monkeypatch):
+    """The orphan scan (``NOT EXISTS`` in the parent's target), its delete, the ``unique`` rule's
+    scan and the dead-letter columns added to an older table, as SQL Server receives them."""
+    from sync_assets.config.project import ParentKey
+    from sync_assets.connectors import dead_letters, orphans
+    from sync_assets.connectors.interface import WriteOp
+
+    parent = TableName("dbo", "Customers")
+    monkeypatch.setattr(conn, "table_schema", lambda table: SCHEMA if table == parent else
+                        pa.schema([f for f in dead_letters.DEAD_LETTER_SCHEMA if f.name not in ("status", "attempts")]))
+    added = dead_letters.prepare_sql(conn, ODD)
+    assert [type(parse(sql)) for sql in added] == [exp.Alter, exp.Alter]
+    condition = orphans.orphan_condition(conn, STAGING, "Id", parent, "Id")
+    sent: list[str] = []
+    monkeypatch.setattr(conn, "execute", lambda _c, sql, params=(): sent.append(sql) or 1)
+    monkeypatch.setattr(conn, "fetch_on", lambda _c, sql, params=(): sent.append(sql) or [(7,) * len(SCHEMA)])
+    op = WriteOp("merge", ODD, ("Id",), parent_keys=(ParentKey("Id", "customers", "Id", parent),),
+                 orphans="quarantine", run_id="r", unique_columns=("Note]",))
+    moved = orphans.screen(conn, None, op, STAGING, SCHEMA.names, dead_letters.Quarantine(op), {})
+    assert moved == 1 and condition in sent[0]
+    scan, delete = (parse(sql) for sql in sent)
+    assert isinstance(scan, exp.Select) and scan.find(exp.Exists) is not None and isinstance(delete, exp.Delete)
+    sent.clear()
+    conn._check_unique_values(None, dataclasses.replace(op, unique_columns=()), STAGING)
+    assert not sent
+    monkeypatch.setattr(conn, "fetch_on", lambda _c, sql, params=(): sent.append(sql) or [])
+    conn._check_unique_values(None, op, STAGING)
+    assert isinstance(parse(sent[0]), exp.Select) and parse(sent[0]).find(exp.Having) is not None
