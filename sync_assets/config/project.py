@@ -94,6 +94,13 @@ class TableSpec:
     def label(self) -> str:
         return f"{self.file.name}: stream {self.name!r}"
 
+    @property
+    def source_object(self) -> str:
+        """What the stream reads, for people: its table, ``GET <path>`` of an API, or "custom SQL"."""
+        if self.endpoint is not None:
+            return f"GET {self.endpoint.path}"
+        return str(self.source_table) if self.source_table else "custom SQL"
+
     def fingerprint(self) -> str:
         """A stable code version: changes whenever the table's configuration changes."""
         import hashlib

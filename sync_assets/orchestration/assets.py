@@ -70,7 +70,7 @@ def partitions_for(table: TableSpec) -> dg.PartitionsDefinition | None:
 def definition_metadata(project: Project, table: TableSpec) -> dict:
     target_kind = project.connections[table.target].kind
     return {
-        "source": f"{table.source} ({project.connections[table.source].kind}): {table.source_table or 'custom SQL'}",
+        "source": f"{table.source} ({project.connections[table.source].kind}): {table.source_object}",
         "target": f"{table.target} ({target_kind}): {table.target_table}",
         "dagster/table_name": f"{table.target}.{table.target_table}",
         "mode": table.mode,
@@ -176,7 +176,7 @@ def build_table_asset(project: Project, table: TableSpec) -> dg.AssetsDefinition
         op_tags=op_tags(table),
         group_name=table.group,
         kinds={KIND_BADGES[source_spec.kind], KIND_BADGES[target_spec.kind]},
-        description=table.description or f"Copy of {table.source_table or 'a query'} from {table.source} "
+        description=table.description or f"Copy of {table.source_object} from {table.source} "
                                           f"into {table.target_table} on {table.target} ({table.mode}).",
         code_version=table.fingerprint(),
         partitions_def=partitions_def,
