@@ -12,7 +12,7 @@ import pytest
 
 from sync_assets.connectors import connector_for
 from sync_assets.demo.erp_api import ErpApi, customer
-from sync_assets.errors import ConfigError, SourceReadError
+from sync_assets.errors import ConfigError, DataError, SourceReadError
 from sync_assets.sync.engine import sync_table
 
 CURSOR = {"style": "cursor", "next": "meta.next_cursor"}
@@ -210,3 +210,19 @@ def test_an_api_stream_is_an_asset_without_the_checks_an_api_cannot_answer(write
     with pytest.raises(ConfigError, match="change_sensor polls MAX"):
         write_project({"connections": {"erp": {"kind": "http", "change_sensor": {},
                                                "options": {"base_url": erp.url}}}})
+
+
+def test_a_value_that_does_not_fit_its_declared_type_fails_or_is_quarantined(api_sync):
+    """``balance`` is declared int64; from customer 1001 on the API sends fractions. Pages are
+    gathered into batches of 1,200 rows, so the bad rows sit at different places in a batch."""
+    declared = {"column_types": {"id": "int64", "balance": "int64"}}
+    with pytest.raises(DataError) as failure:
+        api_sync(http=declared, stream={"batch_size": 1200})
+    message = str(failure.value)
+    assert "column 'balance' is not a int64 value in the API's records" in message
+    assert "first at id=1001" in message and "10010.25" in message
+    result = api_sync(http=declared, stream={"batch_size": 1200, "on_bad_rows": "quarantine"})
+    assert result.rows_quarantined == 2_345 - 1_000 and result.rows_written == 1_000
+    assert [row[0] for row in api_sync.rows()] == list(range(1, 1_001))
+    [(reason, raw)] = api_sync.rows("SELECT reason, raw_row FROM main._sync_dead_letters WHERE row_key = '[1500]'")
+    assert "'balance' is not a int64 value" in reason and '"balance": 15000.25' in raw

@@ -129,7 +129,11 @@ class Quarantine:
             mask = problem.mask if flagged is None else pc.and_(problem.mask, pc.invert(flagged))
             if not pc.any(mask).as_py():
                 continue
-            self.keep(_python_rows(batch.filter(mask)), problem.column,
+            rows = _python_rows(batch.filter(mask))
+            if problem.source_values is not None:  # keep the value as the source sent it, not the NULL the batch holds
+                for row, sent in zip(rows, problem.source_values.filter(mask).to_pylist(), strict=True):
+                    row[problem.column] = json.loads(sent)
+            self.keep(rows, problem.column,
                       f"{problem.column!r} {problem.reason}" + (f" ({problem.hint})" if problem.hint else ""))
             flagged = mask if flagged is None else pc.or_(flagged, mask)
         if flagged is None:

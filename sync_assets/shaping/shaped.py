@@ -105,7 +105,9 @@ class Shaping:
                 index = pc.indices_nonzero(problem.mask)[0].as_py()
                 value = batch.column(problem.column)[index].as_py()
                 source = self.transformer.source_name(problem.column) if self.transformer else None
-                if value is None and source is not None:  # a failed conversion: show what the source sent
+                if problem.source_values is not None:  # the source's value that the batch could not hold
+                    value = problem.source_values[index].as_py()
+                elif value is None and source is not None:  # a failed conversion: show what the source sent
                     value = raw.column(source)[index].as_py()
                 raise DataError(
                     f"stream {stream.label}: column {problem.column!r} {problem.reason} ({count} row(s) in this "

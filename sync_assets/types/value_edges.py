@@ -50,6 +50,9 @@ class Problem:
     reason: str
     mask: pa.Array
     hint: str = ""
+    source_values: pa.Array | None = None
+    """What the source sent, as JSON text, where the batch could not hold it (NULL there): a
+    dead letter keeps the value as sent, an error message shows it."""
 
 
 def _is_temporal(arrow_type: pa.DataType) -> bool:

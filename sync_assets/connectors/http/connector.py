@@ -11,7 +11,9 @@ config loads (``config.streams``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -126,25 +128,25 @@ class HttpConnector(Connector):
         endpoint = _endpoint(request)
         stream_name = request.stream or endpoint.path
         params = self._params(request)
-        pending: list[list[Problem]] = []
+        pending: deque[list[Problem]] = deque()  # per batch yielded, until the shaping asks for them
 
         def batches() -> Iterator[pa.RecordBatch]:
             converter = PageConverter(schema)
             gathered: list[pa.RecordBatch] = []
             problems: list[Problem] = []
-            rows = 0
+            gathered_rows = rows = 0
             for page in prefetched(walk(self.client, endpoint, stream_name, params)):
                 records = page.records
                 if request.limit is not None:
                     records = records[:max(0, request.limit - rows)]
                 batch, found = converter.convert(records)
-                problems += [_shifted(p, rows_before=sum(b.num_rows for b in gathered), size=batch.num_rows)
-                             for p in found]
+                problems += [_shifted(p, gathered_rows) for p in found]
                 gathered.append(batch)
+                gathered_rows += batch.num_rows
                 rows += batch.num_rows
-                if sum(b.num_rows for b in gathered) >= request.batch_size:
+                if gathered_rows >= request.batch_size:
                     yield self._combined(gathered, problems, pending)
-                    gathered, problems = [], []
+                    gathered, problems, gathered_rows = [], [], 0
                 if request.limit is not None and rows >= request.limit:
                     break
             if gathered:
@@ -156,12 +158,12 @@ class HttpConnector(Connector):
 
         stream = SourceStream(schema, lambda: pa.RecordBatchReader.from_batches(schema, batches()),
                               label=f"{stream_name} (GET {endpoint.path})")
-        stream.rule_problems = lambda batch: pending.pop(0) if pending else []
+        stream.rule_problems = lambda batch: pending.popleft() if pending else []
         return stream
 
     @staticmethod
     def _combined(batches: list[pa.RecordBatch], problems: list[Problem],
-                  pending: list[list[Problem]]) -> pa.RecordBatch:
+                  pending: deque[list[Problem]]) -> pa.RecordBatch:
         combined = pa.Table.from_batches(batches).combine_chunks().to_batches()
         batch = combined[0] if combined else batches[0]
         pending.append([_padded(p, batch.num_rows) for p in problems])
@@ -177,16 +179,23 @@ def _endpoint(request: ReadRequest) -> HttpEndpoint:
     return request.endpoint
 
 
-def _shifted(problem: Problem, rows_before: int, size: int) -> Problem:
+def _shifted(problem: Problem, rows_before: int) -> Problem:
     """A page's problem placed in the batch its page is gathered into (rows before it: not flagged)."""
-    mask = pa.concat_arrays([pa.array([False] * rows_before, pa.bool_()), problem.mask]) if rows_before else \
-        problem.mask
-    return Problem(problem.column, problem.reason, mask, problem.hint)
+    return _extended(problem, rows_before, 0)
 
 
 def _padded(problem: Problem, rows: int) -> Problem:
-    missing = rows - len(problem.mask)
-    if missing <= 0:
+    """A problem covering all ``rows`` of its gathered batch (rows after its page: not flagged)."""
+    return _extended(problem, 0, rows - len(problem.mask))
+
+
+def _extended(problem: Problem, before: int, after: int) -> Problem:
+    if before <= 0 and after <= 0:
         return problem
-    return Problem(problem.column, problem.reason,
-                   pa.concat_arrays([problem.mask, pa.array([False] * missing, pa.bool_())]), problem.hint)
+
+    def padded(values: pa.Array, fill: object, arrow_type: pa.DataType) -> pa.Array:
+        return pa.concat_arrays([pa.array([fill] * before, arrow_type), values, pa.array([fill] * after, arrow_type)])
+
+    sent = problem.source_values
+    return dataclasses.replace(problem, mask=padded(problem.mask, False, pa.bool_()),
+                               source_values=None if sent is None else padded(sent, None, pa.string()))

@@ -10,10 +10,12 @@ page or mixes kinds ``string`` (a non-text value as its JSON text). A field firs
 later page is not in the schema: the read logs it (with its count) once, rather than dropping it
 silently; declare it to load it.
 
-Each page converts in C++ (``pa.array`` of the record dicts into a struct of the plain columns,
-Arrow casts for dates, timestamps and decimals); ``json`` columns serialise each value with
-orjson. A value that does not fit its column (text in a number column, a malformed date)
-becomes NULL in the batch and a ``Problem`` for its row, so the stream's ``on_bad_rows`` decides.
+Each page converts in C++: ``pa.array`` of the record dicts into a struct of the text and
+boolean columns; per column, ``pa.array`` then a safe Arrow cast for numbers, dates, timestamps
+and decimals (a fraction never truncates into an integer column, a boolean never becomes 1.0);
+``json`` columns serialise each value with orjson. A value that does not fit its column (text in
+a number column, a malformed date) becomes NULL in the batch and a ``Problem`` for its row (with
+the value as sent), so the stream's ``on_bad_rows`` decides.
 """
 
 from __future__ import annotations
@@ -91,7 +93,6 @@ def infer_schema(declared: dict[str, str], sample: Sequence[Any]) -> pa.Schema:
     return pa.schema(fields)
 
 
-_PLAIN = (pa.types.is_boolean, pa.types.is_integer, pa.types.is_floating)
 
 
 class PageConverter:
@@ -99,8 +100,11 @@ class PageConverter:
 
     def __init__(self, schema: pa.Schema):
         self.schema = schema
-        self._plain = [f for f in schema if any(test(f.type) for test in _PLAIN)
+        self._plain = [f for f in schema if pa.types.is_boolean(f.type)
                        or (pa.types.is_string(f.type) and logical_type(f) != "json")]
+        """Columns converted together through one struct: Arrow refuses any other kind of value
+        there. Numbers are not among them: Arrow would truncate 2.5 into an int64 column and read
+        true as 1.0 in a float one, so they are inferred per column and cast safely (below)."""
         self._struct = pa.struct([pa.field(f.name, f.type) for f in self._plain])
         self.unknown_fields: dict[str, int] = {}
         """Fields of records that the schema lacks, with how many records held them."""
@@ -143,13 +147,16 @@ def _column(field: pa.Field, values: list) -> tuple[pa.Array, Problem | None]:
         return pc.cast(pa.array(values), field.type), None
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, OverflowError):
         pass
-    converted, bad = [], []
+    converted, bad, sent = [], [], []
     for value in values:
         fitted = _fit(value, field.type)
-        bad.append(fitted is None and value is not None)
+        unfit = fitted is None and value is not None
+        bad.append(unfit)
+        sent.append(json_text(value) if unfit else None)
         converted.append(fitted)
     reason = f"is not a {field.type} value in the API's records"
-    return pa.array(converted, field.type), Problem(field.name, reason, pa.array(bad, pa.bool_()))
+    return pa.array(converted, field.type), Problem(field.name, reason, pa.array(bad, pa.bool_()),
+                                                    source_values=pa.array(sent, pa.string()))
 
 
 def json_text(value: Any) -> str:
