@@ -1,7 +1,7 @@
 """Benchmark: the HTTP JSON source, with and without transforms, and its memory as pages grow.
 
-    python bench/http_source.py                       # 250,000 and 1,000,000 records
-    python bench/http_source.py --records 100000,400000
+    python bench/http_source.py                       # 250,000 and 1,000,000 records, 3 rounds
+    python bench/http_source.py --records 250000,1000000,2000000 --rounds 5
 
 The demo ERP API (``sync_assets/demo/erp_api.py``) serves ``customers`` from its own process on
 127.0.0.1, 1,000 records per page (cursor pagination, eight fields, one nested object), every page
@@ -13,9 +13,10 @@ load into a fresh DuckDB file:
 - ``five transforms``: rename, trim, lowercase + uppercase, parse_dates and a computed column,
   plus a cast, all vectorised in DuckDB over each Arrow batch.
 
-Printed per size: records/s, the ratio to the baseline of the same size, and peak RSS; then the
-peak RSS growth from the smallest to the largest size, which must stay flat (pages are gathered
-into bounded batches and never held whole). Tests never assert on these times.
+Printed per size: the median records/s of ``--rounds`` runs (the scenarios alternate), the ratio
+to the baseline's median, and the highest peak RSS; then the peak RSS growth from the smallest to
+the largest size, which must stay flat (pages are gathered into bounded batches and never held
+whole). Tests never assert on these times.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -81,9 +83,20 @@ def serve(records: int, port: int) -> subprocess.Popen:
     return api
 
 
+def measure(folder: Path, number: int, records: int) -> tuple[float, float]:
+    """(records/s, peak RSS MB) of one ``sync-assets run`` of scenario ``number``."""
+    started = time.monotonic()
+    _, rss, output = run_measured([str(BIN / "sync-assets"), "--config", str(folder), "run", f"customers_{number}"],
+                                  env={"PYTHONPATH": str(ROOT)})
+    if f"{records:,} rows read" not in output:
+        raise SystemExit(f"scenario {number}: expected {records:,} rows read:\n{output[-2000:]}")
+    return records / (time.monotonic() - started), rss
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", default="250000,1000000")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each scenario per size (medians reported)")
     parser.add_argument("--port", type=int, default=18765)
     args = parser.parse_args()
     sizes = [int(n) for n in args.records.split(",")]
@@ -94,20 +107,20 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as work:
                 folder = Path(work)
                 write_config(folder, f"http://127.0.0.1:{args.port}", folder / "bench.duckdb")
-                baseline = None
-                print(f"\n{records:,} records, 1,000 per page")
-                for number, name in enumerate(SCENARIOS):
-                    started = time.monotonic()
-                    wall, rss, output = run_measured([str(BIN / "sync-assets"), "--config", str(folder), "run",
-                                                      f"customers_{number}"], env={"PYTHONPATH": str(ROOT)})
-                    seconds = time.monotonic() - started
-                    if f"{records:,} rows read" not in output:
-                        raise SystemExit(f"{name}: expected {records:,} rows read:\n{output[-2000:]}")
-                    rate = records / seconds
-                    baseline = baseline or rate
-                    peaks[name].append(rss)
-                    print(f"  {name:<16} {seconds:7.1f} s  {rate:>9,.0f} records/s  "
-                          f"{rate / baseline:5.2f}x baseline speed  peak RSS {rss:6.0f} MB")
+                rates: dict[str, list[float]] = {name: [] for name in SCENARIOS}
+                rss: dict[str, list[float]] = {name: [] for name in SCENARIOS}
+                for _ in range(args.rounds):  # the scenarios alternate, so drift hits both alike
+                    for number, name in enumerate(SCENARIOS):
+                        rate, peak = measure(folder, number, records)
+                        rates[name].append(rate)
+                        rss[name].append(peak)
+                baseline = statistics.median(rates["no transforms"])
+                print(f"\n{records:,} records, 1,000 per page (median of {args.rounds} runs)")
+                for name in SCENARIOS:
+                    rate = statistics.median(rates[name])
+                    peaks[name].append(max(rss[name]))
+                    print(f"  {name:<16} {rate:>9,.0f} records/s  {rate / baseline:5.2f}x baseline speed  "
+                          f"peak RSS {max(rss[name]):6.0f} MB  (runs: {', '.join(f'{r:,.0f}' for r in rates[name])})")
         finally:
             api.terminate()
             api.wait()
