@@ -60,11 +60,14 @@ def resolve_dependencies(tables: list[TableSpec],
                          foreign_keys: list[tuple[Path, ForeignKeySpec]]) -> tuple[TableSpec, ...]:
     """Each table with ``deps`` set to the asset keys of its parents; raises on a cycle."""
     parents_of: dict[tuple[str, ...], list[TableSpec]] = {}
+    parent_keys: dict[tuple[str, ...], tuple[ParentKey, ...]] = {}
     for table in tables:
         ignored = {_find_stream(tables, ref, table).asset_key for ref in table.ignore_dependencies}
         parents = _foreign_key_parents(table, tables, foreign_keys)
         parents += [_find_stream(tables, ref, table) for ref in table.depends_on]
-        parents += [_find_stream(tables, key.parent_stream, table) for key in table.parent_keys]
+        keyed = _keyed_parents(table, tables)
+        parent_keys[table.asset_key] = tuple(key for key, _ in keyed)
+        parents += [parent for _, parent in keyed]
         unique: dict[tuple[str, ...], TableSpec] = {}
         for parent in parents:
             if parent.asset_key not in ignored:
@@ -72,20 +75,21 @@ def resolve_dependencies(tables: list[TableSpec],
         parents_of[table.asset_key] = list(unique.values())
     _refuse_cycles(tables, parents_of)
     return tuple(replace(t, deps=tuple(p.asset_key for p in parents_of[t.asset_key]),
-                         parent_keys=_parent_tables(t, tables)) for t in tables)
+                         parent_keys=parent_keys[t.asset_key]) for t in tables)
 
 
-def _parent_tables(table: TableSpec, tables: list[TableSpec]) -> tuple[ParentKey, ...]:
-    """``table``'s parent keys with each parent's target table, which must be in the same target."""
-    keys = []
+def _keyed_parents(table: TableSpec, tables: list[TableSpec]) -> list[tuple[ParentKey, TableSpec]]:
+    """``table``'s parent keys, each with its parent's target table set, and the parent stream
+    (which must land in the same target)."""
+    keyed = []
     for key in table.parent_keys:
         parent = _find_stream(tables, key.parent_stream, table)
         if parent.target != table.target:
             raise ConfigError(f"{table.label}: key 'parent_key.{key.column}': parent stream {key.parent_stream!r} "
                               f"lands in connection {parent.target!r}, not in this stream's {table.target!r}; "
                               "orphans are found by looking the key up in the parent's target table")
-        keys.append(replace(key, parent_table=parent.target_table))
-    return tuple(keys)
+        keyed.append((replace(key, parent_table=parent.target_table), parent))
+    return keyed
 
 
 def _refuse_cycles(tables: list[TableSpec], parents_of: dict[tuple[str, ...], list[TableSpec]]) -> None:

@@ -154,7 +154,7 @@ class Quarantine:
         nullable_checked = [*key, *(c for c in not_null if c not in key)]
         if nullable_checked:
             condition = " OR ".join(f"{q(c)} IS NULL" for c in nullable_checked)
-            for row in self._fetch_rows(target, conn, f"SELECT {names} FROM {s} WHERE {condition}", columns):
+            for row in staged_rows(target, conn, f"SELECT {names} FROM {s} WHERE {condition}", columns):
                 column = next(c for c in nullable_checked if row[c] is None)
                 self.keep([row], column, f"{column!r} is NULL, but it is " + (
                     "a primary key column" if column in key else "NOT NULL in the target"))
@@ -166,7 +166,7 @@ class Quarantine:
             match = " AND ".join(f"d.{q(k)} = {s}.{q(k)}" for k in key)
             duplicated = (f"EXISTS (SELECT 1 FROM (SELECT {keys} FROM {s} GROUP BY {keys} HAVING COUNT(*) > 1) "
                           f"AS d WHERE {match})")
-            rows = self._fetch_rows(target, conn, f"SELECT {names} FROM {s} WHERE {duplicated}", columns)
+            rows = staged_rows(target, conn, f"SELECT {names} FROM {s} WHERE {duplicated}", columns)
             if rows:
                 texts = [key_text([row[k] for k in key]) for row in rows]
                 copies = Counter(texts)
@@ -175,9 +175,8 @@ class Quarantine:
                 target.execute(conn, f"DELETE FROM {s} WHERE {duplicated}")
                 moved += len(rows)
         for column in self.op.unique_columns:
-            c = q(column)
-            shared = f"{c} IN (SELECT {c} FROM {s} WHERE {c} IS NOT NULL GROUP BY {c} HAVING COUNT(*) > 1)"
-            rows = self._fetch_rows(target, conn, f"SELECT {names} FROM {s} WHERE {shared}", columns)
+            shared = shared_value_condition(target, staging, column)
+            rows = staged_rows(target, conn, f"SELECT {names} FROM {s} WHERE {shared}", columns)
             if rows:
                 copies = Counter(key_text([row[column]]) for row in rows)
                 for row in rows:
@@ -221,6 +220,17 @@ class Quarantine:
             _run(target, conn, f"INSERT INTO {dead} ({names}) SELECT {names} FROM {target.qualified(self.staging)}",
                  (), result)
         result.rows_quarantined = self.count
+
+
+def staged_rows(target: SqlTarget, conn: Any, sql: str, columns: Sequence[str]) -> list[dict[str, Any]]:
+    """The rows ``sql`` selects (``columns``, in order), as dicts."""
+    return [dict(zip(columns, row, strict=True)) for row in target.fetch_on(conn, sql)]
+
+
+def shared_value_condition(target: SqlTarget, staging: TableName, column: str) -> str:
+    """The staged rows whose non-NULL ``column`` value another staged row shares (rule ``unique``)."""
+    c, s = target.quote(column), target.qualified(staging)
+    return f"{c} IN (SELECT {c} FROM {s} WHERE {c} IS NOT NULL GROUP BY {c} HAVING COUNT(*) > 1)"
 
 
 def _staged(target: SqlTarget, conn: Any, staging: TableName, schema: pa.Schema, key: Sequence[str],

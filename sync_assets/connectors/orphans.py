@@ -58,8 +58,8 @@ def screen(target: SqlTarget, conn: Any, op: WriteOp, staging: TableName, column
                                 f"rows' values ({shown}); nothing was written. Load the parent first, or set "
                                 "orphans: quarantine or wait")
             continue
-        rows = [dict(zip(columns, row, strict=True)) for row in
-                target.fetch_on(conn, f"SELECT {names} FROM {target.qualified(staging)} WHERE {condition}")]
+        rows = dead_letters.staged_rows(target, conn, f"SELECT {names} FROM {target.qualified(staging)} "
+                                                      f"WHERE {condition}", columns)
         for row in rows:
             text = dead_letters.key_text([row[k] for k in op.primary_key]) if op.primary_key else ""
             tries = attempts.get(text, 0) + 1

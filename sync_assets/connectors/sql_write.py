@@ -591,8 +591,7 @@ class SqlConnector(Connector):
         the keys of its rows, if two staged rows share a value."""
         s = self.qualified(staging)
         for column in op.unique_columns:
-            c = self.quote(column)
-            shared = f"{c} IN (SELECT {c} FROM {s} WHERE {c} IS NOT NULL GROUP BY {c} HAVING COUNT(*) > 1)"
+            shared = dead_letters.shared_value_condition(self, staging, column)
             shown = [*op.primary_key, column] if column not in op.primary_key else list(op.primary_key)
             rows = self.fetch_on(conn, f"SELECT {', '.join(self.quote(n) for n in shown)} FROM {s} WHERE {shared}"
                                        f"{self.limit_clause(5)}")

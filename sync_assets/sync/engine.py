@@ -134,11 +134,17 @@ def source_reads(plan: SyncPlan, source: Connector) -> SourceReads:
         def open_stream() -> SourceStream:
             stream = source.open_stream(request, schema)
             stream.label, stream.key_columns = f"{table.name} ({what})", key
-            if what == "keys" and plan.shaping is not None and plan.shaping.transformer is not None:
-                return plan.shaping.keys_of(stream, key)
             return stream
 
         return open_stream
+
+    open_keys = opener(plan.keys_read, plan.keys_schema, "keys")
+    if open_keys is not None and plan.shaping is not None and plan.shaping.transformer is not None:
+        read_rows = open_keys  # the key is a transformed column: the planned read is of whole rows
+
+        def open_keys() -> SourceStream:
+            return plan.shaping.keys_of(read_rows(), key)  # type: ignore[union-attr]
+
 
     def rows_for(keys: list[tuple]) -> SourceStream:
         """The rows of ``keys``, read ``source.keys_per_read`` keys per statement, as one stream."""
@@ -153,7 +159,7 @@ def source_reads(plan: SyncPlan, source: Connector) -> SourceReads:
 
         return shaped(plan, SourceStream(plan.schema, open_batches, label=table.name, key_columns=key))
 
-    return SourceReads(keys=opener(plan.keys_read, plan.keys_schema, "keys"),
+    return SourceReads(keys=open_keys,
                        hashes=opener(plan.hashes_read, plan.hashes_schema, "row hashes"),
                        rows_for=rows_for if plan.hashes_read is not None else None)
 

@@ -133,16 +133,12 @@ def source_schema(table: TableSpec, source: Connector, columns: pa.Schema | None
     for column in (*(table.columns or ()), *table.exclude_columns, *keys):  # keys a transform renames: Shaping
         if column not in names:
             raise ConfigError(
-                f"{table.label}: column {column!r} is not in source {table.source_table or 'query'} "
+                f"{table.label}: column {column!r} is not in source {table.source_object} "
                 f"(columns: {', '.join(names)})"
             )
     keep = [n for n in (table.columns or names) if n not in table.exclude_columns]
     return pa.schema([schema.field(n) for n in keep])
 
-
-def stream_schema(table: TableSpec, source: Connector, columns: pa.Schema | None = None) -> pa.Schema:
-    """The schema of the rows ``table`` loads: its source columns after its transforms."""
-    return Shaping(table, source_schema(table, source, columns)).schema
 
 
 def source_relation(table: TableSpec, source: Connector) -> str:
@@ -159,11 +155,12 @@ def base_read(table: TableSpec, schema: pa.Schema) -> ReadRequest:
 
 
 def plan_sync(table: TableSpec, source: Connector, target: Connector, options: RunOptions,
-              columns: pa.Schema | None = None) -> SyncPlan:
-    """The plan of one run of ``table``: its strategy's, with the run's bad-row policy and id."""
+              columns: pa.Schema | None = None, shaping: Shaping | None = None) -> SyncPlan:
+    """The plan of one run of ``table``: its strategy's, with the run's bad-row policy and id
+    (``shaping``: the table's transforms and rules, when the caller has compiled them)."""
     plan = (_plan_retry(table, source, options, columns) if options.retry_keys
             else _plan_strategy(table, source, target, options, columns))
-    plan.shaping = Shaping(table, plan.schema)
+    plan.shaping = shaping or Shaping(table, plan.schema)
     plan.write = dataclasses.replace(plan.write, on_bad_rows=table.on_bad_rows,  # type: ignore[arg-type]
                                      run_id=options.run_id or local_run_id(),
                                      unique_columns=plan.shaping.unique_columns, parent_keys=table.parent_keys,

@@ -18,9 +18,10 @@ import pyarrow as pa
 
 from sync_assets.config.project import TableSpec
 from sync_assets.connectors.interface import Connector
+from sync_assets.shaping.shaped import Shaping
 from sync_assets.sync.chunking import ChunkProgress, bound_to_chunk, progress
 from sync_assets.sync.engine import SyncResult, dry_run, run_plan
-from sync_assets.sync.planning import RunOptions, plan_sync, source_columns, stream_schema
+from sync_assets.sync.planning import RunOptions, plan_sync, source_columns, source_schema
 from sync_assets.sync.schema_drift import SchemaDrift, compare, enforce
 
 log = logging.getLogger("sync_assets")
@@ -34,13 +35,14 @@ class PolicySyncResult:
 
 
 def current_drift(table: TableSpec, source: Connector, target: Connector,
-                  columns: pa.Schema | None = None) -> SchemaDrift:
-    """Source columns (as this table selects and transforms them) against the target table's; none if
-    the target is missing."""
+                  loaded: pa.Schema | None = None) -> SchemaDrift:
+    """Source columns (as this table selects and transforms them: ``loaded``, when the caller has
+    them) against the target table's; none if the target is missing."""
     target_schema = target.table_schema(table.target_table)
     if target_schema is None:
         return SchemaDrift()
-    return compare(stream_schema(table, source, columns), target_schema)
+    return compare(loaded if loaded is not None else Shaping(table, source_schema(table, source)).schema,
+                   target_schema)
 
 
 def sync_with_policies(table: TableSpec, source: Connector, target: Connector,
@@ -53,8 +55,10 @@ def sync_with_policies(table: TableSpec, source: Connector, target: Connector,
 
 def _sync(table: TableSpec, source: Connector, target: Connector, options: RunOptions) -> PolicySyncResult:
     columns = source_columns(table, source)  # one catalog read serves the drift check and the plan
-    drift = current_drift(table, source, target, columns)
-    plan = plan_sync(enforce(table, drift), source, target, options, columns)
+    shaping = Shaping(table, source_schema(table, source, columns))
+    drift = current_drift(table, source, target, shaping.schema)
+    enforced = enforce(table, drift)  # the same table, unless it leaves new source columns out
+    plan = plan_sync(enforced, source, target, options, columns, shaping if enforced is table else None)
     explicit_window = options.window_start is not None or options.window_end is not None
     if not explicit_window:
         bound_to_chunk(plan, source, target)

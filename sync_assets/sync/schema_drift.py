@@ -62,7 +62,7 @@ def enforce(table: TableSpec, drift: SchemaDrift) -> TableSpec:
     if failing:
         details = "; ".join(f"{c}: {', '.join(drift.by_category()[c])}" for c in failing)
         raise SchemaMismatchError(
-            f"{table.label}: schema drift between source {table.source_table or 'query'} and target "
+            f"{table.label}: schema drift between source {table.source_object} and target "
             f"{table.target_table} that the schema_drift policy fails on ({details}); nothing was written"
         )
     if drift.added and table.schema_drift.added == "warn":

@@ -59,8 +59,6 @@ class ApiClient:
         elif auth is not None:
             self._query_auth = {auth.name: auth.key or ""}
         self._last_request = 0.0
-        self.requests = 0
-        """Requests sent, retries included."""
 
     def url(self, path_or_url: str) -> str:
         return urljoin(self.options.base_url.rstrip("/") + "/", path_or_url.lstrip("/")) \
@@ -86,7 +84,6 @@ class ApiClient:
 
     def _attempt(self, url: str, params: dict[str, Any], ref: PageRef) -> tuple[Any, float | None]:
         """(the response, None) on success; else (what went wrong, the wait the server asked for)."""
-        self.requests += 1
         try:
             response = self.session.get(url, params={**params, **self._query_auth}, timeout=self.options.timeout_s)
         except requests.Timeout:
