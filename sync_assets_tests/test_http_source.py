@@ -226,3 +226,10 @@ def test_a_value_that_does_not_fit_its_declared_type_fails_or_is_quarantined(api
     assert [row[0] for row in api_sync.rows()] == list(range(1, 1_001))
     [(reason, raw)] = api_sync.rows("SELECT reason, raw_row FROM main._sync_dead_letters WHERE row_key = '[1500]'")
     assert "'balance' is not a int64 value" in reason and '"balance": 15000.25' in raw
+
+
+def test_a_value_the_api_sent_unfit_is_quarantined_through_a_transform_too(api_sync):
+    result = api_sync(http={"column_types": {"id": "int64", "balance": "int64"}},
+                      stream={"primary_key": "customer_id", "on_bad_rows": "quarantine",
+                              "transform": {"rename": {"id": "customer_id"}, "trim": ["name"]}})
+    assert result.rows_quarantined == 2_345 - 1_000 and result.rows_written == 1_000

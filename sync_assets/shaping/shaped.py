@@ -60,13 +60,15 @@ class Shaping:
 
         def batches() -> Iterator[pa.RecordBatch]:
             for raw in stream.open_batches():
-                batch, problems = raw, []
-                if stream.rule_problems is not None:  # values the source itself could not convert
-                    problems = list(stream.rule_problems(raw))
-                    if not quarantine:
-                        self._refuse_bad_rows(shaped, raw, raw, problems)
+                batch = raw
+                # values the source itself could not convert, named as the source sent them
+                problems = list(stream.rule_problems(raw)) if stream.rule_problems is not None else []
+                if problems and not quarantine:
+                    self._refuse_bad_rows(shaped, raw, raw, problems)
+                    problems = []
                 if self.transformer is not None:
-                    batch, problems = self.transformer.apply(batch)
+                    batch, found = self.transformer.apply(batch)
+                    problems += found
                 if self.rules is not None:
                     problems += self.rules.problems(batch)
                 if quarantine:
