@@ -233,3 +233,19 @@ def test_a_value_the_api_sent_unfit_is_quarantined_through_a_transform_too(api_s
                       stream={"primary_key": "customer_id", "on_bad_rows": "quarantine",
                               "transform": {"rename": {"id": "customer_id"}, "trim": ["name"]}})
     assert result.rows_quarantined == 2_345 - 1_000 and result.rows_written == 1_000
+
+
+def test_page_conversion_never_turns_a_boolean_into_a_number_and_counts_fields_it_does_not_load():
+    import pyarrow as pa
+
+    from sync_assets.connectors.http.records import PageConverter
+    from sync_assets.types.arrow import make_field
+
+    converter = PageConverter(pa.schema([make_field("amount", pa.float64()), make_field("id", pa.int64())]))
+    batch, problems = converter.convert([{"id": 1, "amount": True}, {"id": 2, "amount": 2.5, "late": "x"},
+                                         {"id": 3, "amount": False}])
+    assert batch.column("amount").to_pylist() == [None, 2.5, None]
+    [problem] = problems
+    assert problem.mask.to_pylist() == [True, False, True] and problem.source_values.to_pylist() == [
+        "true", None, "false"]
+    assert converter.unknown_fields == {"late": 1}  # a field only a middle record has is still counted

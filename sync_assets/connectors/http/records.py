@@ -130,11 +130,9 @@ class PageConverter:
         return pa.RecordBatch.from_arrays([columns[f.name] for f in self.schema], schema=self.schema), problems
 
     def _note_unknown(self, records: list[dict]) -> None:
-        if not records or records[0].keys() <= self._known and records[-1].keys() <= self._known:
-            return  # the common case, checked on two records; a mixed page is counted in full below
-        for record in records:
-            for name in record.keys() - self._known:
-                self.unknown_fields[name] = self.unknown_fields.get(name, 0) + 1
+        unknown = set().union(*(r.keys() for r in records)) - self._known
+        for name in unknown:  # rare: only then are the records counted one by one
+            self.unknown_fields[name] = self.unknown_fields.get(name, 0) + sum(name in r for r in records)
 
 
 def _column(field: pa.Field, values: list) -> tuple[pa.Array, Problem | None]:
@@ -144,9 +142,11 @@ def _column(field: pa.Field, values: list) -> tuple[pa.Array, Problem | None]:
     if pa.types.is_string(field.type):
         return pa.array([v if v is None or isinstance(v, str) else json_text(v) for v in values], pa.string()), None
     try:
-        return pc.cast(pa.array(values), field.type), None
+        inferred = pa.array(values)
+        if pa.types.is_boolean(inferred.type) == pa.types.is_boolean(field.type) or pa.types.is_null(inferred.type):
+            return pc.cast(inferred, field.type), None  # safe: a fraction never truncates into an integer
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, OverflowError):
-        pass
+        pass  # a page mixing kinds of values: value by value below
     converted, bad, sent = [], [], []
     for value in values:
         fitted = _fit(value, field.type)
