@@ -6,6 +6,7 @@ missing customers arrive, the next run loads the orders that waited for them."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
@@ -65,6 +66,10 @@ def test_the_erp_example_loads_parents_first_and_orders_wait_for_their_customers
     row = pg.execute(f"SELECT customer_id, name, email, country, city, vip_since FROM {schema}.customers "
                      "WHERE customer_id = 22").fetchone()
     assert row == (22, "Customer 22", None, "NL", customer(22)["address"]["city"], None)
+    # whole numbers from the API into the declared decimal(14,2), none lost on the way
+    assert pg.execute(f"SELECT balance, COUNT(*) OVER () FROM {schema}.customers WHERE balance IS NOT NULL "
+                      "AND customer_id = 22").fetchone() == (Decimal("220.00"), 1)
+    assert pg.execute(f"SELECT COUNT(*) FROM {schema}.customers WHERE balance IS NULL").fetchone() == (0,)
     columns = {c.name: c.description for c in metadata["customers"]["dagster/column_schema"].value.columns}
     assert columns["customer_id"] == "renamed from id" and columns["city"].startswith("computed:")
 

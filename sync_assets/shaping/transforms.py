@@ -92,7 +92,8 @@ class Transformer:
         self.sql = f"SELECT {', '.join(outer) or '1'} FROM (SELECT {inner} FROM batch) AS transformed"
         self._connection = None
         self._zones = {name: shift.to for name, shift in spec.timezone.items()}
-        self.schema = self._output_schema(schema)
+        self.schema: pa.Schema | None = None
+        self.schema = self._output_schema(schema)  # every batch is assembled in it from now on
 
     # -- compiling -----------------------------------------------------------------------------
     def _check_columns(self, step: str, columns: Iterable[str], names: list[str]) -> None:
@@ -188,16 +189,12 @@ class Transformer:
                 if check and self.spec.cast_errors == "fail":
                     problems.append(Problem(fallible.column, fallible.reason, mask,
                                             "or set transform.cast_errors: null to store NULL"))
-        fields, arrays = [], []
-        for name in self.output_names:
-            if name in computed:
-                fields.append(self._field(name, computed[name].type))
-                arrays.append(computed[name])
-            else:
-                source = batch.schema.field(self._from_input[name])
-                fields.append(source.with_name(name))
-                arrays.append(batch.column(self._from_input[name]))
-        return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields)), problems
+        arrays = [computed[name] if name in computed else batch.column(self._from_input[name])
+                  for name in self.output_names]
+        schema = self.schema or pa.schema([  # once, on the empty probe batch
+            self._field(name, computed[name].type) if name in computed
+            else batch.schema.field(self._from_input[name]).with_name(name) for name in self.output_names])
+        return pa.RecordBatch.from_arrays(arrays, schema=schema), problems
 
     def _conformed(self, name: str, column: pa.Array) -> pa.Array:
         if name in self._zones:

@@ -144,7 +144,7 @@ def _column(field: pa.Field, values: list) -> tuple[pa.Array, Problem | None]:
     try:
         inferred = pa.array(values)
         if pa.types.is_boolean(inferred.type) == pa.types.is_boolean(field.type) or pa.types.is_null(inferred.type):
-            return pc.cast(inferred, field.type), None  # safe: a fraction never truncates into an integer
+            return _cast(inferred, field.type), None  # safe: a fraction never truncates into an integer
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, OverflowError):
         pass  # a page mixing kinds of values: value by value below
     converted, bad, sent = [], [], []
@@ -168,11 +168,19 @@ def json_text(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)
 
 
+def _cast(values: pa.Array, arrow_type: pa.DataType) -> pa.Array:
+    """A safe Arrow cast; integers reach a decimal through ``decimal(38, 0)`` (Arrow casts int64
+    only into a decimal with room for 19 digits before the point, whatever the values)."""
+    if pa.types.is_integer(values.type) and pa.types.is_decimal(arrow_type):
+        values = pc.cast(values, pa.decimal128(38, 0))
+    return pc.cast(values, arrow_type)
+
+
 def _fit(value: Any, arrow_type: pa.DataType) -> Any:
     if value is None or isinstance(value, (dict, list)) or (isinstance(value, bool)
                                                              and not pa.types.is_boolean(arrow_type)):
         return None
     try:
-        return pa.array([value]).cast(arrow_type)[0].as_py()
+        return _cast(pa.array([value]), arrow_type)[0].as_py()
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, OverflowError):
         return None
