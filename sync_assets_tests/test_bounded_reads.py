@@ -148,3 +148,29 @@ def _reset_watermark(target, table: TableName, key: str) -> None:
     with target.session() as conn:
         target.execute(conn, f"DELETE FROM {target.qualified(table)} WHERE k <> {target.placeholder(1)}", (key,))
         target.commit(conn)
+
+
+def test_a_source_copy_waiting_on_the_server_lets_the_other_threads_run(pg, pg_conninfo):
+    """The PostgreSQL pass-through waits for the server in ``select``: libpq's blocking read keeps
+    the GIL, which froze every other thread (here: the one that would release the lock the source
+    query waits for) until the server answered."""
+    from sync_assets.connectors.postgres.binary_copy import copy_out_chunks
+
+    lock_key = 424_242
+    pg.execute("SELECT pg_advisory_lock(%s)", (lock_key,))
+    ticks = []
+
+    def release_later() -> None:
+        for _ in range(50):
+            ticks.append(time.monotonic())
+            time.sleep(0.01)
+        pg.execute("SELECT pg_advisory_unlock(%s)", (lock_key,))
+
+    with psycopg.connect(pg_conninfo, autocommit=True) as conn:
+        conn.execute("SET lock_timeout = '5s'")  # without the fix: the wait ends here, the ticks did not move
+        releaser = threading.Thread(target=release_later)
+        releaser.start()
+        chunks = list(copy_out_chunks(conn, f"COPY (SELECT pg_advisory_lock_shared({lock_key})) TO STDOUT "
+                                            "(FORMAT binary)"))
+        releaser.join()
+    assert len(ticks) == 50 and chunks

@@ -7,12 +7,14 @@ cost 7.2 s of CPU that way and 3.0 s through ``PGconn.get_copy_data`` / ``put_co
 directly (``bench/run.py``: 1.04-1.23x of the ``psql | psql`` pipe, was 1.5-1.7x). Both ends
 use psycopg's low-level ``pq`` layer on the session's own connection, in blocking mode for the
 duration of the COPY, and one thread: while the target server ingests a chunk, the source
-server keeps filling its socket buffer.
+server keeps filling its socket buffer. Reads wait for the server in ``select``, never in libpq,
+whose blocking reads hold the GIL.
 """
 
 from __future__ import annotations
 
 import contextlib
+import select
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -31,8 +33,11 @@ def copy_out_chunks(conn: Any, sql: str) -> Iterator[bytes]:
         rows: list[memoryview] = []
         size = 0
         while True:
-            nbytes, data = get_copy_data(0)
-            if nbytes <= 0:
+            nbytes, data = get_copy_data(1)  # what has arrived; 0: nothing yet
+            if nbytes == 0:
+                _await_input(pgconn)
+                continue
+            if nbytes < 0:
                 break
             rows.append(data)
             size += nbytes
@@ -86,7 +91,7 @@ def _start(conn: Any, pgconn: Any, sql: str, expected: str) -> None:
     from psycopg import errors, pq
 
     pgconn.send_query_params(sql.encode(conn.info.encoding), None)  # extended protocol: one statement only
-    result = pgconn.get_result()
+    result = _next_result(pgconn)
     if result.status != getattr(pq.ExecStatus, expected):
         _drain(pgconn)
         raise errors.error_from_result(result, encoding=conn.info.encoding)
@@ -96,13 +101,29 @@ def _finish(conn: Any, pgconn: Any) -> int:
     """Read the COPY's final result; returns its row count or raises the server's error."""
     from psycopg import errors, pq
 
-    result = pgconn.get_result()
+    result = _next_result(pgconn)
     _drain(pgconn)
     if result is None or result.status != pq.ExecStatus.COMMAND_OK:
         if result is None:
             _raise_connection_error(conn, pgconn)
         raise errors.error_from_result(result, encoding=conn.info.encoding)
     return int(result.command_tuples or 0)
+
+
+def _await_input(pgconn: Any) -> None:
+    """Wait until the server has sent more, then read it into libpq's buffer. The wait is a
+    ``select`` (which lets go of the GIL): libpq's own blocking reads keep it, so every other
+    thread of the process (Dagster's, a page prefetch, a second sync) would stop while a source
+    query waits on a lock or a slow plan."""
+    select.select([pgconn.socket], [], [])
+    pgconn.consume_input()  # raises psycopg's OperationalError when the connection is lost
+
+
+def _next_result(pgconn: Any) -> Any:
+    """``get_result`` once it will not block (waiting without the GIL)."""
+    while pgconn.is_busy():
+        _await_input(pgconn)
+    return pgconn.get_result()
 
 
 def _drain(pgconn: Any) -> None:
