@@ -141,9 +141,9 @@ PARTITION_RUN = """
 import sys
 from datetime import datetime
 from sync_assets.connectors import connector_for
-from sync_assets.planning import RunOptions
-from sync_assets.policies import sync_with_policies
-from sync_assets.spec import load_project
+from sync_assets.sync.planning import RunOptions
+from sync_assets.sync.policies import sync_with_policies
+from sync_assets.config.loader import load_project
 project = load_project(sys.argv[1])
 table = project.table(sys.argv[2])
 window = (datetime.fromisoformat(sys.argv[3]), datetime.fromisoformat(sys.argv[4]))
