@@ -111,8 +111,10 @@ def timed(command: list[str], env: dict) -> tuple[float, str]:
     done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True)
     wall = time.monotonic() - started
     if done.returncode != 0:
-        raise SystemExit(f"command failed ({done.returncode}): {' '.join(command)}\n"
-                         f"{(done.stdout + done.stderr)[-4000:]}")
+        output = done.stdout + done.stderr
+        errors = [line for line in output.splitlines() if " - ERROR - " in line][:5]
+        raise SystemExit(f"command failed ({done.returncode}): {' '.join(command)}\n" + "\n".join(errors)
+                         + "\n" + output[-3000:])
     return wall, done.stdout + done.stderr
 
 

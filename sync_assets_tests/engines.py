@@ -148,3 +148,20 @@ class Side:
 
     def count(self, table: str, schema: str) -> int:
         return self.query(f"SELECT COUNT(*) FROM {self.qualified(table, schema)}")[0][0]
+
+
+def materializations_of(result, key) -> list:
+    """The materializations a Dagster run result recorded for one asset (``"a/b"`` or an AssetKey):
+    a step syncs many tables, so its node name no longer names one."""
+    import dagster as dg
+
+    key = dg.AssetKey.from_user_string(key) if isinstance(key, str) else key
+    return [event.materialization for event in result.get_asset_materialization_events()
+            if event.materialization.asset_key == key]
+
+
+def check_evaluation(result, name: str):
+    """The one evaluation of check ``name`` in a Dagster run result (a step evaluates every
+    selected check of its tables)."""
+    (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == name]
+    return evaluation

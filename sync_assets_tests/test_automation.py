@@ -132,7 +132,7 @@ def test_shipped_automation_example_loads_into_schedules_sensors_and_checks(monk
     assert {s.name for s in defs.schedules} == {"nightly", "morning"}
     assert {s.name for s in defs.sensors} == {"erp_changes", "sync_alerts_on_run_failure",
                                               "sync_alerts_on_failed_checks", "sync_freshness_checks"}
-    check_names = {k.name for c in defs.asset_checks for k in c.check_keys}
+    check_names = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
     assert {"row_count_parity", "schema_drift", "primary_key_unique", "freshness_check"} <= check_names
 
 

@@ -21,6 +21,7 @@ from sync_assets.config.loader import load_project
 from sync_assets.demo.chinook import DEMO_CONFIG_DIR, prepare_demo_source
 from sync_assets.demo.definitions import build_demo_definitions
 from sync_assets.orchestration.project_definitions import build_definitions
+from sync_assets_tests.engines import materializations_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,6 +46,11 @@ def demo_config(tmp_path, chinook_source) -> Path:
 
 def _materialize(defs: dg.Definitions, assets: list, **kwargs) -> dg.ExecuteInProcessResult:
     return dg.materialize(assets, resources=defs.resources, **kwargs)
+
+
+def _step(defs: dg.Definitions, key: str) -> str:
+    """The op (step) that syncs a table: run config goes to it."""
+    return defs.get_assets_def(dg.AssetKey.from_user_string(key)).node_def.name
 
 
 def _warehouse(config_dir: Path) -> duckdb.DuckDBPyConnection:
@@ -76,27 +82,33 @@ def test_materialize_records_metadata_and_passes_the_check(demo_config):
         selection=[dg.AssetKey(["chinook", "InvoiceLine"])],
     )
     assert result.success
-    metadata = result.asset_materializations_for_node("chinook__InvoiceLine")[0].metadata
+    metadata = materializations_of(result, "chinook/InvoiceLine")[0].metadata
     assert metadata["rows_read"].value == metadata["rows_written"].value == 2240
     assert metadata["dagster/row_count"].value == 2240
     assert metadata["watermark_after"].value == "2240"
     assert "InvoiceLineId" in [c.name for c in metadata["dagster/column_schema"].schema.columns]
-    check = defs.get_asset_checks_def(dg.AssetCheckKey(dg.AssetKey(["chinook", "InvoiceLine"]), "row_count_parity"))
-    checked = _materialize(defs, [defs.get_assets_def(dg.AssetKey(["chinook", "InvoiceLine"])), check],
-                             instance=dg.DagsterInstance.ephemeral())
-    evaluation = checked.get_asset_check_evaluations()[0]
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}  # in the same step
+    assert set(evaluations) == {"row_count_parity", "schema_drift", "primary_key_unique"}
+    assert all(e.passed for e in evaluations.values())
+    assert evaluations["row_count_parity"].metadata["source_rows"].value == 2240
+    assert evaluations["primary_key_unique"].metadata["duplicate_keys"].value == 0
+    check_key = dg.AssetCheckKey(dg.AssetKey(["chinook", "InvoiceLine"]), "row_count_parity")
+    checked = _materialize(defs, [defs.get_assets_def(check_key.asset_key)], instance=dg.DagsterInstance.ephemeral(),
+                           selection=dg.AssetSelection.checks(check_key))  # the check on its own: both sides counted
+    (evaluation,) = checked.get_asset_check_evaluations()
     assert evaluation.passed and evaluation.metadata["source_rows"].value == 2240
+    assert materializations_of(checked, "chinook/InvoiceLine") == []
 
 
 def test_dry_run_materializes_nothing(demo_config):
     defs = build_definitions(load_project(demo_config))
     result = _materialize(defs,
         [defs.get_assets_def(dg.AssetKey(["chinook", "Artist"]))],
-        instance=dg.DagsterInstance.ephemeral(),
-        run_config={"ops": {"chinook__Artist": {"config": {"dry_run": True}}}},
+        instance=dg.DagsterInstance.ephemeral(), selection=[dg.AssetKey(["chinook", "Artist"])],
+        run_config={"ops": {_step(defs, "chinook/Artist"): {"config": {"dry_run": True}}}},
     )
     assert result.success
-    assert result.asset_materializations_for_node("chinook__Artist") == []
+    assert materializations_of(result, "chinook/Artist") == []
     assert not (demo_config.parent / "warehouse.duckdb").exists()
 
 
@@ -107,9 +119,9 @@ def test_partition_range_runs_as_one_run_and_partitions_rerun_idempotently(demo_
     ranged = _materialize(defs, [invoice], instance=instance, tags={
         "dagster/asset_partition_range_start": "2021-01-01", "dagster/asset_partition_range_end": "2025-12-01"})
     assert ranged.success
-    assert ranged.asset_materializations_for_node("chinook__Invoice")[0].metadata["rows_written"].value == 412
+    assert materializations_of(ranged, "chinook/Invoice")[0].metadata["rows_written"].value == 412
     again = _materialize(defs, [invoice], instance=instance, partition_key="2021-03-01")
-    metadata = again.asset_materializations_for_node("chinook__Invoice")[0].metadata
+    metadata = materializations_of(again, "chinook/Invoice")[0].metadata
     assert metadata["rows_replaced"].value == metadata["rows_written"].value == 7
     with _warehouse(demo_config) as con:
         assert con.execute('SELECT COUNT(*) FROM chinook."Invoice"').fetchall()[0][0] == 412
@@ -117,16 +129,17 @@ def test_partition_range_runs_as_one_run_and_partitions_rerun_idempotently(demo_
 
 def test_force_full_refresh_and_window_rerun_from_run_config(demo_config):
     defs = build_definitions(load_project(demo_config))
-    asset = defs.get_assets_def(dg.AssetKey(["chinook", "InvoiceLine"]))
+    key = dg.AssetKey(["chinook", "InvoiceLine"])
+    asset, step = defs.get_assets_def(key), _step(defs, "chinook/InvoiceLine")
     instance = dg.DagsterInstance.ephemeral()
-    assert _materialize(defs, [asset], instance=instance).success
-    window = _materialize(defs, [asset], instance=instance, run_config={
-        "ops": {"chinook__InvoiceLine": {"config": {"window_start": "100", "window_end": "200"}}}})
-    metadata = window.asset_materializations_for_node("chinook__InvoiceLine")[0].metadata
+    assert _materialize(defs, [asset], instance=instance, selection=[key]).success
+    window = _materialize(defs, [asset], instance=instance, selection=[key], run_config={
+        "ops": {step: {"config": {"window_start": "100", "window_end": "200"}}}})
+    metadata = materializations_of(window, "chinook/InvoiceLine")[0].metadata
     assert metadata["rows_read"].value == 100 and metadata["window"].value.startswith("(100, ")
-    full = _materialize(defs, [asset], instance=instance, run_config={
-        "ops": {"chinook__InvoiceLine": {"config": {"full_refresh": True}}}})
-    assert full.asset_materializations_for_node("chinook__InvoiceLine")[0].metadata["strategy"].value == "full_refresh"
+    full = _materialize(defs, [asset], instance=instance, selection=[key], run_config={
+        "ops": {step: {"config": {"full_refresh": True}}}})
+    assert materializations_of(full, "chinook/InvoiceLine")[0].metadata["strategy"].value == "full_refresh"
 
 
 def test_io_manager_feeds_a_downstream_polars_asset(demo_config):
@@ -159,7 +172,7 @@ def test_cli_materializes_and_history_persists(demo_config, tmp_path):
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     first = _cli(["--select", "chinook/Artist,chinook/InvoiceLine"], demo_config, home)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "loaded 275 rows into staging" in first.stderr  # sync_assets' own log lines reach the run log
+    assert "275 rows read, 275 written" in first.stderr  # sync_assets' own log lines reach the run log
     second = _cli(["--select", "chinook/Invoice", "--partition", "2021-02-01"], demo_config, home)
     assert second.returncode == 0, second.stderr[-3000:]
     bad = _cli(["--select", "chinook/NoSuchTable"], demo_config, home)

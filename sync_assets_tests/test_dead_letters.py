@@ -18,7 +18,7 @@ from sync_assets.connectors.interface import WriteOp
 from sync_assets.connectors.requests import SourceStream
 from sync_assets.errors import DataError, SchemaMismatchError
 from sync_assets.sync.planning import RunOptions
-from sync_assets_tests.engines import BASE_TIME, COLUMNS, DDL, make_row
+from sync_assets_tests.engines import BASE_TIME, COLUMNS, DDL, check_evaluation, make_row, materializations_of
 from sync_assets_tests.test_modes import only_pairs, pair, sync  # noqa: F401  (fixtures: every source/target pair)
 
 INCREMENTAL = {"mode": "incremental", "primary_key": "Id", "update_key": "updatedAt", "on_bad_rows": "quarantine"}
@@ -189,11 +189,10 @@ def test_dagster_records_the_count_and_the_no_dead_letters_check_warns(pair, syn
     target.execute(f'DELETE FROM {target.qualified()} WHERE "Id" > 1')
     defs = build_definitions(sync.project)
     key = dg.AssetKey(list(sync.project.tables[0].asset_key))
-    check = next(c for c in defs.asset_checks if "no_dead_letters" in {k.name for k in c.check_keys})
-    result = dg.materialize([defs.get_assets_def(key), check], resources=defs.resources)
-    (materialization,) = result.asset_materializations_for_node(defs.get_assets_def(key).node_def.name)
+    result = dg.materialize([defs.get_assets_def(key)], resources=defs.resources)
+    (materialization,) = materializations_of(result, key)
     assert materialization.metadata["rows_quarantined"].value == 1
-    (evaluation,) = result.get_asset_check_evaluations()
+    evaluation = check_evaluation(result, "no_dead_letters")
     assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
     assert evaluation.metadata["dead_letters"].value == 1
     assert "'flag' is NULL" in evaluation.metadata["examples"].value

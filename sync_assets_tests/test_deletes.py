@@ -13,7 +13,7 @@ from sync_assets.connectors import deletes
 from sync_assets.errors import ConfigError
 from sync_assets.sync.planning import RunOptions
 from sync_assets.sync.schema_drift import compare
-from sync_assets_tests.engines import BASE_TIME, make_row
+from sync_assets_tests.engines import BASE_TIME, make_row, materializations_of
 from sync_assets_tests.test_modes import only_pairs, pair, sync  # noqa: F401  (fixtures: every source/target pair)
 
 INCREMENTAL = {"mode": "incremental", "primary_key": "Id", "update_key": "updatedAt"}
@@ -202,14 +202,14 @@ def test_dagster_metadata_and_the_run_config_switch(write_project, tmp_path):
                     "main.b": {"mode": "hash_delta", "primary_key": "id"}},
     })
     defs = build_definitions(project)
-    assets = [defs.get_assets_def(dg.AssetKey(["copies", name])) for name in ("a", "b")]
+    assets = [defs.get_assets_def(dg.AssetKey(["copies", "a"]))]  # one step syncs a and b
     instance = dg.DagsterInstance.ephemeral()
     assert dg.materialize(assets, resources=defs.resources, instance=instance).success
     with duckdb.connect(str(lake)) as conn:
         conn.execute("DELETE FROM a WHERE id = 3; UPDATE b SET v = 0 WHERE id = 4")
     forced = dg.materialize(assets, resources=defs.resources, instance=instance, run_config={
-        "ops": {"copies__a": {"config": {"detect_deletes": True}}}})
-    a = forced.asset_materializations_for_node("copies__a")[0].metadata
-    b = forced.asset_materializations_for_node("copies__b")[0].metadata
+        "ops": {assets[0].node_def.name: {"config": {"detect_deletes": True}}}})  # a and b share a step
+    a = materializations_of(forced, "copies/a")[0].metadata
+    b = materializations_of(forced, "copies/b")[0].metadata
     assert a["deletes_checked"].value is True and a["rows_deleted"].value == 1
     assert (b["rows_updated"].value, b["rows_unchanged"].value, b["rows_inserted"].value) == (1, 9, 0)

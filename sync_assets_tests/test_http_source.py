@@ -205,7 +205,7 @@ def test_an_api_stream_is_an_asset_without_the_checks_an_api_cannot_answer(write
                                                                 "records": "data.items"}}},
     })
     defs = build_definitions(project)
-    checks = {key.name for c in defs.asset_checks for key in c.check_keys}
+    checks = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
     assert "row_count_parity" not in checks and "schema_drift" in checks
     with pytest.raises(ConfigError, match="change_sensor polls MAX"):
         write_project({"connections": {"erp": {"kind": "http", "change_sensor": {},

@@ -58,10 +58,10 @@ def _make_source(source: Side) -> None:
 
 
 def _state(target: Side) -> tuple[list[tuple], list[tuple]]:
-    """The target's rows and every table of its schema (staging included)."""
+    """The target's rows and every table of its schema (staging included; not the sync's row counts)."""
     rows = target.query(f'SELECT k, v, ts FROM {target.qualified("keyed")} ORDER BY k, v')
     tables = target.query("SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
-                          "ORDER BY 1", [target.schema])
+                          "AND table_name <> '_sync_row_counts' ORDER BY 1", [target.schema])
     return rows, tables
 
 

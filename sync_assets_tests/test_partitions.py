@@ -18,7 +18,7 @@ import dagster as dg
 import pytest
 
 from sync_assets.orchestration.project_definitions import build_definitions
-from sync_assets_tests.engines import Side
+from sync_assets_tests.engines import Side, materializations_of
 
 ZONE = "America/New_York"
 
@@ -70,7 +70,7 @@ def partitioned(source, target, write_project, pg_options):
         })
         defs = build_definitions(project)
         key = dg.AssetKey(list(project.tables[0].asset_key))
-        return defs, defs.get_assets_def(key), defs.get_asset_checks_def(dg.AssetCheckKey(key, "row_count_parity"))
+        return defs, defs.get_assets_def(key), dg.AssetCheckKey(key, "row_count_parity")
 
     return make
 
@@ -93,7 +93,7 @@ def _target_ids(target: Side) -> list[int]:
 
 
 def _rows_written(result: dg.ExecuteInProcessResult, asset) -> int:
-    return result.asset_materializations_for_node(asset.node_def.name)[0].metadata["rows_written"].value
+    return materializations_of(result, asset.key)[0].metadata["rows_written"].value
 
 
 def test_daily_partitions_on_dst_days_land_exactly_their_local_day(source, target, partitioned):
@@ -120,7 +120,7 @@ def test_daily_partitions_on_dst_days_land_exactly_their_local_day(source, targe
     source.execute(f"DELETE FROM {source.qualified('events')} WHERE id = 100002")
     source.execute(f"INSERT INTO {source.qualified('events')} VALUES (100004, '2024-03-10 23:59:59-04', 'changed')")
     rerun = _materialize(defs, [asset], instance, partition_key="2024-03-10")
-    assert rerun.asset_materializations_for_node(asset.node_def.name)[0].metadata["rows_replaced"].value == len(
+    assert materializations_of(rerun, asset.key)[0].metadata["rows_replaced"].value == len(
         expected
     )
     short_day_now = _source_ids(source, "local::date = DATE '2024-03-10'")
@@ -168,7 +168,7 @@ def test_a_partition_range_runs_as_one_run(source, target, partitioned):
     assert len(instance.get_runs()) == 1
     assert _rows_written(result, asset) == len(expected) == (24 + 23 + 24) * 3 + 2
     assert _target_ids(target) == expected
-    keys = {m.partition for m in result.asset_materializations_for_node(asset.node_def.name)}
+    keys = {m.partition for m in materializations_of(result, asset.key)}
     assert keys == {"2024-03-09", "2024-03-10", "2024-03-11"}
 
 
@@ -193,17 +193,17 @@ def test_row_count_check_over_a_partition_window(source, target, partitioned):
 
     def evaluate(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
         assert result.success
-        (evaluation,) = result.get_asset_check_evaluations()
+        (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == check.name]
         return evaluation
 
     def check_only() -> dg.AssetCheckEvaluation:
         """The check alone for the partition, as the UI re-runs it: the asset is not re-synced."""
-        return evaluate(dg.materialize([asset, check], resources=defs.resources, instance=instance,
-                                       selection=dg.AssetSelection.checks(*check.check_keys),
+        return evaluate(dg.materialize([asset], resources=defs.resources, instance=instance,
+                                       selection=dg.AssetSelection.checks(check),
                                        tags={"dagster/partition": "2024-03-10"}))
 
-    synced = evaluate(dg.materialize([asset, check], resources=defs.resources, instance=instance,
-                                     partition_key="2024-03-10"))
+    synced = evaluate(dg.materialize([asset], resources=defs.resources, instance=instance,
+                                     partition_key="2024-03-10"))  # evaluated in the sync's own step
     assert synced.passed and synced.metadata["source_rows"].value == synced.metadata["target_rows"].value == in_day
     _materialize(defs, [asset], instance, partition_key="2024-03-11")
 

@@ -31,9 +31,9 @@ from sync_assets.connectors.interface import SchemaInfo
 from sync_assets.connectors.requests import Filter, ReadRequest
 from sync_assets.connectors.snowflake.connector import SnowflakeConnector
 from sync_assets.errors import ConfigError, ConnectionFailed
-from sync_assets.orchestration.assets import build_table_asset, io_manager_key
-from sync_assets.orchestration.checks import build_row_count_check
+from sync_assets.orchestration.assets import io_manager_key
 from sync_assets.orchestration.io_manager import SyncTargetIOManager
+from sync_assets.orchestration.sync_steps import build_sync_steps
 from sync_assets.sync.engine import sync_table
 from sync_assets.sync.planning import RunOptions
 from sync_assets.types.arrow import logical_type, native_type
@@ -394,14 +394,13 @@ def test_dagster_asset_and_row_count_check(sf, write_project, tmp_path):
            """INSERT INTO "SRC"."ORDERS" VALUES (1, '2024-01-01'), (2, '2024-01-02')""")
     project = duck_project(write_project, tmp_path, sf, {"SRC.ORDERS": {
         "mode": "incremental", "primary_key": ["ID"], "update_key": "UPDATED_AT"}})
-    table = project.tables[0]
     result = dg.materialize(
-        [build_table_asset(project, table), build_row_count_check(project, table)],
+        build_sync_steps(project),
         resources={io_manager_key("duck"): SyncTargetIOManager(config_dir=str(project.config_dir), connection="duck")},
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success
-    [evaluation] = result.get_asset_check_evaluations()
+    [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == "row_count_parity"]
     assert evaluation.passed
     assert evaluation.metadata["source_rows"].value == evaluation.metadata["target_rows"].value == 2
 

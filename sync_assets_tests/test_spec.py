@@ -38,8 +38,15 @@ def test_secrets_come_from_the_environment(write_project, monkeypatch):
     pg = {"kind": "postgres", "options": {"database": "test", "password": {"env": "SYNC_PG_PASSWORD"},
                                           "host": "${SYNC_PG_HOST:-db.internal}"}}
     project = write_project({**config({"a.b": None}), "connections": {"pg": pg, "duck": DUCK}})
-    assert project.connections["pg"].options["password"] == "s3cret"
     assert project.connections["pg"].options["host"] == "db.internal"
+    # a secret stays a reference until a connector opens the connection (a run, not the definitions)
+    assert project.connections["pg"].options["password"] == "${SYNC_PG_PASSWORD}"
+    from sync_assets.connectors import connector_for
+
+    assert connector_for("pg", project.connections["pg"]).opts.password == "s3cret"
+    monkeypatch.delenv("SYNC_PG_PASSWORD")
+    with pytest.raises(ConfigError, match="connection 'pg': key 'password' needs environment variable SYNC_PG_PASS"):
+        connector_for("pg", project.connections["pg"])
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -57,9 +64,9 @@ def test_secrets_come_from_the_environment(write_project, monkeypatch):
     ({"streams": {"a.b": {"columns": ["x"], "primary_key": "id"}}}, r"key 'columns' must include key column 'id'"),
     ({"connections": {"pg": {**PG, "options": {"database": "x", "password": "plain"}}, "duck": DUCK}},
      r"connection 'pg': key 'password' is a secret and must come from the environment"),
-    ({"connections": {"pg": {**PG, "options": {"database": "x", "password": {"env": "SYNC_UNSET_VAR_X"}}},
+    ({"connections": {"pg": {**PG, "options": {"database": "x", "user": {"env": "SYNC_UNSET_VAR_X"}}},
                       "duck": DUCK}},
-     r"connection 'pg': key 'password' needs environment variable SYNC_UNSET_VAR_X"),
+     r"connection 'pg': key 'user' needs environment variable SYNC_UNSET_VAR_X"),
     ({"connections": {"pg": {**PG, "options": {"database": "x", "hots": "y"}}, "duck": DUCK}},
      r"connection 'pg': key 'options.hots': unknown key"),
     ({"connections": {"pg": PG, "duck": {**DUCK, "role": "source"}}},

@@ -47,8 +47,9 @@ def test_status_shows_both_sides_and_the_last_sync(tmp_path, pg, pg_options, sch
     project = load_project(config)
     defs = build_definitions(project)
     with dg.DagsterInstance.get() as instance:
-        orders = defs.get_assets_def(dg.AssetKey([f"{source}_copy", "orders"]))
-        assert dg.materialize([orders], resources=defs.resources, instance=instance).success
+        key = dg.AssetKey([f"{source}_copy", "orders"])
+        assert dg.materialize([defs.get_assets_def(key)], selection=[key], resources=defs.resources,
+                              instance=instance).success
     pg.execute(f'INSERT INTO "{source}".orders VALUES (6)')
 
     assert main(["--config", str(config), "status"]) == 0

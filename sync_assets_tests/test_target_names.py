@@ -62,7 +62,8 @@ def _targets(kind: str, schema: str, tmp_path, pg_options) -> tuple[dict, callab
     if kind == "postgres":
         def tables(pg) -> dict:
             names = pg.execute("SELECT table_schema, table_name FROM information_schema.tables "
-                               "WHERE starts_with(table_schema, %s)", (schema + "_",)).fetchall()
+                               "WHERE starts_with(table_schema, %s) AND table_name <> '_sync_row_counts'",
+                               (schema + "_",)).fetchall()
             return {(s, t): sorted(pg.execute(f"SELECT id, v FROM {_stream(s, t)}").fetchall()) for s, t in names}
         return {"kind": "postgres", "options": pg_options}, tables
 
@@ -70,7 +71,8 @@ def _targets(kind: str, schema: str, tmp_path, pg_options) -> tuple[dict, callab
 
     def duck_tables(pg) -> dict:
         with duckdb.connect(str(path)) as conn:
-            names = conn.execute("SELECT table_schema, table_name FROM information_schema.tables").fetchall()
+            names = conn.execute("SELECT table_schema, table_name FROM information_schema.tables "
+                                 "WHERE table_name <> '_sync_row_counts'").fetchall()
             return {(s, t): sorted(conn.execute(f"SELECT id, v FROM {_stream(s, t)}").fetchall()) for s, t in names}
     return {"kind": "duckdb", "options": {"path": str(path)}}, duck_tables
 

@@ -13,7 +13,7 @@ import pytest
 
 from sync_assets.connectors import connector_for, dead_letters
 from sync_assets.errors import ConfigError, DataError
-from sync_assets_tests.engines import make_row
+from sync_assets_tests.engines import make_row, materializations_of
 from sync_assets_tests.test_modes import only_pairs, pair, sync  # noqa: F401  (fixtures: every source/target pair)
 
 RAW = "erp raw"
@@ -188,7 +188,7 @@ def test_dagster_shows_the_transformed_schema_and_column_lineage(pair, sync):
     defs = build_definitions(sync.project)
     key = dg.AssetKey(list(sync.project.tables[0].asset_key))
     result = dg.materialize([defs.get_assets_def(key)], resources=defs.resources)
-    (materialization,) = result.asset_materializations_for_node(defs.get_assets_def(key).node_def.name)
+    (materialization,) = materializations_of(result, key)
     columns = {c.name: c for c in materialization.metadata["dagster/column_schema"].value.columns}
     assert list(columns) == ["id", "amount", "day", "contact_email", "country", "amount_eur"]
     assert columns["contact_email"].description == "renamed from email; trim; empty_to_null; lowercase"

@@ -9,7 +9,7 @@ from sync_assets.cli.main import main
 from sync_assets.verify import diff
 from sync_assets.verify.sides import diff_table
 from sync_assets_tests.conftest import connectors
-from sync_assets_tests.engines import make_row
+from sync_assets_tests.engines import check_evaluation, make_row
 from sync_assets_tests.test_modes import only_pairs, pair, sync  # noqa: F401  (fixtures: every source/target pair)
 
 FULL = {"mode": "full_refresh", "primary_key": "Id"}
@@ -106,14 +106,14 @@ def test_rows_match_check_on_a_dagster_materialization(pair, sync, mode):
     defs = build_definitions(sync.project)
     table = sync.project.tables[0]
     asset = defs.get_assets_def(dg.AssetKey(list(table.asset_key)))
-    check = next(c for c in defs.asset_checks if "rows_match" in {k.name for k in c.check_keys})
+    check = dg.AssetCheckKey(dg.AssetKey(list(table.asset_key)), "rows_match")
     instance = dg.DagsterInstance.ephemeral()
-    first = dg.materialize([asset, check], resources=defs.resources, instance=instance)
-    (passed,) = first.get_asset_check_evaluations()
+    first = dg.materialize([asset], resources=defs.resources, instance=instance)  # checked in the sync's step
+    passed = check_evaluation(first, "rows_match")
     assert passed.passed and passed.metadata["source_rows"].value == 200
     target.execute(f'UPDATE {target.qualified()} SET "select" = -1 WHERE "Id" = 77')
-    checked = dg.materialize([asset, check], resources=defs.resources, instance=instance,
-                             selection=dg.AssetSelection.checks(*check.check_keys))
+    checked = dg.materialize([asset], resources=defs.resources, instance=instance,
+                             selection=dg.AssetSelection.checks(check))  # the check on its own
     (failed,) = checked.get_asset_check_evaluations()
     assert not failed.passed and failed.metadata["differing_buckets"].value == 1
     if mode == "full":
@@ -131,12 +131,11 @@ def test_rows_match_every_n_evaluations(pair, sync):
     sync({**FULL, "verify": {"mode": "checksum", "every": 3}})
     defs = build_definitions(sync.project)
     asset = defs.get_assets_def(dg.AssetKey(list(sync.project.tables[0].asset_key)))
-    check = next(c for c in defs.asset_checks if "rows_match" in {k.name for k in c.check_keys})
     instance = dg.DagsterInstance.ephemeral()
     compared = []
     for _ in range(4):
-        (evaluation,) = dg.materialize([asset, check], resources=defs.resources,
-                                       instance=instance).get_asset_check_evaluations()
+        evaluation = check_evaluation(dg.materialize([asset], resources=defs.resources, instance=instance),
+                                      "rows_match")
         compared.append(evaluation.metadata["compared"].value)
         assert evaluation.passed
     assert compared == [True, False, False, True]

@@ -16,22 +16,31 @@ PATH_KEYS = frozenset({"path", "private_key_file"})
 
 
 SECRET_KEYS = frozenset({"password", "private_key_passphrase", "token", "webhook_url"})
+CONNECTION_SECRET_KEYS = SECRET_KEYS | {"key"}
+"""Connection options (an HTTP connection's ``auth`` too) read from the environment only when a
+connector is opened (``connectors.connector_for``), not when definitions load."""
 
 
 ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def resolve_env(value: Any, where: str, key: str = "") -> Any:
-    """Replace ``{env: NAME}`` and ``${NAME}`` / ``${NAME:-default}`` by environment values."""
+def resolve_env(value: Any, where: str, key: str = "", deferred: frozenset[str] = frozenset()) -> Any:
+    """Replace ``{env: NAME}`` and ``${NAME}`` / ``${NAME:-default}`` by environment values. Values
+    of ``deferred`` keys stay references (``${NAME}``), resolved by a later call: a connection's
+    secrets are read when a run opens it, so a worker that never opens it need not have them."""
     if isinstance(value, dict) and set(value) == {"env"}:
         name = value["env"]
+        if key in deferred:
+            return "${" + name + "}"
         if name not in os.environ:
             raise ConfigError(f"{where}: key {key!r} needs environment variable {name}, which is not set")
         return os.environ[name]
     if isinstance(value, dict):
-        return {k: resolve_env(v, where, k) for k, v in value.items()}
+        return {k: resolve_env(v, where, k, deferred) for k, v in value.items()}
     if isinstance(value, list):
-        return [resolve_env(v, where, key) for v in value]
+        return [resolve_env(v, where, key, deferred) for v in value]
+    if isinstance(value, str) and key in deferred:
+        return value
     if isinstance(value, str):
         def substitute(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)

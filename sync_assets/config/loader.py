@@ -7,12 +7,20 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from sync_assets.config.environment import PATH_KEYS, SECRET_KEYS, check_secrets, resolve_alert_secrets, resolve_env
-from sync_assets.config.models import AlertsSpec, ConfigFile, ConnectionSpec, ScheduleSpec
+from sync_assets.config.environment import (
+    CONNECTION_SECRET_KEYS,
+    PATH_KEYS,
+    SECRET_KEYS,
+    check_secrets,
+    resolve_alert_secrets,
+    resolve_env,
+)
+from sync_assets.config.models import ConfigFile, ConnectionSpec, ExecutionSpec, ScheduleSpec
 from sync_assets.config.names import TableName
 from sync_assets.config.project import Project, TableSpec
 from sync_assets.config.streams import enabled_streams, resolve_table
@@ -84,7 +92,7 @@ def load_files(files: list[Path], config_dir: Path | None = None, *,
         for name, conn in cfg.connections.items():
             if name in connections:
                 raise ConfigError(f"{path}: connection {name!r} is defined twice")
-            resolved = resolve_env(conn.options, f"{path}: connection {name!r}")
+            resolved = resolve_env(conn.options, f"{path}: connection {name!r}", deferred=CONNECTION_SECRET_KEYS)
             for key in PATH_KEYS & set(resolved):
                 if resolved[key] and not Path(resolved[key]).is_absolute():
                     resolved[key] = str((path.parent / resolved[key]).resolve())
@@ -126,12 +134,13 @@ def load_files(files: list[Path], config_dir: Path | None = None, *,
                 seen_keys[table.asset_key] = table.label
                 tables.append(table)
     schedules = _collect_schedules(parsed, tables)
-    alerts = _single_alerts_section(parsed)
+    alerts = _single_section(parsed, "alerts")
+    execution = _single_section(parsed, "execution") or ExecutionSpec()
     from sync_assets.config.lineage import resolve_dependencies
 
     foreign_keys = [(path, fk) for path, cfg in parsed if cfg.lineage for fk in cfg.lineage.foreign_keys]
     return Project(connections, resolve_dependencies(tables, foreign_keys), config_dir or files[0].parent,
-                   schedules, alerts)
+                   schedules, alerts, execution)
 
 
 def wildcard_schemas(config_dir: str | Path) -> dict[str, set[str]]:
@@ -168,8 +177,9 @@ def _collect_schedules(parsed: list[tuple[Path, ConfigFile]], tables: list[Table
     return schedules
 
 
-def _single_alerts_section(parsed: list[tuple[Path, ConfigFile]]) -> AlertsSpec | None:
-    found = [(path, cfg.alerts) for path, cfg in parsed if cfg.alerts is not None]
+def _single_section(parsed: list[tuple[Path, ConfigFile]], key: str) -> Any:
+    """The project's one ``alerts`` or ``execution`` section (None when no file has it)."""
+    found = [(path, getattr(cfg, key)) for path, cfg in parsed if getattr(cfg, key) is not None]
     if len(found) > 1:
-        raise ConfigError(f"{found[1][0]}: key 'alerts' is already defined in {found[0][0]}; keep one alerts section")
+        raise ConfigError(f"{found[1][0]}: key {key!r} is already defined in {found[0][0]}; keep one {key} section")
     return found[0][1] if found else None

@@ -63,6 +63,9 @@ class ConnectionSpec(_Strict):
     role: Literal["source", "target", "both"] = "both"
     protected: bool = False
     max_concurrent_reads: int = Field(default=4, ge=1)
+    max_parallel: int = Field(default=4, ge=1)
+    """Tables one step syncs at once from this connection (and into it, for a database target;
+    a DuckDB file takes one writer, so writes into it go one at a time whatever this says)."""
     change_sensor: ChangeSensorSpec | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -536,11 +539,32 @@ class ReplicationFile(_Strict):
     streams: dict[str, StreamOptions | None]
 
 
+class CelerySpec(_Strict):
+    """The Celery broker and result backend the Celery executor and its workers share."""
+
+    broker: str = "redis://127.0.0.1:6379/0"
+    backend: str = "redis://127.0.0.1:6379/1"
+
+
+class ExecutionSpec(_Strict):
+    """How a run executes its steps (one ``execution:`` block per project; ``SYNC_ASSETS_EXECUTOR``
+    overrides ``executor``). See docs/deployment.md."""
+
+    executor: Literal["in_process", "multiprocess", "celery", "k8s"] = "in_process"
+    max_concurrent: int = Field(default=4, ge=1)
+    """Steps at once (``multiprocess``)."""
+    celery: CelerySpec = CelerySpec()
+    single_machine: bool = False
+    """``celery``: every worker runs on this machine, so a DuckDB target is one file they take
+    turns on. Without it a distributed executor refuses DuckDB targets."""
+
+
 class ConfigFile(_Strict):
     connections: dict[str, ConnectionSpec] = Field(default_factory=dict)
     replications: list[ReplicationFile] = Field(default_factory=list)
     schedules: dict[str, ScheduleSpec] = Field(default_factory=dict)
     alerts: AlertsSpec | None = None
+    execution: ExecutionSpec | None = None
     lineage: LineageSpec | None = None
     catalog: dict[str, dict[str, list[str]]] = Field(default_factory=dict)
 

@@ -15,6 +15,7 @@ from sync_assets.config.models import (
     ColumnRules,
     ConnectionSpec,
     DeleteDetection,
+    ExecutionSpec,
     HttpEndpoint,
     PartitionSpec,
     RetrySpec,
@@ -121,6 +122,7 @@ class Project:
     config_dir: Path
     schedules: dict[str, ScheduleSpec] = field(default_factory=dict)
     alerts: AlertsSpec | None = None
+    execution: ExecutionSpec = ExecutionSpec()
 
     def table(self, name: str) -> TableSpec:
         for table in self.tables:

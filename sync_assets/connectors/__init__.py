@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 
+from sync_assets.config.environment import resolve_env
 from sync_assets.config.models import ConnectionSpec
 from sync_assets.connectors.interface import Connector
 from sync_assets.errors import ConfigError
@@ -29,4 +30,5 @@ def connector_for(name: str, spec: ConnectionSpec, *, read_only: bool = False) -
         raise ConfigError(f"connection kind {spec.kind!r} is not supported yet; "
                           f"supported: {', '.join(CONNECTOR_CLASSES)}")
     module_name, class_name = CONNECTOR_CLASSES[spec.kind]
+    spec = spec.model_copy(update={"options": resolve_env(spec.options, f"connection {name!r}")})  # its secrets
     return getattr(importlib.import_module(module_name), class_name)(name, spec, read_only=read_only)

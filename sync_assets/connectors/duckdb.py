@@ -252,6 +252,11 @@ class DuckDBConnector(SqlConnector):
                                      native_kind=KIND, native_type=duck_type, logical=logical))
         return pa.schema(fields)
 
+    def enforces_primary_key(self, table: TableName, key: Sequence[str]) -> bool:
+        rows = self.fetch("SELECT constraint_column_names FROM duckdb_constraints() WHERE schema_name = ? AND "
+                          "table_name = ? AND constraint_type = 'PRIMARY KEY'", (table.schema or "main", table.name))
+        return bool(rows) and set(rows[0][0]) == set(key)
+
     def table_schema(self, table: TableName) -> pa.Schema | None:
         if not self.path.exists() and not self.read_only:
             return None

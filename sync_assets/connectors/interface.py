@@ -89,6 +89,7 @@ class SqlTarget(Protocol):
     def drop_table_sql(self, table: TableName) -> str: ...
     def render_select(self, request: ReadRequest, schema: pa.Schema) -> tuple[str, list[Any]]: ...
     def limit_clause(self, limit: int) -> str: ...
+    def count_rows(self, conn: Any, table: TableName) -> int: ...
 
 
 StructureKeepingReplace = Callable[[TableName, pa.Schema, dict[str, str]], list[str]]
@@ -116,6 +117,9 @@ class WriteResult:
     columns_added: list[str] = field(default_factory=list)
     statements: list[str] = field(default_factory=list)
     native_path: bool = False
+    target_rows: int | None = None
+    """Rows in the table after the commit, as the apply kept count (``connectors.row_counts``);
+    None when the connector keeps none."""
 
 
 @dataclass(frozen=True)
@@ -183,6 +187,8 @@ class Connector(ABC):
         self.spec = spec
         self.options = spec.options
         self._held_locks: dict[TableName, int] = {}
+        self._idle: list[Any] | None = None
+        """Connections kept for the next ``session`` while ``reusing_connections`` is in force."""
         self.read_only = read_only or not spec.writable
         """Every session this connector opens is read-only (as far as its engine allows): it reads
         a source, or the connection is never written (``role: source``, ``protected``)."""
@@ -193,12 +199,46 @@ class Connector(ABC):
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Any]:
-        """A connection for control statements, closed afterwards."""
-        conn = self.connect()
+        """A connection for control statements, closed afterwards; inside ``reusing_connections``
+        one kept from an earlier session, given back (its transaction rolled back) if it ended well."""
+        idle = self._idle
+        conn = idle.pop() if idle else self.connect()
         try:
             yield conn
-        finally:
+        except BaseException:
             conn.close()
+            raise
+        if idle is None or self._idle is not idle or not self.reset_for_reuse(conn):
+            conn.close()
+        else:
+            idle.append(conn)
+
+    def reset_for_reuse(self, conn: Any) -> bool:
+        """Make a session's connection ready for the next one (nothing left of its transaction);
+        False when it cannot be reused. Safe for DB-API connections whose sessions set nothing
+        beyond their own transaction; a connector whose sessions do overrides this."""
+        try:
+            self.rollback(conn)
+            return True
+        except Exception:
+            return False
+
+    @contextlib.contextmanager
+    def reusing_connections(self) -> Iterator[None]:
+        """Sessions opened inside reuse one another's connections (threads each take their own),
+        which saves a connection set-up per catalog query when many small tables sync in one step;
+        every kept connection is closed on the way out."""
+        if self._idle is not None:
+            yield
+            return
+        self._idle = idle = []
+        try:
+            yield
+        finally:
+            self._idle = None
+            for conn in idle:
+                with contextlib.suppress(Exception):
+                    conn.close()
 
     # -- catalog -------------------------------------------------------------------------------
     @abstractmethod
@@ -256,6 +296,11 @@ class Connector(ABC):
     def count(self, request: ReadRequest, schema: pa.Schema) -> int:
         sql, params = self.render_select(request, schema, count_only=True)
         return int(self.scalar(sql, params) or 0)
+
+    def enforces_primary_key(self, table: TableName, key: Sequence[str]) -> bool:
+        """True when ``table``'s own PRIMARY KEY constraint is on exactly ``key``, so it cannot
+        hold two rows with one key (False: no such constraint, or the engine does not say)."""
+        return False
 
     def max_value(self, table: TableName, column: str) -> Any:
         return self.scalar(f"SELECT MAX({self.quote(column)}) FROM {self.qualified(table)}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -24,7 +25,7 @@ from typing import Any
 import pyarrow as pa
 
 from sync_assets.config.names import TableName
-from sync_assets.connectors import dead_letters, deletes, hash_delta, orphans
+from sync_assets.connectors import dead_letters, deletes, hash_delta, orphans, row_counts
 from sync_assets.connectors.interface import Connector, StructureKeepingReplace, WriteOp, WriteResult
 from sync_assets.connectors.locking import (
     LEGACY_STAGING_SUFFIX,
@@ -40,6 +41,12 @@ from sync_assets.types.arrow import declared_type, fits_in
 from sync_assets.types.value_edges import Problem
 
 log = logging.getLogger("sync_assets")
+
+
+_SHARED_OBJECTS = threading.RLock()
+"""Held while a write creates what the tables of a schema share (the schema itself, the dead
+letters and delete-run counters): threads of one step that sync tables of a new schema at once
+would otherwise each find it missing and all but one fail to create it."""
 
 
 class SqlConnector(Connector):
@@ -171,9 +178,40 @@ class SqlConnector(Connector):
         )
         return [TableName(table.schema, name) for (name,) in rows if is_staging_name(name, prefix, table.name)]
 
+    @property
+    def _schemas_ready(self) -> set[str | None]:
+        """Schemas this connector has seen with what their tables share (the schema itself, the row counts table)."""
+        return self.__dict__.setdefault("_schemas_ready_set", set())
+
     def write(self, op: WriteOp, stream: SourceStream, reads: SourceReads | None = None) -> WriteResult:
         with self.writer_lock(op.table, op.lock_timeout_s):
             return self._write_locked(op, stream, reads or SourceReads())
+
+    def _create_shared_objects(self, conn: Any, op: WriteOp, existing: pa.Schema | None, quarantines: bool,
+                               result: WriteResult) -> None:
+        """Create what the tables of a schema share, when missing: the schema, its row counts, its
+        delete-run counters and dead letters. In this process one thread at a time; another
+        process creating one at the same moment makes the statement fail, after which a second
+        look finds it there."""
+        with _SHARED_OBJECTS:
+            for second_look in (False, True):
+                shared = []
+                if op.table.schema not in self._schemas_ready:
+                    shared += self._schema_sql(op.table) + row_counts.prepare_sql(self, op.table)
+                if op.deletes is not None and op.kind == "merge":
+                    shared += deletes.prepare_sql(self, op.table, existing)
+                if quarantines:
+                    shared += dead_letters.prepare_sql(self, op.table)
+                try:
+                    if shared:
+                        self._run(conn, shared, result)
+                        self.commit(conn)
+                    break
+                except Exception:
+                    self.rollback(conn)
+                    if second_look:
+                        raise
+            self._schemas_ready.add(op.table.schema)
 
     def _staging_types(self, stream: SourceStream, target_types: Sequence[str]) -> list[str]:
         """Staging column types: the target's, when the stream's native bytes load into them as
@@ -205,17 +243,14 @@ class SqlConnector(Connector):
             staging_types = self._staging_types(stream, [target_types[f.name] for f in schema])
             casts = {f.name: target_types[f.name] for f, st in zip(schema, staging_types, strict=True)
                      if st != target_types[f.name]}
-            prepare = [self.drop_table_sql(leftover) for leftover in self.leftover_staging(conn, op.table)
-                       if delta is None or leftover != delta.table]
-            prepare += self._schema_sql(op.table)
-            prepare += self.create_types_sql(conn, op.table, schema, target_types)
-            prepare.append(self.create_table_sql(staging, schema, staging_types))
-            if op.deletes is not None and op.kind == "merge":
-                prepare += deletes.prepare_sql(self, op.table, existing)
             quarantine = None
             if op.on_bad_rows == "quarantine" or (op.parent_keys and op.orphans != "fail"):
                 quarantine = dead_letters.Quarantine(op)
-                prepare += dead_letters.prepare_sql(self, op.table)
+            self._create_shared_objects(conn, op, existing, quarantine is not None, result)
+            prepare = [self.drop_table_sql(leftover) for leftover in self.leftover_staging(conn, op.table)
+                       if delta is None or leftover != delta.table]
+            prepare += self.create_types_sql(conn, op.table, schema, target_types)
+            prepare.append(self.create_table_sql(staging, schema, staging_types))
             if op.on_bad_rows == "quarantine":
                 into = existing if existing is not None and (op.kind != "replace" or keeper is not None) else None
                 self._screen(quarantine, stream, into)  # type: ignore[arg-type]
@@ -225,7 +260,7 @@ class SqlConnector(Connector):
             try:
                 started = time.monotonic()
                 rows, result.native_path = self.bulk_load(conn, staging, stream, schema)
-                log.info("loaded %s rows into staging %s in %.2fs (%s path)", f"{rows:,}", staging,
+                log.debug("loaded %s rows into staging %s in %.2fs (%s path)", f"{rows:,}", staging,
                          time.monotonic() - started, "native" if result.native_path else "arrow")
                 attempts: dict[str, int] = {}
                 if op.parent_keys and op.orphans == "wait":
@@ -437,6 +472,7 @@ class SqlConnector(Connector):
         counts from the apply statements themselves; a count that disagrees with the staged rows
         raises before the commit, so the target stays as it was."""
         columns = schema.names
+        rebuilt = op.kind != "hash_delta" and (keeper is not None or op.kind == "replace" or existing is None)
         if quarantine is not None:  # first: a replace's staging becomes the target below
             quarantine.apply(self, conn, staging, schema, result)
         if op.kind == "hash_delta":
@@ -452,7 +488,7 @@ class SqlConnector(Connector):
                 self._check_unique_before_apply(conn, op, staging, into=op.table if existing is not None else None)
                 hash_delta.apply(self, conn, op.table, staging, delta.table, columns, op.primary_key, casts,
                                  target_types, existing, delta.rows - (quarantine.count if quarantine else 0), result)
-        elif keeper is not None or op.kind == "replace" or existing is None:
+        elif rebuilt:
             self._check_unique_before_apply(conn, op, staging)
             previous = self.count_rows(conn, op.table) if existing is not None else 0
             statements = (keeper(staging, schema, casts) if keeper is not None
@@ -482,6 +518,7 @@ class SqlConnector(Connector):
                 result.statements.append(insert)
                 self._expect(op, "the insert added", result.rows_inserted, rows)
         result.rows_written = result.rows_inserted + result.rows_updated
+        result.target_rows = row_counts.record(self, conn, op.table, result, rebuilt)
         self.commit(conn)
 
     def _swap_sql(self, op: WriteOp, staging: TableName, schema: pa.Schema, existing: pa.Schema | None,
@@ -544,6 +581,10 @@ class SqlConnector(Connector):
     def primary_key_columns(self, conn: Any, table: TableName) -> set[str]:
         """The columns of ``table``'s PRIMARY KEY constraint (empty: none, or not looked up)."""
         return set()
+
+    def enforces_primary_key(self, table: TableName, key: Sequence[str]) -> bool:
+        with self.session() as conn:
+            return self.primary_key_columns(conn, table) == set(key)
 
     def _check_unique_before_apply(self, conn: Any, op: WriteOp, staging: TableName,
                                    into: TableName | None = None) -> None:

@@ -1,11 +1,9 @@
-"""Dagster wiring for tables: one asset per table spec, with partitions, pools, deps and metadata.
+"""How a table looks in Dagster: its asset spec (key, group, kinds, partitions, deps, definition
+metadata), its pool and tags, and the materialization metadata made from a sync's result (rows,
+duration, rows/s, watermarks, window, SQL, column schema and lineage, chunk progress).
 
-Thin on purpose: the asset syncs one table through ``policies.sync_with_policies`` (schema-drift
-policy, background-copy chunks) and turns the result into materialization metadata (rows,
-duration, rows/s, watermarks, window, SQL, column schema, chunk progress). Foreign-key parents
-are asset deps, so a run of several tables loads parents first. Transient errors are retried
-with exponential backoff and jitter (``retries``); data errors fail at once. A dry run logs the
-plan and materializes nothing.
+Foreign-key parents are asset deps, so a run of several tables loads parents first. The steps
+that sync tables (many per step) are built in ``sync_steps``.
 """
 
 from datetime import date, datetime
@@ -13,32 +11,13 @@ from datetime import date, datetime
 import dagster as dg
 
 from sync_assets.config.project import Project, TableSpec
-from sync_assets.connectors import connector_for
 from sync_assets.sync.chunking import ChunkProgress
 from sync_assets.sync.engine import SyncResult
-from sync_assets.sync.planning import RunOptions
-from sync_assets.sync.policies import sync_with_policies
-from sync_assets.sync.retries import backoff_seconds, is_transient
 
 TRIGGER_TAG = "sync_assets/trigger"
 """Run tag saying what requested a run (``schedule:<name>``, ``sensor:<name>``)."""
 KIND_BADGES = {"postgres": "postgres", "duckdb": "duckdb", "mssql": "sqlserver", "snowflake": "snowflake",
                "http": "api"}
-
-
-class SyncRunConfig(dg.Config):
-    """Run-time options, set in the launchpad or with ``--config-json`` on the CLI."""
-
-    dry_run: bool = False
-    """Plan and count, print the SQL; write nothing and record no materialization."""
-    full_refresh: bool = False
-    """Rebuild an incremental table from scratch (staging and swap)."""
-    window_start: str | None = None
-    """Re-run a watermark window: rows with update_key > window_start ..."""
-    window_end: str | None = None
-    """... and <= window_end (both in the update key's own type, as text)."""
-    detect_deletes: bool = False
-    """Tables with ``deletes``: compare every source key with the target's this run."""
 
 
 def pool_for(project: Project, table: TableSpec) -> str:
@@ -167,56 +146,19 @@ def _lag_seconds(value) -> float | None:
     return None
 
 
-def build_table_asset(project: Project, table: TableSpec) -> dg.AssetsDefinition:
+def asset_spec(project: Project, table: TableSpec) -> dg.AssetSpec:
+    """The table's asset as the UI shows it: key, group, kinds, deps, partitions and metadata
+    (the step that syncs it is built by ``sync_steps``)."""
     source_spec, target_spec = project.connections[table.source], project.connections[table.target]
-    partitions_def = partitions_for(table)
-
-    @dg.asset(
+    return dg.AssetSpec(
         key=dg.AssetKey(list(table.asset_key)),
-        op_tags=op_tags(table),
         group_name=table.group,
         kinds={KIND_BADGES[source_spec.kind], KIND_BADGES[target_spec.kind]},
         description=table.description or f"Copy of {table.source_object} from {table.source} "
                                           f"into {table.target_table} on {table.target} ({table.mode}).",
         code_version=table.fingerprint(),
-        partitions_def=partitions_def,
-        backfill_policy=dg.BackfillPolicy.single_run() if partitions_def else None,
-        pool=pool_for(project, table),
+        partitions_def=partitions_for(table),
         metadata=definition_metadata(project, table),
-        io_manager_key=io_manager_key(table.target),
-        output_required=False,
+        skippable=True,
         deps=[dg.AssetKey(list(parent)) for parent in table.deps],
-    )
-    def _sync(context: dg.AssetExecutionContext, config: SyncRunConfig):
-        options = RunOptions(
-            dry_run=config.dry_run, full_refresh=config.full_refresh, window_start=config.window_start,
-            window_end=config.window_end,
-            partition_window=tuple(context.partition_time_window) if partitions_def else None,
-            detect_deletes=config.detect_deletes, trigger=context.run.tags.get(TRIGGER_TAG),
-            run_id=context.run.run_id,
-        )
-        source = connector_for(table.source, source_spec, read_only=True)
-        target = connector_for(table.target, target_spec)
-        try:
-            synced = sync_with_policies(table, source, target, options)
-        except Exception as exc:
-            if not is_transient(exc) or context.retry_number >= table.retries.max_retries:
-                raise
-            wait = backoff_seconds(table.retries, context.retry_number)
-            context.log.warning(f"{table.name}: transient error, retry {context.retry_number + 1} of "
-                                f"{table.retries.max_retries} in {wait:.1f}s: {exc}")
-            raise dg.RetryRequested(max_retries=table.retries.max_retries, seconds_to_wait=wait) from exc
-        result = synced.result  # the engine has logged the plan, progress and figures (sync_assets logger)
-        if config.dry_run:
-            context.log.info(
-                f"DRY RUN for {table.name}: {result.expected_rows:,} rows would be read with:\n"
-                f"{result.source_sql}\n" + "\n".join(result.statements)
-            )
-            return
-        metadata = materialization_metadata(result)
-        if synced.chunk is not None:
-            metadata.update(chunk_metadata(synced.chunk))
-            context.log.info(f"{table.name}: {synced.chunk.describe()}")
-        yield dg.MaterializeResult(metadata=metadata)
-
-    return _sync
+    ).with_io_manager_key(io_manager_key(table.target))

@@ -1,5 +1,5 @@
-"""Asset checks for synced tables: row-count parity, schema drift, primary-key uniqueness and
-freshness.
+"""Asset checks for synced tables: row-count parity, schema drift, primary-key uniqueness,
+rows match, dead letters and freshness.
 
 - ``row_count_parity`` counts the same slice on both sides: the whole (filtered) source for full
   refresh, rows up to the target's watermark for incremental tables, and the partition's time
@@ -13,135 +13,197 @@ freshness.
   letters of the table: rows the target could not take, kept in ``_sync_dead_letters`` until a
   retry (``sync-assets dead-letters TABLE --retry``) or a later run loads them.
 - ``primary_key_unique`` (merge tables) finds duplicate keys in the target; it is blocking, so
-  downstream assets do not run on a broken table.
+  downstream assets do not run on a broken table. A target whose own PRIMARY KEY constraint is
+  on exactly those columns cannot hold duplicates: the check says so from the catalog instead of
+  grouping the whole table.
 - Freshness (``freshness: "6 hours"``) uses Dagster's last-update freshness checks, evaluated by
   their sensor; a failed one is an alert like any failed check. Dagster 1.13 marks these checks
   superseded by ``FreshnessPolicy``, but that API is a preview that needs ``freshness: enabled``
   in ``dagster.yaml``, records no check result and offers alerts only in Dagster+; the checks
   stay until it is stable, and their supersession warning is silenced here, in one place.
 
-The checks are separate from the sync step, so a dry run records nothing and each can be re-run
-from the UI on its own.
+The first five are check specs of the step that syncs the table (``sync_steps``): after a sync
+they are evaluated in the same step from the figures the sync already has (its row counts, its
+watermark, the target schema it read after the commit), so a run costs no second count of the
+target. Selected on their own (re-run from the UI), they query both sides from scratch
+(``evaluate_on_its_own``). A dry run records none.
 """
 
 import warnings
 from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 
 import dagster as dg
 import pyarrow as pa
 
 from sync_assets.config.project import Project, TableSpec
-from sync_assets.connectors import connector_for, dead_letters
+from sync_assets.connectors import dead_letters
 from sync_assets.connectors.deletes import live_rows_condition
 from sync_assets.connectors.interface import Connector
 from sync_assets.connectors.requests import Filter, ReadRequest
-from sync_assets.orchestration.assets import op_tags, partitions_for, pool_for
+from sync_assets.orchestration.assets import partitions_for
 from sync_assets.sync.planning import as_column_value, base_read, source_schema
-from sync_assets.sync.policies import current_drift
-from sync_assets.sync.schema_drift import categories_with
+from sync_assets.sync.policies import PolicySyncResult, current_drift
+from sync_assets.sync.schema_drift import SchemaDrift, categories_with, compare
 from sync_assets.verify.sides import diff_table
 
 FRESHNESS_SENSOR = "sync_freshness_checks"
+ROW_COUNT, SCHEMA_DRIFT, PRIMARY_KEY, ROWS_MATCH, DEAD_LETTERS = (
+    "row_count_parity", "schema_drift", "primary_key_unique", "rows_match", "no_dead_letters")
 
 
-def build_row_count_check(project: Project, table: TableSpec) -> dg.AssetChecksDefinition:
+def is_merge_table(table: TableSpec) -> bool:
+    return table.mode in ("incremental", "smart", "hash_delta") and bool(table.primary_key)
+
+
+def check_specs(table: TableSpec) -> list[dg.AssetCheckSpec]:
+    """The checks of one table, as specs of the step that syncs it."""
+    key = dg.AssetKey(list(table.asset_key))
     partitions_def = partitions_for(table)
+    specs = []
+    if table.endpoint is None:  # an API cannot count its records up to a watermark
+        specs.append(dg.AssetCheckSpec(
+            ROW_COUNT, asset=key, partitions_def=partitions_def,
+            description="Source and target hold the same number of rows for the synced slice."))
+    specs.append(dg.AssetCheckSpec(
+        SCHEMA_DRIFT, asset=key,
+        description="Source columns against target columns: added, dropped and type-changed columns, "
+                    "each a warning or an error per the table's schema_drift policy."))
+    if is_merge_table(table):
+        specs.append(dg.AssetCheckSpec(PRIMARY_KEY, asset=key, blocking=True,
+                                       description=f"No two target rows share a primary key "
+                                                   f"({', '.join(table.primary_key)})."))
+    if table.verify is not None:
+        specs.append(dg.AssetCheckSpec(
+            ROWS_MATCH, asset=key, partitions_def=partitions_def,
+            description="Source and target hold the same rows with the same values (in-database checksums"
+                        + (", bisected to the differing keys)." if table.verify.mode == "full" else ").")))
+    if table.on_bad_rows == "quarantine":
+        specs.append(dg.AssetCheckSpec(
+            DEAD_LETTERS, asset=key,
+            description="No rows of this table wait in the target's dead letters (_sync_dead_letters)."))
+    return specs
 
-    @dg.asset_check(
-        name="row_count_parity",
-        description="Source and target hold the same number of rows for the synced slice.",
-        partitions_def=partitions_def,
-        **_check_kwargs(project, table),
-    )
-    def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        source = connector_for(table.source, project.connections[table.source], read_only=True)
-        target = connector_for(table.target, project.connections[table.target])
-        target_schema = target.table_schema(table.target_table)
-        if target_schema is None:
-            return dg.AssetCheckResult(passed=False,
-                                       metadata={"reason": f"target table {table.target_table} does not exist"})
-        schema = source_schema(table, source)
-        read = base_read(table, schema)
-        filters, slice_text = _synced_slice(context, table, schema, target)
-        source_rows = source.count(read.with_filters(*filters), schema)
-        live = live_rows_condition(target, target_schema)  # soft-deleted rows are not at the source
-        if live:
-            slice_text += ", rows not soft-deleted"
+
+@dataclass(frozen=True)
+class CheckScope:
+    """What an evaluation knows of its run: the partition window it covers and the instance (history)."""
+
+    instance: dg.DagsterInstance
+    partition_window: tuple[datetime, datetime] | None = None
+
+
+def evaluate_after_sync(table: TableSpec, names: Iterable[str], source: Connector, target: Connector,
+                        scope: CheckScope, synced: PolicySyncResult) -> list[dg.AssetCheckResult]:
+    """The ``names`` checks of a table this step has just synced, from the sync's own figures
+    where they answer the check."""
+    return [_EVALUATORS[name](table, source, target, scope, synced) for name in names]
+
+
+def evaluate_on_its_own(table: TableSpec, name: str, source: Connector, target: Connector,
+                        scope: CheckScope) -> dg.AssetCheckResult:
+    """One check selected without its table's sync: every figure queried from both sides."""
+    return _EVALUATORS[name](table, source, target, scope, None)
+
+
+def _row_count_parity(table: TableSpec, source: Connector, target: Connector, scope: CheckScope,
+                      synced: PolicySyncResult | None) -> dg.AssetCheckResult:
+    result = synced.result if synced is not None else None
+    target_schema = result.target_schema if result is not None else target.table_schema(table.target_table)
+    if target_schema is None:
+        return dg.AssetCheckResult(asset_key=_key(table), check_name=ROW_COUNT, passed=False,
+                                   metadata={"reason": f"target table {table.target_table} does not exist"})
+    schema = result.plan.schema if result is not None else source_schema(table, source)
+    watermark = result.watermark_after if result is not None else None
+    filters, slice_text = synced_slice(table, schema, target, scope.partition_window, watermark)
+    live = live_rows_condition(target, target_schema)  # soft-deleted rows are not at the source
+    if live:
+        slice_text += ", rows not soft-deleted"
+    source_rows = target_rows = None
+    if result is not None and not live:
+        write = result.plan.write.kind
+        if write == "replace" or (write == "overwrite_window" and scope.partition_window is not None):
+            # the same read and the apply that wrote it: nothing to count again on either side
+            source_rows, target_rows = result.rows_read, (result.target_rows if write == "replace"
+                                                           else result.rows_inserted)
+        elif filters == () or _covers_every_target_row(table, filters, target_schema):
+            target_rows = result.target_rows  # every target row is in the slice: the sync's own count
+    if source_rows is None:
+        source_rows = source.count(base_read(table, schema).with_filters(*filters), schema)
+    if target_rows is None:
         target_rows = target.count(ReadRequest(table=table.target_table, filters=filters, where=live), target_schema)
-        return dg.AssetCheckResult(
-            passed=source_rows == target_rows,
-            description=f"{slice_text}: source has {source_rows:,} rows, target {target_rows:,}",
-            metadata={"source_rows": source_rows, "target_rows": target_rows,
-                      "difference": target_rows - source_rows, "slice": slice_text},
-        )
+    return dg.AssetCheckResult(
+        asset_key=_key(table), check_name=ROW_COUNT,
+        passed=source_rows == target_rows,
+        description=f"{slice_text}: source has {source_rows:,} rows, target {target_rows:,}",
+        metadata={"source_rows": source_rows, "target_rows": target_rows,
+                  "difference": target_rows - source_rows, "slice": slice_text},
+    )
 
-    return _check
+
+def _covers_every_target_row(table: TableSpec, filters: tuple[Filter, ...], target_schema: pa.Schema) -> bool:
+    """True when the slice is ``update_key <= MAX(update_key)`` of a NOT NULL target column: it holds every row."""
+    return (len(filters) == 1 and filters[0].column == table.update_key and filters[0].op == "<="
+            and table.update_key in target_schema.names and not target_schema.field(table.update_key).nullable)
 
 
-def _synced_slice(context: dg.AssetCheckExecutionContext, table: TableSpec, schema: pa.Schema,
-                  target: Connector) -> tuple[tuple[Filter, ...], str]:
+def synced_slice(table: TableSpec, schema: pa.Schema, target: Connector,
+                 partition_window: tuple[datetime, datetime] | None, watermark=None
+                 ) -> tuple[tuple[Filter, ...], str]:
     """The rows a check compares, as filters both sides take, and how to say it: the partition's
-    window, rows up to the target's watermark for incremental tables, or the whole table."""
-    if table.partition is not None and context.has_partition_key:
+    window, rows up to the target's watermark (``watermark`` when the caller has just read it)
+    for incremental tables, or the whole table."""
+    if table.partition is not None and partition_window is not None:
         column = table.partition.column
-        low, high = (as_column_value(v, schema.field(column), table.partition.timezone)
-                     for v in context.partition_time_window)
+        low, high = (as_column_value(v, schema.field(column), table.partition.timezone) for v in partition_window)
         return (Filter(column, ">=", low), Filter(column, "<", high)), f"{column} in [{low}, {high})"
     if table.update_key and table.mode != "full_refresh":
-        watermark = target.max_value(table.target_table, table.update_key)
+        if watermark is None:
+            watermark = target.max_value(table.target_table, table.update_key)
         if watermark is not None:
             return (Filter(table.update_key, "<=", watermark),), f"{table.update_key} <= {watermark}"
     return (), "whole table"
 
 
-def build_rows_match_check(project: Project, table: TableSpec) -> dg.AssetChecksDefinition:
+def _rows_match(table: TableSpec, source: Connector, target: Connector, scope: CheckScope,
+                synced: PolicySyncResult | None) -> dg.AssetCheckResult:
     assert table.verify is not None
     full = table.verify.mode == "full"
-
-    @dg.asset_check(
-        name="rows_match",
-        description=("Source and target hold the same rows with the same values (in-database checksums"
-                     + (", bisected to the differing keys)." if full else ").")),
-        partitions_def=partitions_for(table),
-        **_check_kwargs(project, table),
-    )
-    def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        last = _last_comparison(context, table.verify.every)  # type: ignore[union-attr]
-        if last is not None:
-            runs_ago, verdict = last
-            return dg.AssetCheckResult(
-                passed=verdict.passed, metadata={"compared": False, "compared_runs_ago": runs_ago},
-                description=f"not compared this time (every {table.verify.every} evaluations); "  # type: ignore[union-attr]
-                            f"the comparison {runs_ago} evaluation(s) ago {'passed' if verdict.passed else 'failed'}")
-        source = connector_for(table.source, project.connections[table.source], read_only=True)
-        target = connector_for(table.target, project.connections[table.target])
-        schema = source_schema(table, source)
-        filters, slice_text = _synced_slice(context, table, schema, target)
-        result = diff_table(table, source, target, filters=filters, locate=full, schema=schema)
-        metadata = {"compared": True, "slice": slice_text, "source_rows": result.source_rows,
-                    "target_rows": result.target_rows, "differing_buckets": result.differing_buckets,
-                    "seconds": round(result.seconds, 2)}
-        if full:
-            keys = [*(("only in source", k) for k in result.only_in_source),
-                    *(("only in target", k) for k in result.only_in_target),
-                    *((f"differs: {', '.join(columns)}", k) for k, columns in result.changed)][:20]
-            metadata["differences"] = result.differences
-            metadata["differing_keys"] = dg.MetadataValue.md("\n".join(
-                f"- {', '.join(f'{c}={v!r}' for c, v in zip(result.key, key, strict=True))}: {what}"
-                for what, key in keys) or "(none)")
-        return dg.AssetCheckResult(passed=result.equal, description=f"{slice_text}: {result.summary()}",
-                                   metadata=metadata)
-
-    return _check
+    last = _last_comparison(scope.instance, dg.AssetCheckKey(_key(table), ROWS_MATCH), table.verify.every)
+    if last is not None:
+        runs_ago, verdict = last
+        return dg.AssetCheckResult(
+            asset_key=_key(table), check_name=ROWS_MATCH,
+            passed=verdict.passed, metadata={"compared": False, "compared_runs_ago": runs_ago},
+            description=f"not compared this time (every {table.verify.every} evaluations); "
+                        f"the comparison {runs_ago} evaluation(s) ago {'passed' if verdict.passed else 'failed'}")
+    schema = synced.result.plan.schema if synced is not None else source_schema(table, source)
+    filters, slice_text = synced_slice(table, schema, target, scope.partition_window,
+                                       synced.result.watermark_after if synced is not None else None)
+    result = diff_table(table, source, target, filters=filters, locate=full, schema=schema)
+    metadata = {"compared": True, "slice": slice_text, "source_rows": result.source_rows,
+                "target_rows": result.target_rows, "differing_buckets": result.differing_buckets,
+                "seconds": round(result.seconds, 2)}
+    if full:
+        keys = [*(("only in source", k) for k in result.only_in_source),
+                *(("only in target", k) for k in result.only_in_target),
+                *((f"differs: {', '.join(columns)}", k) for k, columns in result.changed)][:20]
+        metadata["differences"] = result.differences
+        metadata["differing_keys"] = dg.MetadataValue.md("\n".join(
+            f"- {', '.join(f'{c}={v!r}' for c, v in zip(result.key, key, strict=True))}: {what}"
+            for what, key in keys) or "(none)")
+    return dg.AssetCheckResult(asset_key=_key(table), check_name=ROWS_MATCH, passed=result.equal,
+                               description=f"{slice_text}: {result.summary()}", metadata=metadata)
 
 
-def _last_comparison(context: dg.AssetCheckExecutionContext, every: int | None):
+def _last_comparison(instance: dg.DagsterInstance, check_key: dg.AssetCheckKey, every: int | None):
     """(evaluations ago, its evaluation) when one of the last ``every - 1`` evaluations of this
     check compared the tables, so this one need not; None when this one compares."""
     if not every or every == 1:
         return None
-    (check_key,) = context.selected_asset_check_keys
-    history = context.instance.event_log_storage.get_asset_check_execution_history(check_key, limit=every + 1)
+    history = instance.event_log_storage.get_asset_check_execution_history(check_key, limit=every + 1)
     evaluations = [record.event.dagster_event.event_specific_data for record in history
                    if record.event is not None and record.event.dagster_event is not None
                    and isinstance(record.event.dagster_event.event_specific_data, dg.AssetCheckEvaluation)]
@@ -152,80 +214,64 @@ def _last_comparison(context: dg.AssetCheckExecutionContext, every: int | None):
     return None
 
 
-def _check_kwargs(project: Project, table: TableSpec) -> dict:
-    return {"asset": dg.AssetKey(list(table.asset_key)), "op_tags": op_tags(table),
-            "pool": pool_for(project, table)}
+def _key(table: TableSpec) -> dg.AssetKey:
+    return dg.AssetKey(list(table.asset_key))
 
 
-def build_schema_drift_check(project: Project, table: TableSpec) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        name="schema_drift",
-        description="Source columns against target columns: added, dropped and type-changed columns, "
-                    "each a warning or an error per the table's schema_drift policy.",
-        **_check_kwargs(project, table),
-    )
-    def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        source = connector_for(table.source, project.connections[table.source], read_only=True)
-        target = connector_for(table.target, project.connections[table.target])
+def _schema_drift(table: TableSpec, source: Connector, target: Connector, scope: CheckScope,
+                  synced: PolicySyncResult | None) -> dg.AssetCheckResult:
+    if synced is not None:  # the columns this run loaded against the target's, read after the commit
+        target_schema = synced.result.target_schema
+        drift = compare(synced.loaded, target_schema) if target_schema is not None else SchemaDrift()
+    else:
         drift = current_drift(table, source, target)
-        failing, warning = categories_with(table, drift, "fail"), categories_with(table, drift, "warn")
-        metadata = {category: ", ".join(items) or "(none)" for category, items in drift.by_category().items()}
-        metadata["policy"] = ", ".join(f"{k}: {v}" for k, v in table.schema_drift.model_dump().items())
-        return dg.AssetCheckResult(
-            passed=not failing and not warning,
-            severity=dg.AssetCheckSeverity.ERROR if failing else dg.AssetCheckSeverity.WARN,
-            description=drift.describe(),
-            metadata=metadata,
-        )
-
-    return _check
-
-
-def build_primary_key_check(project: Project, table: TableSpec) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        name="primary_key_unique",
-        description=f"No two target rows share a primary key ({', '.join(table.primary_key)}).",
-        blocking=True,
-        **_check_kwargs(project, table),
+    failing, warning = categories_with(table, drift, "fail"), categories_with(table, drift, "warn")
+    metadata = {category: ", ".join(items) or "(none)" for category, items in drift.by_category().items()}
+    metadata["policy"] = ", ".join(f"{k}: {v}" for k, v in table.schema_drift.model_dump().items())
+    return dg.AssetCheckResult(
+        asset_key=_key(table), check_name=SCHEMA_DRIFT,
+        passed=not failing and not warning,
+        severity=dg.AssetCheckSeverity.ERROR if failing else dg.AssetCheckSeverity.WARN,
+        description=drift.describe(),
+        metadata=metadata,
     )
-    def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        target = connector_for(table.target, project.connections[table.target])
-        keys = ", ".join(target.quote(k) for k in table.primary_key)
-        duplicated = (f"SELECT {keys}, COUNT(*) AS copies FROM {target.qualified(table.target_table)} "
-                      f"GROUP BY {keys} HAVING COUNT(*) > 1")
-        groups = int(target.scalar(f"SELECT COUNT(*) FROM ({duplicated}) AS sync_duplicates") or 0)
-        examples = target.fetch(f"{duplicated} ORDER BY copies DESC{target.limit_clause(5)}") if groups else []
-        shown = "; ".join(
-            ", ".join(f"{k}={v!r}" for k, v in zip(table.primary_key, row[:-1], strict=True)) + f" ({row[-1]} rows)"
-            for row in examples)
-        return dg.AssetCheckResult(passed=groups == 0,
-                                   metadata={"duplicate_keys": groups, "examples": shown or "(none)"})
-
-    return _check
 
 
-def build_dead_letters_check(project: Project, table: TableSpec) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        name="no_dead_letters",
-        description="No rows of this table wait in the target's dead letters (_sync_dead_letters).",
-        **_check_kwargs(project, table),
-    )
-    def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        target = connector_for(table.target, project.connections[table.target])
-        waiting = dead_letters.count(target, table.target_table)
-        examples = dead_letters.outstanding(target, table.target_table, limit=5) if waiting else []
+def _primary_key_unique(table: TableSpec, source: Connector, target: Connector, scope: CheckScope,
+                        synced: PolicySyncResult | None) -> dg.AssetCheckResult:
+    if target.enforces_primary_key(table.target_table, table.primary_key):
         return dg.AssetCheckResult(
-            passed=waiting == 0, severity=dg.AssetCheckSeverity.WARN,
-            description=f"{waiting:,} rows in the dead letters" + (
-                f"; list and retry them with: sync-assets dead-letters {table.name} [--retry]" if waiting else ""),
-            metadata={"dead_letters": waiting, "examples": dg.MetadataValue.md("\n".join(
-                f"- key {letter['row_key']}: {letter['reason']}" for letter in examples) or "(none)")})
+            asset_key=_key(table), check_name=PRIMARY_KEY, passed=True,
+            description=f"the target's PRIMARY KEY constraint on ({', '.join(table.primary_key)}) rejects duplicates",
+            metadata={"duplicate_keys": 0, "enforced_by": "PRIMARY KEY constraint"})
+    keys = ", ".join(target.quote(k) for k in table.primary_key)
+    duplicated = (f"SELECT {keys}, COUNT(*) AS copies FROM {target.qualified(table.target_table)} "
+                  f"GROUP BY {keys} HAVING COUNT(*) > 1")
+    groups = int(target.scalar(f"SELECT COUNT(*) FROM ({duplicated}) AS sync_duplicates") or 0)
+    examples = target.fetch(f"{duplicated} ORDER BY copies DESC{target.limit_clause(5)}") if groups else []
+    shown = "; ".join(
+        ", ".join(f"{k}={v!r}" for k, v in zip(table.primary_key, row[:-1], strict=True)) + f" ({row[-1]} rows)"
+        for row in examples)
+    return dg.AssetCheckResult(asset_key=_key(table), check_name=PRIMARY_KEY, passed=groups == 0,
+                               metadata={"duplicate_keys": groups, "examples": shown or "(none)",
+                                         "enforced_by": "(no constraint: grouped the target)"})
 
-    return _check
+
+def _no_dead_letters(table: TableSpec, source: Connector, target: Connector, scope: CheckScope,
+                     synced: PolicySyncResult | None) -> dg.AssetCheckResult:
+    waiting = dead_letters.count(target, table.target_table)
+    examples = dead_letters.outstanding(target, table.target_table, limit=5) if waiting else []
+    return dg.AssetCheckResult(
+        asset_key=_key(table), check_name=DEAD_LETTERS,
+        passed=waiting == 0, severity=dg.AssetCheckSeverity.WARN,
+        description=f"{waiting:,} rows in the dead letters" + (
+            f"; list and retry them with: sync-assets dead-letters {table.name} [--retry]" if waiting else ""),
+        metadata={"dead_letters": waiting, "examples": dg.MetadataValue.md("\n".join(
+            f"- key {letter['row_key']}: {letter['reason']}" for letter in examples) or "(none)")})
 
 
-def is_merge_table(table: TableSpec) -> bool:
-    return table.mode in ("incremental", "smart", "hash_delta") and bool(table.primary_key)
+_EVALUATORS = {ROW_COUNT: _row_count_parity, SCHEMA_DRIFT: _schema_drift, PRIMARY_KEY: _primary_key_unique,
+               ROWS_MATCH: _rows_match, DEAD_LETTERS: _no_dead_letters}
 
 
 def build_freshness_checks(project: Project) -> tuple[list[dg.AssetChecksDefinition], list[dg.SensorDefinition]]:

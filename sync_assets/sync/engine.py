@@ -102,12 +102,15 @@ def run_plan(plan: SyncPlan, source: Connector, target: Connector) -> SyncResult
     table = plan.table
     if table.update_key:
         result.watermark_after = target.max_value(table.target_table, table.update_key)
-    if plan.write.kind == "replace":  # the swap counted its new table inside its own transaction
+    if written.target_rows is not None:  # kept by the apply transaction (connectors.row_counts)
+        result.target_rows = written.target_rows
+    elif plan.write.kind == "replace":  # the swap counted its new table inside its own transaction
         result.target_rows = written.rows_inserted
     else:
         result.target_rows = int(target.scalar(f"SELECT COUNT(*) FROM {target.qualified(table.target_table)}") or 0)
     result.target_schema = target.table_schema(table.target_table)
-    log.info("%s: %s rows read, %s written (%s) in %.2fs (%.0f rows/s); target has %s rows%s", table.name,
+    log.info("%s (%s, %s): %s rows read, %s written (%s) in %.2fs (%.0f rows/s); target has %s rows%s", table.name,
+             plan.strategy, plan.write.kind,
              f"{result.rows_read:,}", f"{result.rows_written:,}", result.applied, result.duration_s,
              result.rows_per_second,
              f"{result.target_rows:,}",
@@ -168,7 +171,7 @@ def sync_table(table: TableSpec, source: Connector, target: Connector,
                options: RunOptions = RunOptions()) -> SyncResult:
     """Plan and run (or dry-run) one table."""
     plan = plan_sync(table, source, target, options)
-    log.info("plan: %s", plan.describe().replace("\n", "; "))
+    log.debug("plan: %s", plan.describe().replace("\n", "; "))
     if options.dry_run:
         return dry_run(plan, source)
     return run_plan(plan, source, target)

@@ -31,6 +31,9 @@ log = logging.getLogger("sync_assets")
 class PolicySyncResult:
     result: SyncResult
     drift: SchemaDrift
+    """Source (as loaded) against target columns before the run."""
+    loaded: pa.Schema
+    """The columns the run loaded: the source's as the table selects and transforms them."""
     chunk: ChunkProgress | None = None
 
 
@@ -62,12 +65,12 @@ def _sync(table: TableSpec, source: Connector, target: Connector, options: RunOp
     explicit_window = options.window_start is not None or options.window_end is not None
     if not explicit_window:
         bound_to_chunk(plan, source, target)
-    log.info("plan: %s", plan.describe().replace("\n", "; "))
+    log.debug("plan: %s", plan.describe().replace("\n", "; "))
     if options.dry_run:
-        return PolicySyncResult(dry_run(plan, source), drift)
+        return PolicySyncResult(dry_run(plan, source), drift, shaping.schema)
     result = run_plan(plan, source, target)
     chunk = None
     if table.chunk is not None and not explicit_window:
         chunk = progress(table, source, target, plan, result.watermark_after, result.target_rows or 0)
         log.info("%s: %s", table.name, chunk.describe())
-    return PolicySyncResult(result, drift, chunk)
+    return PolicySyncResult(result, drift, shaping.schema, chunk)
