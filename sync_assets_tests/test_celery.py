@@ -72,6 +72,8 @@ def test_steps_run_on_celery_workers_and_take_turns_on_one_duckdb_file(pg, pg_op
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(home)) as instance:  # its SQLite files, before three processes race
+        instance.get_runs()                                      # to create them (as `dagster instance migrate`)
     worker_config = tmp_path / "worker.yaml"
     worker_config.write_text(yaml.safe_dump({"execution": {"config": {"broker": redis_db, "backend": redis_db}}}))
     env = {**os.environ, "SYNC_ASSETS_CONFIG": str(config), "DAGSTER_HOME": str(home),

@@ -90,6 +90,10 @@ def test_one_step_syncs_its_tables_concurrently_and_checks_them_from_its_own_fig
     assert not evaluation.passed and evaluation.metadata["target_rows"].value == 19
     counts = dict(pg.execute(f'SELECT table_name, row_count FROM "{source}_copy"._sync_row_counts').fetchall())
     assert counts["t03"] == 21 and counts["t05"] == 20
+    # the watermark (MAX(updated_at)) is read through an index, not a scan of the target
+    indexed = pg.execute("SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND tablename = 't03'",
+                         (f"{source}_copy",)).fetchall()
+    assert any("(updated_at)" in row[0] for row in indexed), indexed
 
 
 def test_a_failing_table_stops_only_itself_and_its_children(write_project, pg_options, pg, source):

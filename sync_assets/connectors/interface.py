@@ -64,6 +64,9 @@ class WriteOp:
     orphans: Literal["fail", "quarantine", "wait"] = "fail"
     orphan_attempts: int = 5
     """``orphans: wait``: runs that try a pending orphan before it stays failed."""
+    watermark_column: str | None = None
+    """An incremental table's update key: the target keeps an index on it where the engine needs
+    one, so reading the watermark (its maximum) does not scan the table."""
 
 
 class SqlTarget(Protocol):

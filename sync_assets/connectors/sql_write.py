@@ -108,6 +108,12 @@ class SqlConnector(Connector):
     def after_swap_sql(self, table: TableName, key: Sequence[str]) -> list[str]:
         return []
 
+    def watermark_index_sql(self, table: TableName, column: str) -> list[str]:
+        """Statements giving ``table`` an index on its watermark ``column`` unless it has one (run
+        in every apply transaction of an incremental table; none where the engine finds a column's
+        maximum without one)."""
+        return []
+
     def structure_keeping_replace(self, conn: Any, op: WriteOp,
                                   columns: Sequence[str]) -> StructureKeepingReplace | None:
         """For a replace of an existing target with the source ``columns``: the builder of statements
@@ -278,8 +284,10 @@ class SqlConnector(Connector):
                     self._run(conn, self.analyze_sql(staging), result)
                     self.commit(conn)
                 result.rows_read = stream.rows_read
+                started = time.monotonic()
                 self._apply(conn, op, staging, schema, existing, casts, target_types, rows, result, keeper,
                             keys_staging, quarantine, delta)
+                log.debug("applied %s staged rows to %s in %.2fs", f"{rows:,}", op.table, time.monotonic() - started)
             except BaseException as exc:
                 with contextlib.suppress(Exception):
                     self.rollback(conn)
@@ -518,6 +526,8 @@ class SqlConnector(Connector):
                 result.statements.append(insert)
                 self._expect(op, "the insert added", result.rows_inserted, rows)
         result.rows_written = result.rows_inserted + result.rows_updated
+        if op.watermark_column is not None:
+            self._run(conn, self.watermark_index_sql(op.table, op.watermark_column), result)
         result.target_rows = row_counts.record(self, conn, op.table, result, rebuilt)
         self.commit(conn)
 

@@ -190,8 +190,10 @@ def _plan_strategy(table: TableSpec, source: Connector, target: Connector, optio
     if table.where:
         with _naming_the_stream(table, "where"):  # one row-less query: the source checks the condition
             source.fetch(*source.render_select(dataclasses.replace(read, order_by=(), limit=0), schema))
+    watermark = table.update_key if table.mode in ("incremental", "smart") else None
     replace = WriteOp("replace", table.target_table, table.primary_key, schema_changes=table.schema_changes,  # type: ignore[arg-type]
-                      load_method=table.load_method, lock_timeout_s=table.lock_timeout.total_seconds())  # type: ignore[arg-type]
+                      load_method=table.load_method, lock_timeout_s=table.lock_timeout.total_seconds(),  # type: ignore[arg-type]
+                      watermark_column=watermark)
     if table.mode == "date_partitioned":
         return _plan_partition(table, schema, read, options)
     if table.mode == "hash_delta" and not options.full_refresh:
@@ -256,7 +258,8 @@ def _plan_incremental(table: TableSpec, schema: pa.Schema, read: ReadRequest, wa
                       options: RunOptions) -> SyncPlan:
     key = table.update_key or ""
     write = WriteOp("merge" if table.primary_key else "append", table.target_table, table.primary_key,
-                    schema_changes=table.schema_changes, lock_timeout_s=table.lock_timeout.total_seconds())  # type: ignore[arg-type]
+                    schema_changes=table.schema_changes, lock_timeout_s=table.lock_timeout.total_seconds(),  # type: ignore[arg-type]
+                    watermark_column=table.update_key)
     plan = SyncPlan(table, "incremental", read, schema, write, watermark_before=watermark)
     if options.window_start or options.window_end:
         filters = []

@@ -481,6 +481,13 @@ class PostgresConnector(SqlConnector):
         return [f"ALTER TABLE {self.qualified(table)} RENAME CONSTRAINT "
                 f"{self.quote(constraint + '__new')} TO {self.quote(constraint)}"]
 
+    def watermark_index_sql(self, table: TableName, column: str) -> list[str]:
+        import hashlib
+
+        digest = hashlib.sha1(f"{table.name}.{column}".encode()).hexdigest()[:8]
+        name = f"{table.name[:40]}_{digest}_watermark"
+        return [f"CREATE INDEX IF NOT EXISTS {self.quote(name)} ON {self.qualified(table)} ({self.quote(column)})"]
+
     def merge_sql(self, target, staging, columns, key, casts) -> list[str]:
         cols = ", ".join(self.quote(c) for c in columns)
         exprs = ", ".join(self.cast_expression(c, casts[c]) if c in casts else self.quote(c) for c in columns)
