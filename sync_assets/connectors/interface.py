@@ -121,8 +121,7 @@ class WriteResult:
     statements: list[str] = field(default_factory=list)
     native_path: bool = False
     target_rows: int | None = None
-    """Rows in the table after the commit, as the apply kept count (``connectors.row_counts``);
-    None when the connector keeps none."""
+    """Rows in the table after the commit, as the apply kept count (``connectors.row_counts``)."""
 
 
 @dataclass(frozen=True)

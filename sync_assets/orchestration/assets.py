@@ -32,6 +32,10 @@ def op_tags(table: TableSpec) -> dict[str, str]:
     return {"sync_assets/target": table.target, "sync_assets/source": table.source}
 
 
+def asset_key_of(table: TableSpec) -> dg.AssetKey:
+    return dg.AssetKey(list(table.asset_key))
+
+
 def io_manager_key(connection: str) -> str:
     return f"{connection}_io_manager"
 
@@ -151,7 +155,7 @@ def asset_spec(project: Project, table: TableSpec) -> dg.AssetSpec:
     (the step that syncs it is built by ``sync_steps``)."""
     source_spec, target_spec = project.connections[table.source], project.connections[table.target]
     return dg.AssetSpec(
-        key=dg.AssetKey(list(table.asset_key)),
+        key=asset_key_of(table),
         group_name=table.group,
         kinds={KIND_BADGES[source_spec.kind], KIND_BADGES[target_spec.kind]},
         description=table.description or f"Copy of {table.source_object} from {table.source} "

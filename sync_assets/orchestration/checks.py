@@ -25,13 +25,12 @@ rows match, dead letters and freshness.
 The first five are check specs of the step that syncs the table (``sync_steps``): after a sync
 they are evaluated in the same step from the figures the sync already has (its row counts, its
 watermark, the target schema it read after the commit), so a run costs no second count of the
-target. Selected on their own (re-run from the UI), they query both sides from scratch
-(``evaluate_on_its_own``). A dry run records none.
+target. Selected on their own (re-run from the UI), they query both sides from scratch. A dry
+run records none.
 """
 
 import warnings
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -43,7 +42,7 @@ from sync_assets.connectors import dead_letters
 from sync_assets.connectors.deletes import live_rows_condition
 from sync_assets.connectors.interface import Connector
 from sync_assets.connectors.requests import Filter, ReadRequest
-from sync_assets.orchestration.assets import partitions_for
+from sync_assets.orchestration.assets import asset_key_of, partitions_for
 from sync_assets.sync.planning import as_column_value, base_read, source_schema
 from sync_assets.sync.policies import PolicySyncResult, current_drift
 from sync_assets.sync.schema_drift import SchemaDrift, categories_with, compare
@@ -60,7 +59,7 @@ def is_merge_table(table: TableSpec) -> bool:
 
 def check_specs(table: TableSpec) -> list[dg.AssetCheckSpec]:
     """The checks of one table, as specs of the step that syncs it."""
-    key = dg.AssetKey(list(table.asset_key))
+    key = asset_key_of(table)
     partitions_def = partitions_for(table)
     specs = []
     if table.endpoint is None:  # an API cannot count its records up to a watermark
@@ -95,17 +94,11 @@ class CheckScope:
     partition_window: tuple[datetime, datetime] | None = None
 
 
-def evaluate_after_sync(table: TableSpec, names: Iterable[str], source: Connector, target: Connector,
-                        scope: CheckScope, synced: PolicySyncResult) -> list[dg.AssetCheckResult]:
-    """The ``names`` checks of a table this step has just synced, from the sync's own figures
-    where they answer the check."""
-    return [_EVALUATORS[name](table, source, target, scope, synced) for name in names]
-
-
-def evaluate_on_its_own(table: TableSpec, name: str, source: Connector, target: Connector,
-                        scope: CheckScope) -> dg.AssetCheckResult:
-    """One check selected without its table's sync: every figure queried from both sides."""
-    return _EVALUATORS[name](table, source, target, scope, None)
+def evaluate(table: TableSpec, name: str, source: Connector, target: Connector, scope: CheckScope,
+             synced: PolicySyncResult | None = None) -> dg.AssetCheckResult:
+    """Check ``name`` of a table: after this step's sync of it (``synced``), from the sync's own
+    figures where they answer the check; selected on its own (None), every figure queried."""
+    return _EVALUATORS[name](table, source, target, scope, synced)
 
 
 def _row_count_parity(table: TableSpec, source: Connector, target: Connector, scope: CheckScope,
@@ -113,7 +106,7 @@ def _row_count_parity(table: TableSpec, source: Connector, target: Connector, sc
     result = synced.result if synced is not None else None
     target_schema = result.target_schema if result is not None else target.table_schema(table.target_table)
     if target_schema is None:
-        return dg.AssetCheckResult(asset_key=_key(table), check_name=ROW_COUNT, passed=False,
+        return dg.AssetCheckResult(asset_key=asset_key_of(table), check_name=ROW_COUNT, passed=False,
                                    metadata={"reason": f"target table {table.target_table} does not exist"})
     schema = result.plan.schema if result is not None else source_schema(table, source)
     watermark = result.watermark_after if result is not None else None
@@ -135,7 +128,7 @@ def _row_count_parity(table: TableSpec, source: Connector, target: Connector, sc
     if target_rows is None:
         target_rows = target.count(ReadRequest(table=table.target_table, filters=filters, where=live), target_schema)
     return dg.AssetCheckResult(
-        asset_key=_key(table), check_name=ROW_COUNT,
+        asset_key=asset_key_of(table), check_name=ROW_COUNT,
         passed=source_rows == target_rows,
         description=f"{slice_text}: source has {source_rows:,} rows, target {target_rows:,}",
         metadata={"source_rows": source_rows, "target_rows": target_rows,
@@ -171,11 +164,11 @@ def _rows_match(table: TableSpec, source: Connector, target: Connector, scope: C
                 synced: PolicySyncResult | None) -> dg.AssetCheckResult:
     assert table.verify is not None
     full = table.verify.mode == "full"
-    last = _last_comparison(scope.instance, dg.AssetCheckKey(_key(table), ROWS_MATCH), table.verify.every)
+    last = _last_comparison(scope.instance, dg.AssetCheckKey(asset_key_of(table), ROWS_MATCH), table.verify.every)
     if last is not None:
         runs_ago, verdict = last
         return dg.AssetCheckResult(
-            asset_key=_key(table), check_name=ROWS_MATCH,
+            asset_key=asset_key_of(table), check_name=ROWS_MATCH,
             passed=verdict.passed, metadata={"compared": False, "compared_runs_ago": runs_ago},
             description=f"not compared this time (every {table.verify.every} evaluations); "
                         f"the comparison {runs_ago} evaluation(s) ago {'passed' if verdict.passed else 'failed'}")
@@ -194,7 +187,7 @@ def _rows_match(table: TableSpec, source: Connector, target: Connector, scope: C
         metadata["differing_keys"] = dg.MetadataValue.md("\n".join(
             f"- {', '.join(f'{c}={v!r}' for c, v in zip(result.key, key, strict=True))}: {what}"
             for what, key in keys) or "(none)")
-    return dg.AssetCheckResult(asset_key=_key(table), check_name=ROWS_MATCH, passed=result.equal,
+    return dg.AssetCheckResult(asset_key=asset_key_of(table), check_name=ROWS_MATCH, passed=result.equal,
                                description=f"{slice_text}: {result.summary()}", metadata=metadata)
 
 
@@ -214,10 +207,6 @@ def _last_comparison(instance: dg.DagsterInstance, check_key: dg.AssetCheckKey, 
     return None
 
 
-def _key(table: TableSpec) -> dg.AssetKey:
-    return dg.AssetKey(list(table.asset_key))
-
-
 def _schema_drift(table: TableSpec, source: Connector, target: Connector, scope: CheckScope,
                   synced: PolicySyncResult | None) -> dg.AssetCheckResult:
     if synced is not None:  # the columns this run loaded against the target's, read after the commit
@@ -229,7 +218,7 @@ def _schema_drift(table: TableSpec, source: Connector, target: Connector, scope:
     metadata = {category: ", ".join(items) or "(none)" for category, items in drift.by_category().items()}
     metadata["policy"] = ", ".join(f"{k}: {v}" for k, v in table.schema_drift.model_dump().items())
     return dg.AssetCheckResult(
-        asset_key=_key(table), check_name=SCHEMA_DRIFT,
+        asset_key=asset_key_of(table), check_name=SCHEMA_DRIFT,
         passed=not failing and not warning,
         severity=dg.AssetCheckSeverity.ERROR if failing else dg.AssetCheckSeverity.WARN,
         description=drift.describe(),
@@ -241,7 +230,7 @@ def _primary_key_unique(table: TableSpec, source: Connector, target: Connector, 
                         synced: PolicySyncResult | None) -> dg.AssetCheckResult:
     if target.enforces_primary_key(table.target_table, table.primary_key):
         return dg.AssetCheckResult(
-            asset_key=_key(table), check_name=PRIMARY_KEY, passed=True,
+            asset_key=asset_key_of(table), check_name=PRIMARY_KEY, passed=True,
             description=f"the target's PRIMARY KEY constraint on ({', '.join(table.primary_key)}) rejects duplicates",
             metadata={"duplicate_keys": 0, "enforced_by": "PRIMARY KEY constraint"})
     keys = ", ".join(target.quote(k) for k in table.primary_key)
@@ -252,7 +241,7 @@ def _primary_key_unique(table: TableSpec, source: Connector, target: Connector, 
     shown = "; ".join(
         ", ".join(f"{k}={v!r}" for k, v in zip(table.primary_key, row[:-1], strict=True)) + f" ({row[-1]} rows)"
         for row in examples)
-    return dg.AssetCheckResult(asset_key=_key(table), check_name=PRIMARY_KEY, passed=groups == 0,
+    return dg.AssetCheckResult(asset_key=asset_key_of(table), check_name=PRIMARY_KEY, passed=groups == 0,
                                metadata={"duplicate_keys": groups, "examples": shown or "(none)",
                                          "enforced_by": "(no constraint: grouped the target)"})
 
@@ -262,7 +251,7 @@ def _no_dead_letters(table: TableSpec, source: Connector, target: Connector, sco
     waiting = dead_letters.count(target, table.target_table)
     examples = dead_letters.outstanding(target, table.target_table, limit=5) if waiting else []
     return dg.AssetCheckResult(
-        asset_key=_key(table), check_name=DEAD_LETTERS,
+        asset_key=asset_key_of(table), check_name=DEAD_LETTERS,
         passed=waiting == 0, severity=dg.AssetCheckSeverity.WARN,
         description=f"{waiting:,} rows in the dead letters" + (
             f"; list and retry them with: sync-assets dead-letters {table.name} [--retry]" if waiting else ""),
@@ -280,7 +269,7 @@ def build_freshness_checks(project: Project) -> tuple[list[dg.AssetChecksDefinit
     by_age = defaultdict(list)
     for table in project.tables:
         if table.freshness is not None:
-            by_age[table.freshness].append(dg.AssetKey(list(table.asset_key)))
+            by_age[table.freshness].append(asset_key_of(table))
     if not by_age:
         return [], []
     checks: list[dg.AssetChecksDefinition] = []

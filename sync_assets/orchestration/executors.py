@@ -47,7 +47,7 @@ def check_targets(project: Project, spec: ExecutionSpec) -> None:
     """Refuse a distributed executor that would write a DuckDB file from several machines."""
     if spec.executor not in DISTRIBUTED:
         return
-    written = sorted({t.target for t in project.tables if project.connections[t.target].kind == "duckdb"})
+    written = _duckdb_targets(project)
     if not written or (spec.executor == "celery" and spec.single_machine):
         return
     name = written[0]
@@ -61,17 +61,21 @@ def check_targets(project: Project, spec: ExecutionSpec) -> None:
         f"'in_process' / 'multiprocess'.")
 
 
+def _duckdb_targets(project: Project) -> list[str]:
+    """The DuckDB connections the project's tables write."""
+    return sorted({t.target for t in project.tables if project.connections[t.target].kind == "duckdb"})
+
+
 def build_executor(project: Project) -> dg.ExecutorDefinition:
     spec = execution_of(project)
     check_targets(project, spec)
-    duckdb_targets = sorted({t.target for t in project.tables if project.connections[t.target].kind == "duckdb"})
     if spec.executor == "in_process":
         return dg.in_process_executor
     if spec.executor == "multiprocess":
         return dg.multiprocess_executor.configured({
             "max_concurrent": spec.max_concurrent,
             "tag_concurrency_limits": [{"key": "sync_assets/target", "value": name, "limit": 1}
-                                       for name in duckdb_targets],
+                                       for name in _duckdb_targets(project)],
         })
     if spec.executor == "celery":
         celery_executor = _import("dagster_celery", "celery_executor", "dagster-celery")

@@ -34,6 +34,7 @@ from sync_assets.connectors import connector_for
 from sync_assets.connectors.interface import Connector
 from sync_assets.orchestration.assets import (
     TRIGGER_TAG,
+    asset_key_of,
     asset_spec,
     chunk_metadata,
     materialization_metadata,
@@ -41,16 +42,10 @@ from sync_assets.orchestration.assets import (
     partitions_for,
     pool_for,
 )
-from sync_assets.orchestration.checks import (
-    PRIMARY_KEY,
-    CheckScope,
-    check_specs,
-    evaluate_after_sync,
-    evaluate_on_its_own,
-)
+from sync_assets.orchestration.checks import PRIMARY_KEY, CheckScope, check_specs, evaluate
 from sync_assets.sync.parallel import Slots, TableOutcome, run_concurrently
 from sync_assets.sync.planning import RunOptions
-from sync_assets.sync.policies import PolicySyncResult, sync_with_policies
+from sync_assets.sync.policies import PolicySyncResult, sync_with_policies, writer_lock
 from sync_assets.sync.retries import backoff_seconds, is_transient
 
 log = logging.getLogger("sync_assets")
@@ -219,7 +214,7 @@ class _ThreadConnectors:
 
 
 def build_sync_step(project: Project, tables: list[TableSpec], name: str) -> dg.AssetsDefinition:
-    by_key = {dg.AssetKey(list(t.asset_key)): t for t in tables}
+    by_key = {asset_key_of(t): t for t in tables}
     partitioned = tables[0].partition is not None
     slots = Slots.of(project)
 
@@ -235,7 +230,9 @@ def build_sync_step(project: Project, tables: list[TableSpec], name: str) -> dg.
     )
     def _step(context: dg.AssetExecutionContext, config: SyncRunConfig) -> Iterator:
         selected = [t for key, t in by_key.items() if key in context.selected_asset_keys]
-        selected_checks = context.selected_asset_check_keys
+        checks_of: dict[dg.AssetKey, list[str]] = {}
+        for check_key in sorted(context.selected_asset_check_keys, key=lambda k: k.to_user_string()):
+            checks_of.setdefault(check_key.asset_key, []).append(check_key.name)
         window = tuple(context.partition_time_window) if partitioned else None
         scope = CheckScope(instance=context.instance, partition_window=window)  # type: ignore[arg-type]
         options = RunOptions(
@@ -251,17 +248,16 @@ def build_sync_step(project: Project, tables: list[TableSpec], name: str) -> dg.
             def sync_and_check(table: TableSpec) -> _TableDone:
                 source = connectors.get(table.source, read_only=True)
                 target = connectors.get(table.target)
-                lock = (contextlib.nullcontext() if options.dry_run
-                        else target.writer_lock(table.target_table, table.lock_timeout.total_seconds()))
-                with held_log.holding() as records, lock:  # the checks too: a DuckDB file takes one process
+                # the checks hold the lock too: a DuckDB file takes one process
+                with held_log.holding() as records, writer_lock(table, target, options):
                     try:
                         done = _sync_retrying(table, source, target, options)
                     except BaseException as exc:
                         exc.held_log = list(records)  # type: ignore[attr-defined]
                         raise
                     if not options.dry_run:
-                        names = [c.name for c in selected_checks if c.asset_key == by_key_of(table)]
-                        done.checks = _guarded_checks(table, names, source, target, scope, done.synced)
+                        done.checks = _guarded_checks(table, checks_of.get(asset_key_of(table), []), source,
+                                                      target, scope, done.synced)
                 done.log = records
                 return done
 
@@ -279,20 +275,18 @@ def build_sync_step(project: Project, tables: list[TableSpec], name: str) -> dg.
                     reported = time.monotonic()
                     context.log.info(f"{finished}/{len(selected)} tables done ({len(failed)} failed) "
                                      f"in {reported - started:.1f}s")
-            for check_key in sorted(selected_checks, key=lambda k: k.to_user_string()):
-                table = by_key[check_key.asset_key]
-                if table not in selected:  # a check selected without its table: queried from scratch
-                    yield evaluate_on_its_own(table, check_key.name, connectors.get(table.source, read_only=True),
-                                              connectors.get(table.target), scope)
+            synced_keys = {asset_key_of(t) for t in selected}
+            for key, names in checks_of.items():
+                if key not in synced_keys:  # checks selected without their table: queried from scratch
+                    table = by_key[key]
+                    for name in names:
+                        yield evaluate(table, name, connectors.get(table.source, read_only=True),
+                                       connectors.get(table.target), scope)
         if failed:
             raise dg.Failure(description=f"{len(failed)} of {len(selected)} tables failed:\n" + "\n".join(failed),
                              metadata={"failed_tables": len(failed), "tables": len(selected)})
 
     return _step
-
-
-def by_key_of(table: TableSpec) -> dg.AssetKey:
-    return dg.AssetKey(list(table.asset_key))
 
 
 def _sync_retrying(table: TableSpec, source: Connector, target: Connector, options: RunOptions) -> _TableDone:
@@ -318,11 +312,11 @@ def _guarded_checks(table: TableSpec, names: list[str], source: Connector, targe
     results = []
     for name in names:
         try:
-            results += evaluate_after_sync(table, [name], source, target, scope, synced)
+            results.append(evaluate(table, name, source, target, scope, synced))
         except Exception as exc:
             log.error(f"{table.name}: check {name} could not be evaluated: {exc}")
             results.append(dg.AssetCheckResult(
-                asset_key=by_key_of(table), check_name=name, passed=False,
+                asset_key=asset_key_of(table), check_name=name, passed=False,
                 description=f"could not be evaluated: {exc}", metadata={"error": str(exc)}))
     return results
 
@@ -360,7 +354,7 @@ def _report_success(context: dg.AssetExecutionContext, table: TableSpec, done: _
     if done.synced.chunk is not None:
         metadata.update(chunk_metadata(done.synced.chunk))
         context.log.info(f"{table.name}: {done.synced.chunk.describe()}")
-    yield dg.MaterializeResult(asset_key=by_key_of(table), metadata=metadata)
+    yield dg.MaterializeResult(asset_key=asset_key_of(table), metadata=metadata)
     yield from done.checks
 
 

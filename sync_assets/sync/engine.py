@@ -102,12 +102,7 @@ def run_plan(plan: SyncPlan, source: Connector, target: Connector) -> SyncResult
     table = plan.table
     if table.update_key:
         result.watermark_after = target.max_value(table.target_table, table.update_key)
-    if written.target_rows is not None:  # kept by the apply transaction (connectors.row_counts)
-        result.target_rows = written.target_rows
-    elif plan.write.kind == "replace":  # the swap counted its new table inside its own transaction
-        result.target_rows = written.rows_inserted
-    else:
-        result.target_rows = int(target.scalar(f"SELECT COUNT(*) FROM {target.qualified(table.target_table)}") or 0)
+    result.target_rows = written.target_rows  # kept by the apply transaction (connectors.row_counts)
     result.target_schema = target.table_schema(table.target_table)
     log.info("%s (%s, %s): %s rows read, %s written (%s) in %.2fs (%.0f rows/s); target has %s rows%s", table.name,
              plan.strategy, plan.write.kind,

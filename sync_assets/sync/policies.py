@@ -33,7 +33,8 @@ class PolicySyncResult:
     drift: SchemaDrift
     """Source (as loaded) against target columns before the run."""
     loaded: pa.Schema
-    """The columns the run loaded: the source's as the table selects and transforms them."""
+    """The source's columns as the table selects and transforms them (before the drift policy
+    leaves any out): what the target is compared with after the run."""
     chunk: ChunkProgress | None = None
 
 
@@ -48,11 +49,16 @@ def current_drift(table: TableSpec, source: Connector, target: Connector,
                    target_schema)
 
 
+def writer_lock(table: TableSpec, target: Connector, options: RunOptions) -> contextlib.AbstractContextManager:
+    """The target table's writer lock for a run that writes (re-entrant; nothing for a dry run)."""
+    if options.dry_run:
+        return contextlib.nullcontext()
+    return target.writer_lock(table.target_table, table.lock_timeout.total_seconds())
+
+
 def sync_with_policies(table: TableSpec, source: Connector, target: Connector,
                        options: RunOptions = RunOptions()) -> PolicySyncResult:
-    lock = (contextlib.nullcontext() if options.dry_run
-            else target.writer_lock(table.target_table, table.lock_timeout.total_seconds()))
-    with lock:
+    with writer_lock(table, target, options):
         return _sync(table, source, target, options)
 
 
