@@ -12,7 +12,9 @@ each as a whole process (start-up included):
   merge on ``id``): the first run (empty target) and a second run in which nothing changed, then
   a third after 1% of the rows of every table changed,
 - Sling's replication of the same streams (same modes, keys and target database) when its binary
-  is found ($SLING_BIN, or the bench-peers venv in /tmp/peerbench), in the same run.
+  is found ($SLING_BIN, or the bench-peers venv in /tmp/peerbench), in the same run,
+- Dagster's own floor (``bench/dagster_floor.py``): the same number of assets, checks and steps,
+  listed and materialized with the same instance, doing no sync; what is left above it is ours.
 
 Every target table is checked against its source (row count and a content checksum) after each
 run. Tests never assert on these figures.
@@ -156,9 +158,16 @@ def main() -> None:
     try:
         wall, out = timed([dagster, "asset", "list", "-m", "sync_assets.definitions"], env)
         listed = sum(1 for line in out.splitlines() if line.startswith("many_dst/"))
-        print(f"definitions of {args.tables} tables: `dagster asset list` {wall:.2f}s ({listed} assets)")
+        floor_env = {"FLOOR_TABLES": str(args.tables), "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT)}
+        floor_module = ["-f", str(HERE / "dagster_floor.py")]
+        floor_wall, _ = timed([dagster, "asset", "list", *floor_module], floor_env)
+        print(f"definitions of {args.tables} tables: `dagster asset list` {wall:.2f}s ({listed} assets); "
+              f"Dagster's floor (same assets and checks, no sync_assets code) {floor_wall:.2f}s")
         if args.definitions_only:
             return
+        floor_run, _ = timed([dagster, "asset", "materialize", *floor_module, "--select", "*"], floor_env)
+        print(f"Dagster's floor for one run of {args.tables} tables (materialization + checks recorded, no sync): "
+              f"{floor_run:.2f}s", flush=True)
         print(f"generating {args.tables} tables x {args.rows:,} rows ...", flush=True)
         generate(conninfo, args.tables, args.rows)
         materialize = [dagster, "asset", "materialize", "-m", "sync_assets.definitions", "--select", "*"]
@@ -174,7 +183,8 @@ def main() -> None:
                 label += f" ({changed:,} rows)"
             results[f"ours {label}"], _ = timed(materialize, env)
             verify(conninfo, args.tables, TARGET_SCHEMA)
-            line = f"{label:32s} sync_assets {results[f'ours {label}']:7.2f}s"
+            line = (f"{label:32s} sync_assets {results[f'ours {label}']:7.2f}s "
+                    f"(above Dagster's floor {results[f'ours {label}'] - floor_run:5.2f}s)")
             if sling:
                 results[f"sling {label}"], _ = timed([sling, "run", "-r", str(replication)], sling_env)
                 verify(conninfo, args.tables, SLING_SCHEMA, content=False)

@@ -190,9 +190,34 @@ def test_alert_secrets_must_come_from_the_environment(write_project, pg_options,
     alerts["channels"]["team_slack"]["webhook_url"] = "https://hooks.slack.com/services/T/B/secret"
     with pytest.raises(ConfigError, match=r"alert channel 'team_slack': key 'webhook_url' is a secret"):
         project_with_alerts(write_project, pg_options, "s", alerts, {"t": None})
+
+
+def test_a_missing_alert_secret_fails_that_delivery_not_the_definitions(
+        write_project, pg_options, schema_name, monkeypatch, http_url, smtp_port, received):
+    """The variables are read when an alert is sent: definitions load without them, the other
+    channels still get the alert, and the tick fails naming the channel and the variable."""
     monkeypatch.delenv("TEST_SLACK_WEBHOOK", raising=False)
-    with pytest.raises(
-        ConfigError,
-        match=r"alert channel 'team_slack': key 'webhook_url' needs environment variable TEST_SLACK_WEBHOOK",
-    ):
-        project_with_alerts(write_project, pg_options, "s", alerts_config(http_url, 25), {"t": None})
+    monkeypatch.setenv("TEST_HOOK_TOKEN", "Bearer hook-secret")
+    source = schema_name("src")
+    project = project_with_alerts(write_project, pg_options, source, alerts_config(http_url, smtp_port),
+                                  {"missing_table": {"primary_key": "id"}})
+    assert project.alerts.channels["team_slack"].webhook_url == "${TEST_SLACK_WEBHOOK}"
+    build_definitions(project)
+    with pytest.raises(AlertDeliveryFailed, match=r"team_slack \(slack\): alert channel 'team_slack': key "
+                                                  r"'webhook_url' needs environment variable TEST_SLACK_WEBHOOK"):
+        run_and_evaluate(project, f"{source}.missing_table", RUN_FAILURE_SENSOR)
+    assert [path for path, _, _ in received.http] == ["/hook"] and len(received.mail) == 1
+
+
+def test_a_file_channel_appends_each_alert(write_project, pg_options, schema_name, tmp_path):
+    source = schema_name("src")
+    project = project_with_alerts(write_project, pg_options, source,
+                                  {"channels": {"log": {"kind": "file", "path": "alerts/sync_alerts.log"}}},
+                                  {"missing_table": {"primary_key": "id"}})
+    path = project.alerts.channels["log"].path
+    assert path == str((project.config_dir / "alerts" / "sync_alerts.log").resolve())
+    for _ in range(2):
+        run_and_evaluate(project, f"{source}.missing_table", RUN_FAILURE_SENSOR)
+    text = open(path).read()
+    assert text.count(f"[sync_assets] sync run failed: {source}.missing_table") == 2
+    assert f"source table {source}.missing_table does not exist in connection 'erp'" in text

@@ -340,3 +340,40 @@ def test_two_dagster_materializes_of_one_asset_at_once(pg, pg_options, schema_na
             latest = events[:2]
             inserted = sum(e.asset_materialization.metadata["rows_inserted"].value for e in latest)
             assert inserted == (ROWS if load == "first" else 50_000)
+
+
+def _hold_duckdb_file(path: Path, seconds: float) -> subprocess.Popen:
+    """Another process that opens ``path`` for writing, says so on stdout, and holds it ``seconds``."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(path)!r}); print('held', flush=True); "
+                               f"time.sleep({seconds}); c.close()"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+@pytest.mark.parametrize("holds_for, opens", [(1.0, True), (30.0, False)])
+def test_a_duckdb_source_is_read_once_its_writer_lets_go(tmp_path, holds_for, opens):
+    """DuckDB takes one writing process per file: a source file that its own application writes
+    now and then is opened between those writes (``open_wait_s``), or fails naming the holder."""
+    path = tmp_path / "app.duckdb"
+    with duckdb.connect(str(path)) as conn:
+        conn.execute("CREATE TABLE t AS SELECT 42 AS x")
+    (tmp_path / "sync.yaml").write_text(yaml.safe_dump({
+        "connections": {
+            "app": {"kind": "duckdb", "role": "source", "options": {"path": str(path), "open_wait_s": 5}},
+            "copy": {"kind": "duckdb", "role": "target", "options": {"path": str(tmp_path / "copy.duckdb")}}},
+        "source": "app", "target": "copy", "streams": {"main.t": {"mode": "full_refresh"}}}))
+    project = load_files([tmp_path / "sync.yaml"])
+    source = connector_for("app", project.connections["app"], read_only=True)
+    holder = _hold_duckdb_file(path, holds_for)
+    try:
+        if opens:
+            assert source.scalar("SELECT x FROM main.t") == 42
+        else:
+            with pytest.raises(TargetLocked, match=re.escape(
+                    f"connection 'app': DuckDB file {path} is held by another process (PID {holder.pid}); "
+                    "waited 5s (open_wait_s)")):
+                source.scalar("SELECT x FROM main.t")
+    finally:
+        holder.kill()
+        holder.wait()

@@ -174,6 +174,20 @@ def test_steps_hold_a_bounded_number_of_tables_parents_first(write_project, pg_o
     assert names == ["sync_erp_to_copy", "sync_erp_to_copy_2", "sync_erp_to_copy_3"]
 
 
+def test_a_partitioned_table_between_two_others_splits_their_step_once(write_project, pg_options, source):
+    """customers -> invoices (partitioned: a step of its own) -> lines: the pair's step would wait
+    for the invoices' step and be waited for by it, so it becomes two steps, not a step per table."""
+    streams = {f"{source}.{name}": None for name in ("customers", "artists", "lines")}
+    streams[f"{source}.invoices"] = {"mode": "date_partitioned", "depends_on": [f"{source}.customers"],
+                                     "partition": {"column": "day", "granularity": "daily", "start": "2026-01-01"}}
+    streams[f"{source}.lines"] = {"depends_on": [f"{source}.invoices"]}
+    project = project_of(write_project, pg_options, source, streams)
+    groups = [[t.name.split(".")[1] for t in g] for g in sync_steps.step_groups(project)]
+    assert groups == [["customers", "artists"], ["lines"], ["invoices"]]
+    names = [d.node_def.name for d in sync_steps.build_sync_steps(project)]
+    assert names == ["sync_erp_to_copy", "sync_erp_to_copy_2", f"sync_{source}_copy_invoices"]
+
+
 def test_a_secret_is_read_when_a_run_opens_the_connection(write_project, pg_options, pg, source, monkeypatch):
     (name,) = make_tables(pg, source, 1)
     monkeypatch.delenv("SYNC_SCALE_PASSWORD", raising=False)

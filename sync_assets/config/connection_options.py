@@ -34,6 +34,10 @@ class DuckDBOptions(BaseModel):
     string_compression: bool = True
     """False skips DuckDB's dictionary+FSST string compression on loads: about 1.15-1.6x faster
     bulk loads of text-heavy tables (less CPU), for files about 60% larger (measured in bench/)."""
+    open_wait_s: float = 15.0
+    """How long opening the file waits while another process holds it (DuckDB takes one writing
+    process, or any number of reading ones, per file): a source written now and then by its own
+    application is read between its writes."""
 
 
 class MssqlOptions(BaseModel):

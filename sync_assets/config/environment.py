@@ -65,7 +65,9 @@ def check_secrets(options: dict[str, Any], where: str, secret_keys: frozenset[st
 
 
 def resolve_alert_secrets(path: Path, raw: dict[str, Any]) -> None:
-    """Alert channels keep webhook URLs, passwords and header values in the environment."""
+    """Alert channels keep webhook URLs, passwords and header values in the environment. Those
+    stay references (``${NAME}``) until an alert is sent (``resolve_env`` then): a variable missing
+    fails that delivery, naming the channel and the variable, not the loading of definitions."""
     alerts = raw.get("alerts")
     if not isinstance(alerts, dict) or not isinstance(alerts.get("channels"), dict):
         return
@@ -75,6 +77,10 @@ def resolve_alert_secrets(path: Path, raw: dict[str, Any]) -> None:
         where = f"{path}: alert channel {name!r}"
         check_secrets(channel, where)
         headers = channel.get("headers")
+        resolved = resolve_env({k: v for k, v in channel.items() if k != "headers"}, where, deferred=SECRET_KEYS)
         if isinstance(headers, dict):
             check_secrets(headers, f"{where} headers", frozenset(headers))
-        alerts["channels"][name] = resolve_env(channel, where)
+            resolved["headers"] = resolve_env(headers, f"{where} headers", deferred=frozenset(headers))
+        if resolved.get("kind") == "file" and isinstance(resolved.get("path"), str):
+            resolved["path"] = str((path.parent / resolved["path"]).resolve())
+        alerts["channels"][name] = resolved

@@ -509,7 +509,16 @@ class WebhookChannel(_Channel):
     """Header values are secrets: write each as ``{env: NAME}``."""
 
 
-AlertChannel = Annotated[SlackChannel | EmailChannel | WebhookChannel, Field(discriminator="kind")]
+class FileChannel(_Channel):
+    """Appends each alert to a local file (one block per alert, newest last): the demo's channel,
+    and a place a log shipper can pick alerts up from."""
+
+    kind: Literal["file"]
+    path: str
+    """Relative to the YAML file that configures it."""
+
+
+AlertChannel = Annotated[SlackChannel | EmailChannel | WebhookChannel | FileChannel, Field(discriminator="kind")]
 
 
 class AlertsSpec(_Strict):

@@ -98,6 +98,12 @@ _FILE_BEING_CREATED = "is not a valid DuckDB database file"
 """What a process opening a new file sees while another process is still writing its header."""
 
 
+def _holder_pid(refusal: list[str]) -> str:
+    """`` (PID n)`` from DuckDB's lock refusal, which names the process holding the file."""
+    pid = re.search(r"PID (\d+)", refusal[-1]) if refusal else None
+    return f" (PID {pid.group(1)})" if pid else ""
+
+
 class DuckDBConnector(SqlConnector):
     kind = KIND
     param_style = "qmark"
@@ -111,8 +117,9 @@ class DuckDBConnector(SqlConnector):
     def path(self) -> Path:
         return Path(self.opts.path)
 
-    def connect(self, *, for_write: bool = False):
-        """A connection to the file. A read-only connector's connection is read-only: the file is
+    def connect(self, *, for_write: bool = False, wait_s: float | None = None):
+        """A connection to the file, waiting up to ``open_wait_s`` (or ``wait_s``) while another
+        process holds it. A read-only connector's connection is read-only: the file is
         opened ``read_only`` when this process never writes it (``role: source`` or protected);
         otherwise (``role: both``, possibly open for writing by another stream in this process,
         and DuckDB cannot open one file read-only and read-write at once) the connection runs in a
@@ -127,11 +134,33 @@ class DuckDBConnector(SqlConnector):
         if self.opts.threads:
             config["threads"] = self.opts.threads
         file_read_only = self.read_only and not self.spec.writable
-        conn = duckdb.connect(str(self.path), read_only=file_read_only, config=config)
+        conn = self._open(duckdb, file_read_only, config, self.opts.open_wait_s if wait_s is None else wait_s)
         conn.execute("SET enable_progress_bar = false").fetchall()
         if self.read_only and not file_read_only:
             conn.execute("BEGIN TRANSACTION").fetchall()  # closed without a commit: rolled back
         return conn
+
+    def _open(self, duckdb: Any, file_read_only: bool, config: dict[str, Any], wait_s: float) -> Any:
+        """``duckdb.connect``, retried while another process holds the file (``wait_s`` 0: once)."""
+        if wait_s <= 0:
+            return duckdb.connect(str(self.path), read_only=file_read_only, config=config)
+        opened: list[Any] = []
+        refusal: list[str] = []
+
+        def try_open() -> bool:
+            try:
+                opened.append(duckdb.connect(str(self.path), read_only=file_read_only, config=config))
+                return True
+            except duckdb.IOException as exc:
+                if _FILE_LOCK_HELD not in str(exc):
+                    raise
+                refusal[:] = [str(exc)]
+                return False
+
+        wait_until_acquired(try_open, wait_s, lambda: f"connection {self.name!r}: DuckDB file {self.path} is held by "
+                                                      f"another process{_holder_pid(refusal)}; waited {wait_s:g}s "
+                                                      "(open_wait_s)")
+        return opened[0]
 
     def checked(self, conn, sql: str) -> str:
         """``sql``, once DuckDB's own parser has confirmed, for a read-only connector, that it is
@@ -180,7 +209,7 @@ class DuckDBConnector(SqlConnector):
 
         def try_open() -> bool:
             try:
-                opened.append(self.connect(for_write=True))
+                opened.append(self.connect(for_write=True, wait_s=0))
                 return True
             except duckdb.IOException as exc:
                 if _FILE_LOCK_HELD not in str(exc) and _FILE_BEING_CREATED not in str(exc):
@@ -191,8 +220,7 @@ class DuckDBConnector(SqlConnector):
         def message() -> str:
             if refusal and _FILE_BEING_CREATED in refusal[-1]:
                 return f"table {table}: DuckDB file {self.path}: {refusal[-1]}; {waited(timeout_s)}"
-            pid = re.search(r"PID (\d+)", refusal[-1]) if refusal else None
-            return (f"table {table}: another process{f' (PID {pid.group(1)})' if pid else ''} is writing DuckDB "
+            return (f"table {table}: another process{_holder_pid(refusal)} is writing DuckDB "
                     f"file {self.path} (DuckDB takes one writing process per file); {waited(timeout_s)}")
 
         try:

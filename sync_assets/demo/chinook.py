@@ -13,6 +13,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from sync_assets.config.models import ForeignKeySpec
+
 DEMO_CONFIG_DIR = Path(__file__).resolve().parent / "config"
 CHINOOK_SQLITE = Path(__file__).parent / "data" / "Chinook_Sqlite.sqlite"
 
@@ -65,6 +67,26 @@ def prepare_demo_source(path: str | Path, *, force: bool = False) -> Path:
     lite.close()
     tmp.rename(path)
     return path
+
+
+def chinook_foreign_keys(connection: str = "chinook") -> list[ForeignKeySpec]:
+    """The foreign keys the shipped Chinook file declares, as ``sync-assets discover`` writes
+    them: the demo's ``lineage.yaml`` holds exactly these (a test keeps them equal)."""
+    lite = sqlite3.connect(CHINOOK_SQLITE)
+    try:
+        tables = [r[0] for r in lite.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        found = []
+        for child in tables:
+            by_constraint: dict[int, tuple[str, list[str]]] = {}
+            for number, _seq, parent, column, *_ in lite.execute(f'PRAGMA foreign_key_list("{child}")'):
+                by_constraint.setdefault(number, (parent, []))[1].append(column)
+            for parent, columns in (by_constraint[n] for n in sorted(by_constraint)):
+                if parent != child:
+                    found.append(ForeignKeySpec(connection=connection, child=f"main.{child}",
+                                                parent=f"main.{parent}", columns=columns))
+        return found
+    finally:
+        lite.close()
 
 
 def has_demo_tables(asset_keys: set[dg.AssetKey]) -> bool:

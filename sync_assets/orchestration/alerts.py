@@ -1,7 +1,8 @@
-"""Alerts to Slack, email and generic webhooks on run failures, failed checks and stale tables.
+"""Alerts to Slack, email, generic webhooks and local files on run failures, failed checks and stale tables.
 
 Channels are configured under ``alerts`` in the YAML (secrets such as the Slack webhook URL, the
-SMTP password and webhook header values come from environment variables). Two run-status
+SMTP password and webhook header values come from environment variables, read when an alert is
+sent: a missing one fails that delivery, not the code location). Two run-status
 sensors, both running by default, produce the alerts:
 
 - ``sync_alerts_on_run_failure``: a failed run names its tables, each failed step's error and any
@@ -9,7 +10,7 @@ sensors, both running by default, produce the alerts:
 - ``sync_alerts_on_failed_checks``: a successful run with failed checks (non-blocking checks do
   not fail a run) sends one alert; a failed ``freshness_check`` is a freshness breach.
 
-Delivery uses only the standard library (``urllib.request`` and ``smtplib``). Every channel is
+Delivery uses only the standard library (``urllib.request``, ``smtplib``, a file append). Every channel is
 tried; if any delivery fails, the sensor tick fails naming the channels, so it shows in the UI.
 """
 
@@ -20,11 +21,14 @@ import smtplib
 import ssl
 import urllib.request
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from email.message import EmailMessage
+from pathlib import Path
 
 import dagster as dg
 
-from sync_assets.config.models import AlertsSpec, EmailChannel, SlackChannel, WebhookChannel
+from sync_assets.config.environment import resolve_env
+from sync_assets.config.models import AlertChannel, AlertsSpec, EmailChannel, FileChannel, SlackChannel, WebhookChannel
 from sync_assets.config.project import Project
 from sync_assets.errors import SyncAssetsError
 
@@ -82,8 +86,19 @@ def _send_email(channel: EmailChannel, alert: Alert) -> None:
         smtp.send_message(message)
 
 
-def deliver(channel: SlackChannel | EmailChannel | WebhookChannel, alert: Alert) -> None:
-    if isinstance(channel, SlackChannel):
+def _append_to_file(channel: FileChannel, alert: Alert) -> None:
+    path = Path(channel.path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as out:
+        out.write(f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC {alert.text()}\n\n")
+
+
+def deliver(channel: AlertChannel, alert: Alert, name: str = "") -> None:
+    """Send ``alert`` through ``channel``, its secrets read from the environment now."""
+    channel = type(channel).model_validate(resolve_env(channel.model_dump(), f"alert channel {name!r}"))
+    if isinstance(channel, FileChannel):
+        _append_to_file(channel, alert)
+    elif isinstance(channel, SlackChannel):
         _post_json(channel.webhook_url, {"text": alert.text()}, {}, channel.timeout_s)
     elif isinstance(channel, WebhookChannel):
         _post_json(channel.url, {"title": alert.title, **asdict(alert)}, channel.headers, channel.timeout_s)
@@ -98,7 +113,7 @@ def send(alerts: AlertsSpec, alert: Alert) -> list[str]:
         if alert.event not in channel.events:
             continue
         try:
-            deliver(channel, alert)
+            deliver(channel, alert, name)
             used.append(name)
         except Exception as exc:
             problems.append(f"{name} ({channel.kind}): {exc}")

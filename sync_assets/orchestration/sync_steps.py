@@ -81,16 +81,33 @@ in one step took 21 s, as three steps of 100 13 s (bench/many_tables.py)."""
 
 def step_groups(project: Project) -> list[list[TableSpec]]:
     """The tables of each step: unpartitioned tables by (source, target), parents before
-    children, in steps of at most ``TABLES_PER_STEP``; each partitioned table alone. When the
-    steps would wait for one another in a circle (dependencies that cross connections both
-    ways), the tables of the steps in the circle get a step each."""
+    children, in steps of at most ``TABLES_PER_STEP``; each partitioned table alone. When steps
+    would wait for one another in a circle (a table's parent is in a step that waits for this
+    step: say Customer -> Invoice (partitioned, a step of its own) -> InvoiceLine), each step in
+    the circle is split into the tables that wait for another step and the rest; a step that
+    cannot be split so gives each of its tables a step."""
     groups: dict[tuple, list[TableSpec]] = {}
     for table in parents_first(project.tables):
         key = (table.source, table.target) if table.partition is None else ("table", table.name)
         groups.setdefault(key, []).append(table)
     steps = [g[i:i + TABLES_PER_STEP] for g in groups.values() for i in range(0, len(g), TABLES_PER_STEP)]
-    circular = _steps_in_a_circle(steps)
-    return [part for step in steps for part in ([[t] for t in step] if id(step) in circular else [step])]
+    while circular := _steps_in_a_circle(steps):
+        steps = [part for step in steps
+                 for part in (_split_after_outside_parents(step) if id(step) in circular else [step])]
+    return steps
+
+
+def _split_after_outside_parents(step: list[TableSpec]) -> list[list[TableSpec]]:
+    """The step's tables that need no table of another step (not even through their parents in
+    the step), then the others; a table each when that splits nothing."""
+    keys = {t.asset_key for t in step}
+    waiting: set[tuple[str, ...]] = set()
+    for table in step:  # parents first
+        if any(parent not in keys or parent in waiting for parent in table.deps):
+            waiting.add(table.asset_key)
+    first = [t for t in step if t.asset_key not in waiting]
+    second = [t for t in step if t.asset_key in waiting]
+    return [first, second] if first and second else [[t] for t in step]
 
 
 def parents_first(tables: tuple[TableSpec, ...]) -> list[TableSpec]:
@@ -114,6 +131,7 @@ def parents_first(tables: tuple[TableSpec, ...]) -> list[TableSpec]:
 
 
 def _steps_in_a_circle(steps: list[list[TableSpec]]) -> set[int]:
+    """The ids of the steps on a circle of steps waiting for one another (empty when none)."""
     import graphlib
 
     step_of = {t.asset_key: id(step) for step in steps for t in step}
@@ -121,13 +139,11 @@ def _steps_in_a_circle(steps: list[list[TableSpec]]) -> set[int]:
     for step in steps:
         for table in step:
             graph[id(step)] |= {step_of[d] for d in table.deps if d in step_of and step_of[d] != id(step)}
-    circular: set[int] = set()
-    while True:
-        try:
-            graphlib.TopologicalSorter({k: v - circular for k, v in graph.items() if k not in circular}).prepare()
-            return circular
-        except graphlib.CycleError as cycle:
-            circular |= set(cycle.args[1])
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+        return set()
+    except graphlib.CycleError as cycle:
+        return set(cycle.args[1])
 
 
 def step_name(tables: list[TableSpec], taken: set[str]) -> str:
