@@ -165,3 +165,22 @@ def check_evaluation(result, name: str):
     selected check of its tables)."""
     (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == name]
     return evaluation
+
+
+def write_demo_config(folder: Path, source: Path, warehouse: Path) -> Path:
+    """The shipped demo config (its streams, lineage, schedules, sensors and alerts) in ``folder``,
+    reading ``source``, writing ``warehouse`` and alerting into ``folder/alerts.log``."""
+    import shutil
+
+    import yaml
+
+    from sync_assets.demo.chinook import DEMO_CONFIG_DIR
+
+    config = yaml.safe_load((DEMO_CONFIG_DIR / "chinook.yaml").read_text())
+    config["connections"]["chinook"]["options"]["path"] = str(source)
+    config["connections"]["warehouse"]["options"]["path"] = str(warehouse)
+    config["alerts"]["channels"]["demo_log"]["path"] = str(folder / "alerts.log")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "demo.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    shutil.copy(DEMO_CONFIG_DIR / "lineage.yaml", folder / "lineage.yaml")
+    return folder

@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from sync_assets.cli.main import main
-from sync_assets.demo.chinook import DEMO_CONFIG_DIR, prepare_demo_source
+from sync_assets.demo.chinook import prepare_demo_source
+from sync_assets_tests.engines import write_demo_config
 
 
 @pytest.fixture
@@ -99,15 +100,12 @@ def test_demo_command_syncs_every_table_and_limits_the_duckdb_writer(tmp_path):
     import dagster as dg
     import duckdb
 
-    config = yaml.safe_load((DEMO_CONFIG_DIR / "chinook.yaml").read_text())
-    config["connections"]["chinook"]["options"]["path"] = str(tmp_path / "chinook.duckdb")
-    config["connections"]["warehouse"]["options"]["path"] = str(tmp_path / "warehouse.duckdb")
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "demo.yaml").write_text(yaml.safe_dump(config))
+    write_demo_config(tmp_path / "config", tmp_path / "chinook.duckdb", tmp_path / "warehouse.duckdb")
     home = tmp_path / "home"
     done = subprocess.run([sys.executable, "-m", "sync_assets.cli", "--config", str(tmp_path / "config"), "demo",
                            "--no-ui", "--dagster-home", str(home)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "Warning" not in done.stdout + done.stderr  # nothing on the console a user cannot act on
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
         tables = {
             r[0]

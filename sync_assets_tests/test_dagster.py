@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
@@ -21,7 +22,7 @@ from sync_assets.config.loader import load_project
 from sync_assets.demo.chinook import DEMO_CONFIG_DIR, prepare_demo_source
 from sync_assets.demo.definitions import build_demo_definitions
 from sync_assets.orchestration.project_definitions import build_definitions
-from sync_assets_tests.engines import materializations_of
+from sync_assets_tests.engines import materializations_of, write_demo_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,14 +35,8 @@ def chinook_source(tmp_path_factory) -> Path:
 @pytest.fixture
 def demo_config(tmp_path, chinook_source) -> Path:
     """The shipped demo config, pointed at a private copy of the source and a fresh warehouse."""
-    config = yaml.safe_load((DEMO_CONFIG_DIR / "chinook.yaml").read_text())
     shutil.copy(chinook_source, tmp_path / "chinook.duckdb")
-    config["connections"]["chinook"]["options"]["path"] = str(tmp_path / "chinook.duckdb")
-    config["connections"]["warehouse"]["options"]["path"] = str(tmp_path / "warehouse.duckdb")
-    folder = tmp_path / "config"
-    folder.mkdir()
-    (folder / "demo.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    return folder
+    return write_demo_config(tmp_path / "config", tmp_path / "chinook.duckdb", tmp_path / "warehouse.duckdb")
 
 
 def _materialize(defs: dg.Definitions, assets: list, **kwargs) -> dg.ExecuteInProcessResult:
@@ -72,6 +67,55 @@ def test_shipped_definitions_load_without_touching_a_database(monkeypatch, tmp_p
     assert spec.group_name == "chinook" and spec.kinds == {"duckdb"} and spec.code_version
     assert spec.metadata["dagster/table_name"] == "warehouse.chinook.Artist"
     assert not (tmp_path / "data").exists()
+
+
+def test_the_demo_shows_foreign_key_lineage_and_runs_its_automations_by_itself():
+    """What a new user sees under `dagster dev`: Chinook's foreign keys as lineage edges (from the
+    shipped lineage.yaml, which holds exactly what the shipped file declares), and a schedule, the
+    source activity, the change sensor, the freshness sensor and the alert sensors all RUNNING."""
+    from sync_assets.config.lineage import LINEAGE_FILE
+    from sync_assets.config.models import LineageSpec
+    from sync_assets.demo.chinook import chinook_foreign_keys
+
+    shipped = LineageSpec.model_validate(yaml.safe_load((DEMO_CONFIG_DIR / LINEAGE_FILE).read_text())["lineage"])
+    assert shipped.foreign_keys == chinook_foreign_keys()
+    defs = build_demo_definitions(load_project(DEMO_CONFIG_DIR))
+    graph = defs.resolve_asset_graph()
+
+    def parents(name: str) -> set[str]:
+        return {k.path[-1] for k in graph.get(dg.AssetKey(["chinook", name])).parent_keys}
+
+    assert parents("Album") == {"Artist"} and parents("Track") == {"Album", "Genre", "MediaType"}
+    assert parents("InvoiceLine") == {"Invoice", "Track"} and parents("Invoice") == {"Customer"}
+    assert parents("Employee") == set()  # ReportsTo points at Employee itself: no self-edge
+    running = dg.DefaultScheduleStatus.RUNNING, dg.DefaultSensorStatus.RUNNING
+    automations = {a.name: a.default_status for a in [*defs.schedules, *defs.sensors]}
+    assert automations == {name: status for name, status in [
+        ("catalog_every_two_minutes", running[0]), ("chinook_source_activity_every_minute", running[0]),
+        ("chinook_changes", running[1]), ("sync_freshness_checks", running[1]),
+        ("sync_alerts_on_run_failure", running[1]), ("sync_alerts_on_failed_checks", running[1])]}
+    steps = {d.node_def.name: sorted(k.path[-1] for k in d.keys) for d in defs.assets if d.node_def.name.startswith(
+        "sync_")}
+    assert steps["sync_chinook_to_warehouse_2"] == ["InvoiceLine"]  # waits for the Invoice step, which waits for
+    assert "Customer" in steps["sync_chinook_to_warehouse"]         # Customer: the one step splits in two
+
+
+def test_the_demo_source_activity_is_what_the_change_sensor_syncs(demo_config):
+    """A sale recorded by the demo's source activity job changes the signals of Invoice and
+    InvoiceLine (and only those are watched): the change sensor asks for exactly them."""
+    defs = build_demo_definitions(load_project(demo_config))
+    sensor = next(s for s in defs.sensors if s.name == "chinook_changes")
+    with dg.instance_for_test() as instance:
+        first = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+        assert first.cursor is not None
+        result = defs.get_job_def("chinook_source_activity").execute_in_process(instance=instance)
+        assert result.success
+        second = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor,
+                                                              definitions=defs))
+    requested = {key.to_user_string() for request in second.run_requests for key in request.asset_selection}
+    assert requested == {"chinook/InvoiceLine", "chinook/Invoice"}
+    invoice_request = next(r for r in second.run_requests if r.partition_key)
+    assert invoice_request.partition_key == date.today().replace(day=1).isoformat()  # the current month (end_offset)
 
 
 def test_materialize_records_metadata_and_passes_the_check(demo_config):

@@ -1,10 +1,10 @@
-"""The ``sync-assets`` command: the demo, plans (dry runs), one-off runs, listings and operations.
+"""The ``sync-assets`` command: the demo and the UI, plans (dry runs), one-off runs, listings and operations.
 
 Dagster remains the way to run syncs with history (``dagster asset materialize``, ``dagster
 dev``); this command covers what a data engineer wants from a shell: set up and start the demo,
-see what a table's next run would do, run one table outside Dagster (scripts, benchmarks), list
-a connection's databases and schemas, list its tables with sizes, compare a table's source and
-target row by row (``diff``), print the status of every
+serve a (read-only) UI (``dagster_ui``), see what a table's next run would do, run one table
+outside Dagster (scripts, benchmarks), list a connection's databases and schemas, list its tables
+with sizes, compare a table's source and target row by row (``diff``), print the status of every
 table, discover foreign keys into ``lineage.yaml``, and apply the per-connection read limits to
 the Dagster instance's pools.
 """
@@ -14,12 +14,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
-from sync_assets.cli import verification
+from sync_assets.cli import dagster_ui, verification
+from sync_assets.cli.dagster_ui import apply_pool_limits, pool_limits
 from sync_assets.config.loader import load_project
 from sync_assets.config.project import Project
 from sync_assets.connectors import connector_for
@@ -166,17 +165,6 @@ def cmd_discover(args: argparse.Namespace) -> int:
     return 0
 
 
-def pool_limits(project: Project) -> dict[str, int]:
-    """Pool name -> limit: each source connection's max_concurrent_reads, one writer per DuckDB file."""
-    from sync_assets.orchestration.assets import pool_for
-
-    limits = {}
-    for table in project.tables:
-        pool = pool_for(project, table)
-        limits[pool] = 1 if pool.endswith("_writer") else project.connections[table.source].max_concurrent_reads
-    return limits
-
-
 def cmd_pools(args: argparse.Namespace) -> int:
     limits = pool_limits(_project(args))
     for pool, limit in sorted(limits.items()):
@@ -190,61 +178,6 @@ def cmd_pools(args: argparse.Namespace) -> int:
         apply_pool_limits(instance, limits)
     print(f"applied {len(limits)} pool limit(s) to the instance at {os.environ['DAGSTER_HOME']}")
     return 0
-
-
-def apply_pool_limits(instance, limits: dict[str, int]) -> None:
-    for pool, limit in limits.items():
-        instance.event_log_storage.set_concurrency_slots(pool, limit)
-
-
-def _dagster_home(home: str | None) -> Path:
-    path = Path(home or os.environ.get("DAGSTER_HOME") or PROJECT_ROOT / ".dagster_home").resolve()
-    path.mkdir(parents=True, exist_ok=True)
-    if not (path / "dagster.yaml").exists():
-        shutil.copy(PROJECT_ROOT / "dagster.yaml", path / "dagster.yaml")
-    return path
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Build the Chinook source, sync every demo table with Dagster, then start the UI."""
-    from dagster import AssetKey
-
-    from sync_assets.demo.chinook import REVENUE_KEY, has_demo_tables, prepare_demo_source
-
-    project = _project(args)
-    for conn in project.connections.values():
-        if conn.kind == "duckdb" and Path(conn.options["path"]).name == "chinook.duckdb":
-            prepare_demo_source(conn.options["path"])
-    env = {**os.environ, "DAGSTER_HOME": str(_dagster_home(args.dagster_home)),
-           "SYNC_ASSETS_DEMO_CONFIG": str(Path(args.config).resolve())}
-    print(f"DAGSTER_HOME={env['DAGSTER_HOME']} (run history and metadata persist here)")
-    from dagster import DagsterInstance
-
-    with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-        apply_pool_limits(instance, pool_limits(project))  # one writer at a time per DuckDB file
-    base = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "sync_assets.demo.definitions"]
-    partitioned = [t for t in project.tables if t.partition is not None]
-    plain = [t for t in project.tables if t.partition is None]
-    steps = []
-    if plain:
-        steps.append(base + ["--select", ",".join("/".join(t.asset_key) for t in plain)])
-    for table in partitioned:
-        from sync_assets.orchestration.assets import partitions_for
-
-        keys = partitions_for(table).get_partition_keys()
-        steps.append(base + ["--select", "/".join(table.asset_key), "--partition-range", f"{keys[0]}...{keys[-1]}"])
-    if has_demo_tables({AssetKey(list(t.asset_key)) for t in project.tables}):
-        steps.append(base + ["--select", REVENUE_KEY.to_user_string()])
-    for command in steps:
-        print("$ " + " ".join(command[2:]))
-        completed = subprocess.run(command, env=env, cwd=PROJECT_ROOT)
-        if completed.returncode != 0:
-            return completed.returncode
-    print("demo synced: every table is in the DuckDB warehouse; run history is in the Dagster UI")
-    if args.no_ui:
-        return 0
-    return subprocess.run([sys.executable, "-m", "dagster", "dev", "-m", "sync_assets.demo.definitions",
-                           "-h", args.host, "-p", str(args.port)], env=env, cwd=PROJECT_ROOT).returncode
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -299,12 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     pools.add_argument("--apply", action="store_true", help="set the limits on the instance at $DAGSTER_HOME")
     pools.set_defaults(func=cmd_pools)
 
-    demo = sub.add_parser("demo", help="build the Chinook demo source, sync it with Dagster, start the UI")
-    demo.add_argument("--no-ui", action="store_true", help="sync and exit without starting the UI")
-    demo.add_argument("--dagster-home", help="default: $DAGSTER_HOME or ./.dagster_home")
-    demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=3000)
-    demo.set_defaults(func=cmd_demo)
+    dagster_ui.add_parser(sub)
     return parser
 
 
@@ -313,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.config is None:
         from sync_assets.demo.chinook import DEMO_CONFIG_DIR
 
-        args.config = str(DEMO_CONFIG_DIR) if args.command == "demo" else os.environ.get(
+        demo = args.command == "demo" or (args.command == "ui" and args.demo)
+        args.config = str(DEMO_CONFIG_DIR) if demo else os.environ.get(
             "SYNC_ASSETS_CONFIG", str(PROJECT_ROOT / "config"))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(message)s")
     try:

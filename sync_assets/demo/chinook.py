@@ -8,7 +8,10 @@ no server.
 
 from __future__ import annotations
 
+import random
 import sqlite3
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -17,6 +20,8 @@ from sync_assets.config.models import ForeignKeySpec
 
 DEMO_CONFIG_DIR = Path(__file__).resolve().parent / "config"
 CHINOOK_SQLITE = Path(__file__).parent / "data" / "Chinook_Sqlite.sqlite"
+CHINOOK_FILE = "chinook.duckdb"
+"""The demo source's file name (``sync-assets demo`` builds it where the config points)."""
 
 
 INVOICE_KEY = dg.AssetKey(["chinook", "Invoice"])
@@ -87,6 +92,44 @@ def chinook_foreign_keys(connection: str = "chinook") -> list[ForeignKeySpec]:
         return found
     finally:
         lite.close()
+
+
+def record_demo_sale(path: str | Path, *, rng: random.Random | None = None, wait_s: float = 30.0) -> tuple[int, int]:
+    """The demo source's own activity, as the shop's application would write it: one new invoice
+    for a random customer, dated now, with one to three lines. Returns (invoice id, lines). The
+    file is opened for writing between the syncs' reads (DuckDB takes one writing process)."""
+    import duckdb
+
+    rng = rng or random.Random()
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            conn = duckdb.connect(str(path))
+            break
+        except duckdb.IOException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    try:
+        conn.begin()
+        customers = conn.execute('SELECT count(*) FROM "Customer"').fetchone()[0]
+        tracks = conn.execute('SELECT count(*) FROM "Track"').fetchone()[0]
+        invoice = conn.execute('SELECT max("InvoiceId") + 1 FROM "Invoice"').fetchone()[0]
+        conn.execute(
+            'INSERT INTO "Invoice" SELECT ?, "CustomerId", ?, "Address", "City", "State", "Country", "PostalCode", 0 '
+            'FROM "Customer" ORDER BY "CustomerId" LIMIT 1 OFFSET ?',
+            [invoice, datetime.now(UTC).replace(tzinfo=None, microsecond=0), rng.randrange(customers)])
+        picked = rng.sample(range(tracks), rng.randint(1, 3))
+        conn.execute(
+            'INSERT INTO "InvoiceLine" SELECT (SELECT max("InvoiceLineId") FROM "InvoiceLine") + row_number() OVER (), '
+            '?, "TrackId", "UnitPrice", 1 FROM (SELECT * FROM "Track" ORDER BY "TrackId") '
+            'WHERE list_contains(?, "TrackId" - 1)', [invoice, picked])
+        conn.execute('UPDATE "Invoice" SET "Total" = (SELECT sum("UnitPrice" * "Quantity") FROM "InvoiceLine" '
+                     'WHERE "InvoiceId" = ?) WHERE "InvoiceId" = ?', [invoice, invoice])
+        conn.commit()
+        return invoice, len(picked)
+    finally:
+        conn.close()
 
 
 def has_demo_tables(asset_keys: set[dg.AssetKey]) -> bool:
