@@ -66,6 +66,8 @@ def test_shipped_definitions_load_without_touching_a_database(monkeypatch, tmp_p
     spec = defs.get_assets_def(dg.AssetKey(["chinook", "Artist"])).specs_by_key[dg.AssetKey(["chinook", "Artist"])]
     assert spec.group_name == "chinook" and spec.kinds == {"duckdb"} and spec.code_version
     assert spec.metadata["dagster/table_name"] == "warehouse.chinook.Artist"
+    warehouse = (DEMO_CONFIG_DIR / "../../../data/warehouse.duckdb").resolve()
+    assert spec.metadata["dagster/uri"] == f"duckdb://{warehouse}#chinook.Artist"
     assert not (tmp_path / "data").exists()
 
 
@@ -130,7 +132,9 @@ def test_materialize_records_metadata_and_passes_the_check(demo_config):
     assert metadata["rows_read"].value == metadata["rows_written"].value == 2240
     assert metadata["dagster/row_count"].value == 2240
     assert metadata["watermark_after"].value == "2240"
-    assert "InvoiceLineId" in [c.name for c in metadata["dagster/column_schema"].schema.columns]
+    columns = {c.name: c.type for c in metadata["dagster/column_schema"].schema.columns}
+    assert columns == {"InvoiceLineId": "INTEGER", "InvoiceId": "INTEGER", "TrackId": "INTEGER",
+                       "UnitPrice": "DECIMAL(10,2)", "Quantity": "INTEGER"}  # the target's own types
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}  # in the same step
     assert set(evaluations) == {"row_count_parity", "schema_drift", "primary_key_unique"}
     assert all(e.passed for e in evaluations.values())

@@ -386,6 +386,11 @@ class StreamOptions(_Strict):
     limit: int | None = Field(default=None, ge=0)
     group: str | None = None
     description: str | None = None
+    owners: list[str] | None = None
+    """Who answers for the table, shown on its asset: e-mail addresses or ``team:<name>``."""
+    tags: dict[str, str] | None = None
+    """Asset tags (``domain: finance``), filterable in the catalog; a stream's tags are added to
+    the defaults' (a key set in both takes the stream's value)."""
     asset_key: list[str] | None = None
     schema_changes: Literal["evolve", "fail"] | None = None
     load_method: Literal["auto", "rename", "switch"] | None = None
@@ -441,6 +446,28 @@ class StreamOptions(_Strict):
     @classmethod
     def _valid_lookback(cls, value: Any) -> Any:
         parse_lookback(value)
+        return value
+
+    @field_validator("owners")
+    @classmethod
+    def _valid_owners(cls, value: list[str] | None) -> list[str] | None:
+        for owner in value or []:
+            if not (re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", owner) or re.fullmatch(r"team:[A-Za-z0-9_-]+", owner)):
+                raise ValueError(f"owner {owner!r} is neither an e-mail address nor team:<name> "
+                                 "(letters, digits, _ and -)")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _valid_tags(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        part = r"[A-Za-z0-9_.-]{1,63}"
+        for key, text in (value or {}).items():
+            if not re.fullmatch(f"({part}/)?{part}", key):
+                raise ValueError(f"tag key {key!r}: letters, digits, '_', '-' and '.', at most 63, "
+                                 "with an optional 'prefix/'")
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{0,63}", str(text)):
+                raise ValueError(f"tag {key!r}: value {text!r} may hold letters, digits, '_', '-' and '.' only, "
+                                 "at most 63")
         return value
 
     @field_validator("freshness", "lock_timeout")

@@ -90,6 +90,9 @@ class TableSpec:
     parent_keys: tuple[ParentKey, ...] = ()
     orphans: str = "fail"
     orphan_attempts: int = 5
+    owners: tuple[str, ...] = ()
+    tags: tuple[tuple[str, str], ...] = ()
+    """(key, value) asset tags, sorted by key."""
 
     @property
     def label(self) -> str:

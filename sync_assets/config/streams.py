@@ -36,7 +36,10 @@ from sync_assets.errors import ConfigError
 def _merge(defaults: StreamOptions, stream: StreamOptions | None) -> dict[str, Any]:
     merged = defaults.model_dump(exclude_unset=True)
     if stream is not None:
-        merged.update(stream.model_dump(exclude_unset=True))
+        own = stream.model_dump(exclude_unset=True)
+        if merged.get("tags") and own.get("tags") is not None:
+            own["tags"] = {**merged["tags"], **own["tags"]}
+        merged.update(own)
     return merged
 
 
@@ -134,6 +137,8 @@ def resolve_table(
         limit=opts.get("limit"),
         group=opts.get("group") or _asset_key_part(replication.source),
         description=opts.get("description"),
+        owners=tuple(opts.get("owners") or ()),
+        tags=tuple(sorted((opts.get("tags") or {}).items())),
         asset_key=asset_key,
         schema_changes=opts.get("schema_changes") or "evolve",
         load_method=_load_method(where, opts, connections[replication.target]),

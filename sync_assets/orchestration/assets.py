@@ -7,6 +7,7 @@ that sync tables (many per step) are built in ``sync_steps``.
 """
 
 from datetime import date, datetime
+from pathlib import Path
 
 import dagster as dg
 
@@ -50,12 +51,26 @@ def partitions_for(table: TableSpec) -> dg.PartitionsDefinition | None:
     return cls(start_date=start, timezone=spec.timezone, end_offset=spec.end_offset)
 
 
+def connection_uri(kind: str, options: dict) -> str:
+    """Where a connection's database is, as a URI without user or secrets."""
+    if kind == "postgres":
+        return f"postgresql://{options.get('host', '127.0.0.1')}:{options.get('port', 5432)}/{options['database']}"
+    if kind == "duckdb":
+        return f"duckdb://{Path(options['path']).resolve()}"
+    if kind == "mssql":
+        return f"mssql://{options['server']}:{options.get('port', 1433)}/{options['database']}"
+    if kind == "snowflake":
+        return f"snowflake://{options['account']}/{options['database']}"
+    return str(options.get("base_url", kind))
+
+
 def definition_metadata(project: Project, table: TableSpec) -> dict:
-    target_kind = project.connections[table.target].kind
+    target = project.connections[table.target]
     return {
         "source": f"{table.source} ({project.connections[table.source].kind}): {table.source_object}",
-        "target": f"{table.target} ({target_kind}): {table.target_table}",
+        "target": f"{table.target} ({target.kind}): {table.target_table}",
         "dagster/table_name": f"{table.target}.{table.target_table}",
+        "dagster/uri": f"{connection_uri(target.kind, target.options)}#{table.target_table}",
         "mode": table.mode,
         "primary_key": ", ".join(table.primary_key) or "(none)",
         "update_key": table.update_key or "(none)",
@@ -111,7 +126,8 @@ def materialization_metadata(result: SyncResult) -> dict:
     origins = dict(plan.shaping.lineage()) if plan.shaping is not None else {}
     if result.target_schema is not None:
         metadata["dagster/column_schema"] = dg.TableSchema(
-            columns=[dg.TableColumn(f.name, str(f.type), constraints=dg.TableColumnConstraints(nullable=f.nullable),
+            columns=[dg.TableColumn(f.name, result.target_column_types.get(f.name, str(f.type)),
+                                    constraints=dg.TableColumnConstraints(nullable=f.nullable),
                                     description=origins[f.name].how if f.name in origins else None)
                      for f in result.target_schema]
         )
@@ -163,6 +179,8 @@ def asset_spec(project: Project, table: TableSpec) -> dg.AssetSpec:
         code_version=table.fingerprint(),
         partitions_def=partitions_for(table),
         metadata=definition_metadata(project, table),
+        owners=list(table.owners),
+        tags=dict(table.tags),
         skippable=True,
         deps=[dg.AssetKey(list(parent)) for parent in table.deps],
     ).with_io_manager_key(io_manager_key(table.target))

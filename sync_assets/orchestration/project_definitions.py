@@ -1,6 +1,7 @@
 """A project's Dagster Definitions: assets, checks, IO managers, schedules and sensors, and the executor.
 
-One asset per table with its checks, synced many tables per step (``sync_steps``), the freshness
+One asset per table with its checks (each table's spec through the translator hook), synced many
+tables per step (``sync_steps``), the freshness
 checks, an IO manager per writable connection, the named schedules, a change sensor per source
 connection that asks for one, the freshness-check sensor and the alert sensors.
 
@@ -20,9 +21,12 @@ from sync_assets.orchestration.executors import build_executor
 from sync_assets.orchestration.io_manager import SyncTargetIOManager
 from sync_assets.orchestration.sensors import build_change_sensors
 from sync_assets.orchestration.sync_steps import build_sync_steps
+from sync_assets.orchestration.translator import SyncAssetsTranslator, translate
 
 
-def build_definitions(project: Project) -> dg.Definitions:
+def build_definitions(project: Project, translator: SyncAssetsTranslator | None = None) -> dg.Definitions:
+    """``translator``: a Python hook on each table's asset spec (``translator.SyncAssetsTranslator``)."""
+    project, specs = translate(project, translator or SyncAssetsTranslator())
     freshness_checks, freshness_sensors = build_freshness_checks(project)
     sensors = build_change_sensors(project) + build_alert_sensors(project) + freshness_sensors
     writable = sorted(name for name, conn in project.connections.items() if conn.writable)
@@ -30,6 +34,6 @@ def build_definitions(project: Project) -> dg.Definitions:
         io_manager_key(name): SyncTargetIOManager(config_dir=str(project.config_dir), connection=name)
         for name in writable
     }
-    return dg.Definitions(assets=build_sync_steps(project), asset_checks=freshness_checks, resources=resources,
+    return dg.Definitions(assets=build_sync_steps(project, specs), asset_checks=freshness_checks, resources=resources,
                           schedules=build_schedules(project), sensors=sensors,
                           executor=build_executor(project))

@@ -161,9 +161,14 @@ def step_name(tables: list[TableSpec], taken: set[str]) -> str:
     return name
 
 
-def build_sync_steps(project: Project) -> list[dg.AssetsDefinition]:
+def build_sync_steps(project: Project,
+                     specs: dict[tuple[str, ...], dg.AssetSpec] | None = None) -> list[dg.AssetsDefinition]:
+    """The steps of every table; ``specs``: each table's asset spec by its key (``translator.translate``;
+    default: ``assets.asset_spec``)."""
+    specs = specs or {t.asset_key: asset_spec(project, t) for t in project.tables}
     taken: set[str] = set()
-    return [build_sync_step(project, tables, step_name(tables, taken)) for tables in step_groups(project)]
+    return [build_sync_step(project, tables, step_name(tables, taken), [specs[t.asset_key] for t in tables])
+            for tables in step_groups(project)]
 
 
 @dataclass
@@ -229,14 +234,15 @@ class _ThreadConnectors:
         return made[(name, read_only)]
 
 
-def build_sync_step(project: Project, tables: list[TableSpec], name: str) -> dg.AssetsDefinition:
+def build_sync_step(project: Project, tables: list[TableSpec], name: str,
+                    specs: list[dg.AssetSpec]) -> dg.AssetsDefinition:
     by_key = {asset_key_of(t): t for t in tables}
     partitioned = tables[0].partition is not None
     slots = Slots.of(project)
 
     @dg.multi_asset(
         name=name,
-        specs=[asset_spec(project, t) for t in tables],
+        specs=specs,
         check_specs=[spec for t in tables for spec in check_specs(t)],
         can_subset=True,
         op_tags=op_tags(tables[0]),

@@ -47,6 +47,8 @@ class SyncResult:
     source_sql: str = ""
     statements: list[str] = field(default_factory=list)
     target_schema: pa.Schema | None = None
+    target_column_types: dict[str, str] = field(default_factory=dict)
+    """Each target column's type as the target declares it (``INTEGER``, ``DECIMAL(10,2)``)."""
     native_path: bool = False
     expected_rows: int | None = None
 
@@ -104,6 +106,8 @@ def run_plan(plan: SyncPlan, source: Connector, target: Connector) -> SyncResult
         result.watermark_after = target.max_value(table.target_table, table.update_key)
     result.target_rows = written.target_rows  # kept by the apply transaction (connectors.row_counts)
     result.target_schema = target.table_schema(table.target_table)
+    if result.target_schema is not None:
+        result.target_column_types = {f.name: target.ddl_type(f) for f in result.target_schema}
     log.info("%s (%s, %s): %s rows read, %s written (%s) in %.2fs (%.0f rows/s); target has %s rows%s", table.name,
              plan.strategy, plan.write.kind,
              f"{result.rows_read:,}", f"{result.rows_written:,}", result.applied, result.duration_s,
