@@ -20,7 +20,7 @@ from sync_assets.config.environment import (
     resolve_alert_secrets,
     resolve_env,
 )
-from sync_assets.config.models import ConfigFile, ConnectionSpec, ExecutionSpec, ScheduleSpec
+from sync_assets.config.models import ConfigFile, ConnectionSpec, ScheduleSpec
 from sync_assets.config.names import TableName
 from sync_assets.config.project import Project, TableSpec
 from sync_assets.config.streams import enabled_streams, resolve_table
@@ -57,6 +57,12 @@ def _read_file(path: Path) -> ConfigFile:
         raw = yaml.load(path.read_text(), Loader=_YAML_LOADER) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_document(raw, path)
+
+
+def parse_document(raw: Any, path: Path) -> ConfigFile:
+    """One configuration document (a YAML file's content, or a Component's attributes) checked
+    and validated; ``path`` is where it was written (errors name it; relative paths start there)."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at top level")
     for name, conn in (raw.get("connections") or {}).items():
@@ -83,10 +89,13 @@ def load_project(config_dir: str | Path, *, skip_unresolved_wildcards: bool = Fa
 
 
 def load_files(files: list[Path], config_dir: Path | None = None, *,
-               skip_unresolved_wildcards: bool = False) -> Project:
-    """Load and validate config files; ``skip_unresolved_wildcards`` lets ``sync-assets discover``
-    load a project whose wildcard streams have no catalog yet (it is what writes the catalog)."""
-    parsed = [(path, _read_file(path)) for path in files]
+               skip_unresolved_wildcards: bool = False, documents: list[tuple[Path, ConfigFile]] = ()) -> Project:
+    """Load and validate config files, and ``documents`` already parsed (``parse_document``: the
+    Component's attributes); ``skip_unresolved_wildcards`` lets ``sync-assets discover`` load a
+    project whose wildcard streams have no catalog yet (it is what writes the catalog)."""
+    parsed = [*((path, _read_file(path)) for path in files), *documents]
+    if not parsed:
+        raise ConfigError(f"{config_dir}: no configuration (no *.yaml files, no attributes)")
     catalog: dict[str, dict[str, list[str]]] = {}
     for _, cfg in parsed:
         for connection, schemas in cfg.catalog.items():
@@ -139,11 +148,11 @@ def load_files(files: list[Path], config_dir: Path | None = None, *,
                 tables.append(table)
     schedules = _collect_schedules(parsed, tables)
     alerts = _single_section(parsed, "alerts")
-    execution = _single_section(parsed, "execution") or ExecutionSpec()
+    execution = _single_section(parsed, "execution")
     from sync_assets.config.lineage import resolve_dependencies
 
     foreign_keys = [(path, fk) for path, cfg in parsed if cfg.lineage for fk in cfg.lineage.foreign_keys]
-    return Project(connections, resolve_dependencies(tables, foreign_keys), config_dir or files[0].parent,
+    return Project(connections, resolve_dependencies(tables, foreign_keys), config_dir or parsed[0][0].parent,
                    schedules, alerts, execution)
 
 

@@ -12,11 +12,26 @@ from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 DEFAULT_LOCK_TIMEOUT = timedelta(minutes=5)
 """How long a run waits for another run writing the same target table, unless a stream says."""
 
+
+
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+Names = Annotated[list[str], BeforeValidator(_one_or_many), WithJsonSchema(
+    {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]})]
+"""Column or stream names: one as a string, several as a list (``primary_key: id``)."""
+
+Secret = Annotated[str, WithJsonSchema({"anyOf": [
+    {"type": "string"},
+    {"type": "object", "properties": {"env": {"type": "string"}}, "required": ["env"], "additionalProperties": False},
+]})]
+"""A secret: written ``{env: NAME}`` (the loader keeps ``${NAME}`` until it is used)."""
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -324,20 +339,15 @@ class TransformSpec(_Strict):
     cast_errors: Literal["fail", "null"] = "fail"
     """A value ``cast`` or ``parse_dates`` cannot convert: ``fail`` makes the row bad (``on_bad_rows``
     fails the run or quarantines it), ``null`` stores NULL instead."""
-    trim: list[str] = Field(default_factory=list)
-    empty_to_null: list[str] = Field(default_factory=list)
-    lowercase: list[str] = Field(default_factory=list)
-    uppercase: list[str] = Field(default_factory=list)
+    trim: Names = Field(default_factory=list)
+    empty_to_null: Names = Field(default_factory=list)
+    lowercase: Names = Field(default_factory=list)
+    uppercase: Names = Field(default_factory=list)
     timezone: dict[str, TimezoneShift] = Field(default_factory=dict)
     parse_dates: dict[str, DateFormats] = Field(default_factory=dict)
     computed: dict[str, str] = Field(default_factory=dict)
     """New column -> a DuckDB SQL expression over the transformed columns (``amount * rate``)."""
-    drop: list[str] = Field(default_factory=list)
-
-    @field_validator("trim", "empty_to_null", "lowercase", "uppercase", "drop", mode="before")
-    @classmethod
-    def _string_to_list(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
+    drop: Names = Field(default_factory=list)
 
     @field_validator("cast")
     @classmethod
@@ -374,13 +384,13 @@ class StreamOptions(_Strict):
     sql: str | None = None
     object: str | None = None
     mode: Literal["full_refresh", "incremental", "smart", "date_partitioned", "hash_delta"] | None = None
-    primary_key: list[str] | None = None
+    primary_key: Names | None = None
     update_key: str | None = None
     lookback: str | int | float | None = None
     partition: PartitionSpec | None = None
     batch_size: int | None = Field(default=None, ge=1)
-    columns: list[str] | None = None
-    exclude_columns: list[str] | None = None
+    columns: Names | None = None
+    exclude_columns: Names | None = None
     exclude_tables: list[str] | None = None
     where: str | None = None
     limit: int | None = Field(default=None, ge=0)
@@ -419,7 +429,7 @@ class StreamOptions(_Strict):
     on_bad_rows: Literal["fail", "quarantine"] | None = None
     """What a row the target cannot take does: ``fail`` the run (nothing written), or go to the
     target's ``_sync_dead_letters`` table (``quarantine``) while the other rows load."""
-    depends_on: list[str] | None = None
+    depends_on: Names | None = None
     """Streams to load before this one, besides the foreign keys in ``lineage``."""
     transform: TransformSpec | None = None
     validate_: dict[str, ColumnRules] | None = Field(default=None, alias="validate")
@@ -433,14 +443,8 @@ class StreamOptions(_Strict):
     """``orphans: wait``: runs that try a pending row before it stays failed (default 5)."""
     http: HttpEndpoint | None = None
     """A ``kind: http`` source: the endpoint, pagination and record path of this stream."""
-    ignore_dependencies: list[str] | None = None
+    ignore_dependencies: Names | None = None
     """Parent streams whose foreign keys to ignore: how a foreign-key cycle is broken."""
-
-    @field_validator("primary_key", "columns", "exclude_columns", "depends_on", "ignore_dependencies",
-                     mode="before")
-    @classmethod
-    def _string_to_list(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
 
     @field_validator("lookback")
     @classmethod
@@ -514,7 +518,7 @@ class _Channel(_Strict):
 
 class SlackChannel(_Channel):
     kind: Literal["slack"]
-    webhook_url: str
+    webhook_url: Secret
 
 
 class EmailChannel(_Channel):
@@ -524,7 +528,7 @@ class EmailChannel(_Channel):
     starttls: bool = False
     ssl: bool = False
     username: str | None = None
-    password: str | None = None
+    password: Secret | None = None
     sender: str
     recipients: list[str] = Field(min_length=1)
 
@@ -532,7 +536,7 @@ class EmailChannel(_Channel):
 class WebhookChannel(_Channel):
     kind: Literal["webhook"]
     url: str
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, Secret] = Field(default_factory=dict)
     """Header values are secrets: write each as ``{env: NAME}``."""
 
 

@@ -125,7 +125,8 @@ class Project:
     config_dir: Path
     schedules: dict[str, ScheduleSpec] = field(default_factory=dict)
     alerts: AlertsSpec | None = None
-    execution: ExecutionSpec = ExecutionSpec()
+    execution: ExecutionSpec | None = None
+    """The ``execution:`` block, None when no file has one (``orchestration.executors``)."""
 
     def table(self, name: str) -> TableSpec:
         for table in self.tables:

@@ -29,7 +29,7 @@ DISTRIBUTED = ("celery", "k8s")
 
 def execution_of(project: Project) -> ExecutionSpec:
     """The project's execution settings with the environment's overrides applied."""
-    spec = project.execution
+    spec = project.execution or ExecutionSpec()
     updates: dict = {}
     if os.environ.get("SYNC_ASSETS_EXECUTOR"):
         updates["executor"] = os.environ["SYNC_ASSETS_EXECUTOR"]

@@ -24,8 +24,11 @@ from sync_assets.orchestration.sync_steps import build_sync_steps
 from sync_assets.orchestration.translator import SyncAssetsTranslator, translate
 
 
-def build_definitions(project: Project, translator: SyncAssetsTranslator | None = None) -> dg.Definitions:
-    """``translator``: a Python hook on each table's asset spec (``translator.SyncAssetsTranslator``)."""
+def build_definitions(project: Project, translator: SyncAssetsTranslator | None = None, *,
+                      default_executor: bool = True) -> dg.Definitions:
+    """``translator``: a Python hook on each table's asset spec (``translator.SyncAssetsTranslator``).
+    Without an ``execution:`` block the executor is in-process, or with ``default_executor=False``
+    (the Component in a ``dg`` project) left to the code location."""
     project, specs = translate(project, translator or SyncAssetsTranslator())
     freshness_checks, freshness_sensors = build_freshness_checks(project)
     sensors = build_change_sensors(project) + build_alert_sensors(project) + freshness_sensors
@@ -36,4 +39,4 @@ def build_definitions(project: Project, translator: SyncAssetsTranslator | None 
     }
     return dg.Definitions(assets=build_sync_steps(project, specs), asset_checks=freshness_checks, resources=resources,
                           schedules=build_schedules(project), sensors=sensors,
-                          executor=build_executor(project))
+                          executor=build_executor(project) if default_executor or project.execution else None)
