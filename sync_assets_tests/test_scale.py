@@ -188,22 +188,38 @@ def test_a_partitioned_table_between_two_others_splits_their_step_once(write_pro
     assert names == ["sync_erp_to_copy", "sync_erp_to_copy_2", f"sync_{source}_copy_invoices"]
 
 
-def test_a_secret_is_read_when_a_run_opens_the_connection(write_project, pg_options, pg, source, monkeypatch):
+def test_a_secret_is_read_when_a_run_that_needs_it_starts(write_project, pg_options, pg, source, tmp_path,
+                                                          monkeypatch):
+    """Connection secrets are EnvVars of the connection's resource: definitions load without them,
+    a run of a table on another connection runs, and a run that needs the connection is refused
+    at its start, naming the connection's resource and the variable."""
     (name,) = make_tables(pg, source, 1)
     monkeypatch.delenv("SYNC_SCALE_PASSWORD", raising=False)
     project = write_project({
         "connections": {"erp": {"kind": "postgres", "role": "source", "options": pg_options},
                         "copy": {"kind": "postgres", "role": "target",
-                                 "options": {**pg_options, "password": {"env": "SYNC_SCALE_PASSWORD"}}}},
-        "source": "erp", "target": "copy", "streams": {f"{source}.{name}": None},
-    })  # definitions load without the variable: a worker that never opens 'copy' need not have it
+                                 "options": {**pg_options, "password": {"env": "SYNC_SCALE_PASSWORD"}}},
+                        "lake": {"kind": "duckdb", "role": "target", "options": {"path": str(tmp_path / "l.duckdb")}}},
+        "replications": [{"source": "erp", "target": target, "defaults": {"object": f"{target}_{{stream_table}}"},
+                          "streams": {f"{source}.{name}": None}} for target in ("copy", "lake")],
+    })
     assert project.connections["copy"].options["password"] == "${SYNC_SCALE_PASSWORD}"
-    result = run(project, raise_on_error=False)
-    assert not result.success
-    message = result.get_step_failure_events()[0].event_specific_data.error.message
-    assert "connection 'copy': key 'password' needs environment variable SYNC_SCALE_PASSWORD" in message
+    defs = build_definitions(project)
+    assert defs.resources["copy_connection"].secrets == {"password": dg.EnvVar("SYNC_SCALE_PASSWORD")}
+    assert "password" not in defs.resources["copy_connection"].options
+    copy_key, lake_key = (dg.AssetKey(list(t.asset_key)) for t in sorted(project.tables, key=lambda t: t.target))
+    steps = [defs.get_assets_def(copy_key), defs.get_assets_def(lake_key)]
+
+    def materialize(key: dg.AssetKey) -> dg.ExecuteInProcessResult:
+        return dg.materialize(steps, resources=defs.resources, selection=[key], instance=dg.DagsterInstance.ephemeral())
+
+    assert materialize(lake_key).success
+    with pytest.raises(dg.DagsterInvalidConfigError, match=r"(?s)resources:copy_connection:config:secrets:'password'.*"
+                                                           r"environment variable \"SYNC_SCALE_PASSWORD\" which is "
+                                                           r"not set"):
+        materialize(copy_key)
     monkeypatch.setenv("SYNC_SCALE_PASSWORD", "unused-with-trust-auth")
-    assert run(project).success
+    assert materialize(copy_key).success
 
 
 def test_the_executor_comes_from_configuration_and_refuses_duckdb_on_many_machines(

@@ -31,8 +31,7 @@ from sync_assets.connectors.interface import SchemaInfo
 from sync_assets.connectors.requests import Filter, ReadRequest
 from sync_assets.connectors.snowflake.connector import SnowflakeConnector
 from sync_assets.errors import ConfigError, ConnectionFailed
-from sync_assets.orchestration.assets import io_manager_key
-from sync_assets.orchestration.io_manager import SyncTargetIOManager
+from sync_assets.orchestration.project_definitions import build_definitions
 from sync_assets.orchestration.sync_steps import build_sync_steps
 from sync_assets.sync.engine import sync_table
 from sync_assets.sync.planning import RunOptions
@@ -396,7 +395,7 @@ def test_dagster_asset_and_row_count_check(sf, write_project, tmp_path):
         "mode": "incremental", "primary_key": ["ID"], "update_key": "UPDATED_AT"}})
     result = dg.materialize(
         build_sync_steps(project),
-        resources={io_manager_key("duck"): SyncTargetIOManager(config_dir=str(project.config_dir), connection="duck")},
+        resources=build_definitions(project).resources,
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success

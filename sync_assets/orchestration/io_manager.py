@@ -1,25 +1,24 @@
 """Targets as Dagster IO managers, so your own assets can read and write synced tables.
 
-``load_input`` reads the upstream asset's table (a synced table, or one this IO manager wrote)
-as a polars DataFrame, streaming Arrow batches from the connector. ``handle_output`` writes a
-polars DataFrame through the same connector write path as a full-refresh sync (staging and
-swap), so it is atomic too.
+``load_input`` reads the upstream asset's table (a synced table, named by its
+``dagster/table_name``, or one this IO manager wrote) as a polars DataFrame, streaming Arrow
+batches from the connector. ``handle_output`` writes a polars DataFrame through the same
+connector write path as a full-refresh sync (staging and swap), so it is atomic too. The
+connection, secrets resolved, is the target's resource (``resources.SyncConnection``).
 """
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import TYPE_CHECKING
 
 import dagster as dg
 import pyarrow as pa
 
-from sync_assets.config.loader import load_project
 from sync_assets.config.names import TableName
-from sync_assets.config.project import Project
 from sync_assets.connectors import connector_for
 from sync_assets.connectors.interface import WriteOp
 from sync_assets.connectors.requests import ReadRequest, SourceStream
+from sync_assets.orchestration.resources import SyncConnection
 from sync_assets.types.arrow import make_field
 
 if TYPE_CHECKING:
@@ -27,32 +26,30 @@ if TYPE_CHECKING:
 
 
 class SyncTargetIOManager(dg.ConfigurableIOManager):
-    """Reads and writes tables of one connection from the sync_assets configuration."""
+    """Reads and writes tables of one connection of the sync_assets configuration."""
 
-    config_dir: str
-    connection: str
-
-    @cached_property
-    def _project(self) -> Project:
-        return load_project(self.config_dir)
+    connection: SyncConnection
 
     def _connector(self):
-        return connector_for(self.connection, self._project.connections[self.connection])
+        return connector_for(self.connection.name, self.connection.connection_spec())
 
-    def _table_for(self, key: dg.AssetKey) -> TableName:
-        for table in self._project.tables:
-            if table.asset_key == tuple(key.path) and table.target == self.connection:
-                return table.target_table
+    def _table_for(self, key: dg.AssetKey, metadata: dict | None = None) -> TableName:
+        """The table a synced asset names in ``dagster/table_name`` (``<connection>.<table>``), else
+        ``<schema>/<table>`` from the key (the assets this IO manager writes)."""
+        named = str((metadata or {}).get("dagster/table_name", ""))
+        if named.startswith(self.connection.name + "."):
+            return TableName.parse(named[len(self.connection.name) + 1:])
         if len(key.path) < 2:
             return TableName(None, key.path[-1])
         return TableName(key.path[-2], key.path[-1])
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:
-        table = self._table_for(context.asset_key)
+        upstream = context.upstream_output.definition_metadata if context.upstream_output else None
+        table = self._table_for(context.asset_key, upstream)
         connector = self._connector()
         schema = connector.table_schema(table)
         if schema is None:
-            raise dg.Failure(f"table {table} does not exist on connection {self.connection!r}; "
+            raise dg.Failure(f"table {table} does not exist on connection {self.connection.name!r}; "
                              f"materialize {context.asset_key.to_user_string()} first")
         import polars as pl  # here, not at import: it costs every Dagster process ~28 MB
 
@@ -72,4 +69,4 @@ class SyncTargetIOManager(dg.ConfigurableIOManager):
             schema, arrow.to_batches(max_chunksize=100_000)), label=context.asset_key.to_user_string())
         result = self._connector().write(WriteOp("replace", table), stream)
         context.add_output_metadata({"dagster/row_count": result.rows_written,
-                                     "dagster/table_name": f"{self.connection}.{table}"})
+                                     "dagster/table_name": f"{self.connection.name}.{table}"})

@@ -1,9 +1,9 @@
 """A project's Dagster Definitions: assets, checks, IO managers, schedules and sensors, and the executor.
 
 One asset per table with its checks (each table's spec through the translator hook), synced many
-tables per step (``sync_steps``), the freshness
-checks, an IO manager per writable connection, the named schedules, a change sensor per source
-connection that asks for one, the freshness-check sensor and the alert sensors.
+tables per step (``sync_steps``), the freshness checks, a resource per connection and an IO
+manager per writable one, the named schedules, a change sensor per source connection that asks
+for one, the freshness-check sensor and the alert sensors.
 
 Executor: ``executors`` (in-process by default; configured in ``execution:``).
 """
@@ -19,6 +19,7 @@ from sync_assets.orchestration.automation import build_schedules
 from sync_assets.orchestration.checks import build_freshness_checks
 from sync_assets.orchestration.executors import build_executor
 from sync_assets.orchestration.io_manager import SyncTargetIOManager
+from sync_assets.orchestration.resources import connection_resources, resource_key
 from sync_assets.orchestration.sensors import build_change_sensors
 from sync_assets.orchestration.sync_steps import build_sync_steps
 from sync_assets.orchestration.translator import SyncAssetsTranslator, translate
@@ -32,11 +33,10 @@ def build_definitions(project: Project, translator: SyncAssetsTranslator | None 
     project, specs = translate(project, translator or SyncAssetsTranslator())
     freshness_checks, freshness_sensors = build_freshness_checks(project)
     sensors = build_change_sensors(project) + build_alert_sensors(project) + freshness_sensors
+    connections = connection_resources(project)
     writable = sorted(name for name, conn in project.connections.items() if conn.writable)
-    resources = {
-        io_manager_key(name): SyncTargetIOManager(config_dir=str(project.config_dir), connection=name)
-        for name in writable
-    }
+    resources = {**connections, **{io_manager_key(name): SyncTargetIOManager(connection=connections[resource_key(name)])
+                                   for name in writable}}
     return dg.Definitions(assets=build_sync_steps(project, specs), asset_checks=freshness_checks, resources=resources,
                           schedules=build_schedules(project), sensors=sensors,
                           executor=build_executor(project) if default_executor or project.execution else None)

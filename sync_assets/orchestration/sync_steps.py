@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 from pydantic import Field
 
+from sync_assets.config.models import ConnectionSpec
 from sync_assets.config.project import Project, TableSpec
 from sync_assets.connectors import connector_for
 from sync_assets.connectors.interface import Connector
@@ -43,6 +44,7 @@ from sync_assets.orchestration.assets import (
     pool_for,
 )
 from sync_assets.orchestration.checks import PRIMARY_KEY, CheckScope, check_specs, evaluate
+from sync_assets.orchestration.resources import resource_key
 from sync_assets.sync.parallel import Slots, TableOutcome, run_concurrently
 from sync_assets.sync.planning import RunOptions
 from sync_assets.sync.policies import PolicySyncResult, sync_with_policies, writer_lock
@@ -216,17 +218,18 @@ class _HeldLog(logging.Filter):
 
 class _ThreadConnectors:
     """One source and one target connector per connection and worker thread, each reusing its
-    connections across the thread's tables; all closed when the step ends."""
+    connections across the thread's tables; all closed when the step ends. ``specs``: each
+    connection with its secrets, from the run's resources."""
 
-    def __init__(self, project: Project, stack: contextlib.ExitStack):
-        self._project, self._stack = project, stack
+    def __init__(self, specs: dict[str, ConnectionSpec], stack: contextlib.ExitStack):
+        self._specs, self._stack = specs, stack
         self._local = threading.local()
         self._guard = threading.Lock()
 
     def get(self, name: str, read_only: bool = False) -> Connector:
         made = self._local.__dict__.setdefault("connectors", {})
         if (name, read_only) not in made:
-            connector = connector_for(name, self._project.connections[name], read_only=read_only)
+            connector = connector_for(name, self._specs[name], read_only=read_only)
             with self._guard:
                 self._stack.callback(connector.close)
                 self._stack.enter_context(connector.reusing_connections())
@@ -239,12 +242,14 @@ def build_sync_step(project: Project, tables: list[TableSpec], name: str,
     by_key = {asset_key_of(t): t for t in tables}
     partitioned = tables[0].partition is not None
     slots = Slots.of(project)
+    connections = sorted({name for t in tables for name in (t.source, t.target)})
 
     @dg.multi_asset(
         name=name,
         specs=specs,
         check_specs=[spec for t in tables for spec in check_specs(t)],
         can_subset=True,
+        required_resource_keys={resource_key(name) for name in connections},
         op_tags=op_tags(tables[0]),
         pool=pool_for(project, tables[0]),
         partitions_def=partitions_for(tables[0]) if partitioned else None,
@@ -264,7 +269,9 @@ def build_sync_step(project: Project, tables: list[TableSpec], name: str,
             run_id=context.run.run_id,
         )
         with contextlib.ExitStack() as stack:
-            connectors = _ThreadConnectors(project, stack)
+            specs = {name: getattr(context.resources, resource_key(name)).connection_spec(project.connections[name])
+                     for name in connections}
+            connectors = _ThreadConnectors(specs, stack)
             held_log = stack.enter_context(_HeldLog().installed())
 
             def sync_and_check(table: TableSpec) -> _TableDone:
