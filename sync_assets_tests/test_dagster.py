@@ -22,7 +22,7 @@ from sync_assets.config.loader import load_project
 from sync_assets.demo.chinook import DEMO_CONFIG_DIR, prepare_demo_source
 from sync_assets.demo.definitions import build_demo_definitions
 from sync_assets.orchestration.project_definitions import build_definitions
-from sync_assets_tests.engines import materializations_of, write_demo_config
+from sync_assets_tests.engines import check_evaluation, materializations_of, write_demo_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -167,12 +167,32 @@ def test_partition_range_runs_as_one_run_and_partitions_rerun_idempotently(demo_
     ranged = _materialize(defs, [invoice], instance=instance, tags={
         "dagster/asset_partition_range_start": "2021-01-01", "dagster/asset_partition_range_end": "2025-12-01"})
     assert ranged.success
-    assert materializations_of(ranged, "chinook/Invoice")[0].metadata["rows_written"].value == 412
+    per_partition = {m.partition: m.metadata for m in materializations_of(ranged, "chinook/Invoice")}
+    assert len(per_partition) == 60  # every month its own figures, counted in one scan of the range
+    rows = {key: metadata["dagster/partition_row_count"].value for key, metadata in per_partition.items()}
+    assert sum(rows.values()) == 412 and rows["2021-01-01"] == 6 and rows["2021-02-01"] == 7
+    assert per_partition["2021-02-01"]["range_rows_written"].value == 412
+    with _warehouse(demo_config) as con:
+        assert rows == {f"{month}-01": count for month, count in con.execute(
+            """SELECT strftime("InvoiceDate", '%Y-%m'), COUNT(*) FROM chinook."Invoice" GROUP BY 1""").fetchall()
+            } | {key: 0 for key, count in rows.items() if count == 0}
+    parity = check_evaluation(ranged, "row_count_parity")
+    assert parity.passed and parity.metadata["partitions_checked"].value == 60
+    assert parity.metadata["source_rows"].value == parity.metadata["target_rows"].value == 412
     again = _materialize(defs, [invoice], instance=instance, partition_key="2021-03-01")
     metadata = materializations_of(again, "chinook/Invoice")[0].metadata
     assert metadata["rows_replaced"].value == metadata["rows_written"].value == 7
     with _warehouse(demo_config) as con:
         assert con.execute('SELECT COUNT(*) FROM chinook."Invoice"').fetchall()[0][0] == 412
+    with duckdb.connect(str(demo_config.parent / "warehouse.duckdb")) as con:  # one row lost behind the sync's back
+        con.execute("""DELETE FROM chinook."Invoice" WHERE "InvoiceId" = (SELECT min("InvoiceId") FROM chinook."Invoice"
+                       WHERE "InvoiceDate" >= '2021-03-01' AND "InvoiceDate" < '2021-04-01')""")
+    check_key = dg.AssetCheckKey(dg.AssetKey(["chinook", "Invoice"]), "row_count_parity")
+    alone = check_evaluation(_materialize(defs, [invoice], instance=instance,
+                                          selection=dg.AssetSelection.checks(check_key)), "row_count_parity")
+    assert not alone.passed  # run on its own: every partition of the table, each named
+    assert alone.metadata["partitions_checked"].value == len(invoice.partitions_def.get_partition_keys())
+    assert alone.metadata["partitions_differing"].value == 1 and "1 differ (2021-03-01)" in alone.description
 
 
 def test_force_full_refresh_and_window_rerun_from_run_config(demo_config):

@@ -378,6 +378,40 @@ class ColumnRules(_Strict):
         return value
 
 
+def _valid_cron(value: str) -> str:
+    from dagster._utils.schedules import is_valid_cron_string
+
+    if not is_valid_cron_string(value):
+        raise ValueError(f"{value!r} is not a valid cron expression (five fields, e.g. '0 19 * * *')")
+    return value
+
+
+class AutomationSpec(_Strict):
+    """Dagster's declarative automation instead of a named schedule: ``on_cron`` (the table is
+    requested once per cron tick, after its parents have updated) or ``eager`` (whenever a parent
+    updates). Evaluated by Dagster's automation sensor (``default_automation_condition_sensor``)."""
+
+    on_cron: str | None = None
+    timezone: str = "UTC"
+    eager: bool = False
+
+    @field_validator("on_cron")
+    @classmethod
+    def _valid_on_cron(cls, value: str | None) -> str | None:
+        return None if value is None else _valid_cron(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_tz(cls, value: str) -> str:
+        return _valid_timezone(value)
+
+    @model_validator(mode="after")
+    def _one_condition(self) -> AutomationSpec:
+        if (self.on_cron is not None) == self.eager:
+            raise ValueError("set exactly one of on_cron: '<cron>' and eager: true")
+        return self
+
+
 class StreamOptions(_Strict):
     """Per-table settings; every key may also be given once under ``defaults``."""
 
@@ -411,6 +445,8 @@ class StreamOptions(_Strict):
     disabled: bool = False
     schedule: str | None = None
     """Name of a schedule under the top-level ``schedules`` key."""
+    automation: AutomationSpec | None = None
+    """Dagster's automation condition instead of a schedule (not both on one stream)."""
     window: SyncWindow | None = None
     chunk: ChunkSpec | None = None
     late_partitions: int | None = Field(default=None, ge=1)
@@ -493,11 +529,7 @@ class ScheduleSpec(_Strict):
     @field_validator("cron")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
-        from dagster._utils.schedules import is_valid_cron_string
-
-        if not is_valid_cron_string(value):
-            raise ValueError(f"{value!r} is not a valid cron expression (five fields, e.g. '0 19 * * *')")
-        return value
+        return _valid_cron(value)
 
     @field_validator("timezone")
     @classmethod

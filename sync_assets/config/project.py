@@ -11,6 +11,7 @@ from pathlib import Path
 from sync_assets.config.models import (
     DEFAULT_LOCK_TIMEOUT,
     AlertsSpec,
+    AutomationSpec,
     ChunkSpec,
     ColumnRules,
     ConnectionSpec,
@@ -67,6 +68,7 @@ class TableSpec:
     schema_changes: str
     load_method: str = "auto"
     schedule: str | None = None
+    automation: AutomationSpec | None = None
     window: SyncWindow | None = None
     chunk: ChunkSpec | None = None
     deletes: DeleteDetection | None = None

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from sync_assets.config.models import (
     DEFAULT_LOCK_TIMEOUT,
+    AutomationSpec,
     ChunkSpec,
     ColumnRules,
     ConnectionSpec,
@@ -184,8 +185,13 @@ def _resolve_operations(where: str, opts: dict[str, Any], mode: str, update_key:
         raise ConfigError(f"{where}: key 'schema_drift.added' is 'add' but 'schema_changes' is 'fail'; "
                           "choose one (schema_changes: fail is the same as schema_drift.added: fail)")
     freshness = opts.get("freshness")
+    automation = _as_model(AutomationSpec, opts.get("automation"))
+    if automation is not None and opts.get("schedule"):
+        raise ConfigError(f"{where}: keys 'schedule' and 'automation' both set; a table is triggered by one of "
+                          "them (set 'schedule: null' on the stream to leave a default schedule)")
     return {
         "schedule": opts.get("schedule"),
+        "automation": automation,
         "window": _as_model(SyncWindow, opts.get("window")),
         "chunk": chunk,
         "deletes": deletes,

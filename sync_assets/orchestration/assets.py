@@ -166,9 +166,33 @@ def _lag_seconds(value) -> float | None:
     return None
 
 
+def automation_condition_of(table: TableSpec) -> dg.AutomationCondition | None:
+    """``eager`` or ``on_cron`` over the table's synced parents: its source, an external asset
+    nobody materializes, is ignored (Dagster would otherwise wait for it forever)."""
+    spec = table.automation
+    if spec is None:
+        return None
+    condition = (dg.AutomationCondition.eager() if spec.eager
+                 else dg.AutomationCondition.on_cron(spec.on_cron, cron_timezone=spec.timezone))
+    return condition.ignore(dg.AssetSelection.assets(source_asset_key(table)))
+
+
+def source_asset_spec(project: Project, table: TableSpec) -> dg.AssetSpec:
+    """The table's source as an external asset upstream of its copy (group ``<connection>_source``):
+    the lineage graph shows where each copy comes from. sync_assets never materializes it."""
+    source = project.connections[table.source]
+    return dg.AssetSpec(key=source_asset_key(table), group_name=f"{table.source}_source",
+                        kinds={KIND_BADGES[source.kind]},
+                        description=f"{table.source_object} on connection {table.source} ({source.kind}): "
+                                    f"the source of {'/'.join(table.asset_key)}.",
+                        metadata={"dagster/uri": f"{connection_uri(source.kind, source.options)}"
+                                                 f"#{table.source_object}"})
+
+
 def asset_spec(project: Project, table: TableSpec) -> dg.AssetSpec:
-    """The table's asset as the UI shows it: key, group, kinds, deps, partitions and metadata
-    (the step that syncs it is built by ``sync_steps``)."""
+    """The table's asset as the UI shows it: key, group, kinds, deps (its source, its parents),
+    partitions, metadata, freshness policy and automation condition (the step that syncs it is
+    built by ``sync_steps``)."""
     source_spec, target_spec = project.connections[table.source], project.connections[table.target]
     return dg.AssetSpec(
         key=asset_key_of(table),
@@ -182,5 +206,7 @@ def asset_spec(project: Project, table: TableSpec) -> dg.AssetSpec:
         owners=list(table.owners),
         tags=dict(table.tags),
         skippable=True,
-        deps=[dg.AssetKey(list(parent)) for parent in table.deps],
+        deps=[source_asset_key(table), *(dg.AssetKey(list(parent)) for parent in table.deps)],
+        automation_condition=automation_condition_of(table),
+        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=table.freshness) if table.freshness else None,
     ).with_io_manager_key(io_manager_key(table.target))

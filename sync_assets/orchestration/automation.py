@@ -9,8 +9,12 @@ with cron and time zone; streams opt in with ``schedule: NAME``, per table or pe
 - ``AutomationCondition.on_cron`` waits for every dependency to update after the tick, which with
   foreign-key deps would hold a child back whenever its parent did not change;
 - a date-partitioned table re-syncs its last N partitions as one partition-range run, which a
-  schedule requests directly;
-- schedules run without the automation-condition sensor, which is stopped by default.
+  schedule requests directly.
+
+Declarative automation is the alternative, per stream: ``automation: {on_cron: ...}`` or
+``{eager: true}`` becomes the asset's ``AutomationCondition`` (``assets.automation_condition_of``),
+evaluated by ``sync_automation_conditions`` (running by default; Dagster's implicit sensor starts
+stopped). It honours no sync window; use it where Dagster's semantics are what you want.
 
 ``run_requests`` is shared by schedules and change sensors: tables outside their window are held
 back (never queued), and so are tables that already have a run queued or in progress (the tick
@@ -151,3 +155,17 @@ def build_schedule(project: Project, name: str) -> dg.ScheduleDefinition | None:
 
 def build_schedules(project: Project) -> list[dg.ScheduleDefinition]:
     return [s for s in (build_schedule(project, name) for name in sorted(project.schedules)) if s is not None]
+
+
+AUTOMATION_SENSOR = "sync_automation_conditions"
+
+
+def build_automation_sensor(project: Project) -> list[dg.SensorDefinition]:
+    """The sensor that evaluates the tables' ``automation:`` conditions, running by default
+    (Dagster's implicit one starts stopped); none when no table has one."""
+    keys = [dg.AssetKey(list(t.asset_key)) for t in project.tables if t.automation is not None]
+    if not keys:
+        return []
+    return [dg.AutomationConditionSensorDefinition(
+        AUTOMATION_SENSOR, target=dg.AssetSelection.assets(*keys), default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Evaluates the automation conditions of {len(keys)} table(s) (eager / on_cron in the YAML).")]

@@ -3,7 +3,10 @@ rows match, dead letters and freshness.
 
 - ``row_count_parity`` counts the same slice on both sides: the whole (filtered) source for full
   refresh, rows up to the target's watermark for incremental tables, and the partition's time
-  window for date-partitioned ones.
+  window for date-partitioned ones. A run over a range of partitions compares every partition
+  of it (one scan per side, ``partition_windows``), and the check run on its own every partition
+  of the table; its metadata lists the differing partitions first. The check itself is not
+  partitioned (Dagster 1.13 keeps no per-partition check results), so it can run on its own.
 - ``schema_drift`` compares source and target columns; each difference fails the check with
   severity WARN or ERROR per the table's ``schema_drift`` policy, and its metadata lists them.
 - ``rows_match`` (tables with ``verify``) compares the same slice row by row inside both
@@ -25,8 +28,8 @@ rows match, dead letters and freshness.
 The first five are check specs of the step that syncs the table (``sync_steps``): after a sync
 they are evaluated in the same step from the figures the sync already has (its row counts, its
 watermark, the target schema it read after the commit), so a run costs no second count of the
-target. Selected on their own (re-run from the UI), they query both sides from scratch. A dry
-run records none.
+target. Selected on their own (re-run from the UI, also for a partitioned table), they query
+both sides from scratch. A dry run records none.
 """
 
 import warnings
@@ -42,7 +45,8 @@ from sync_assets.connectors import dead_letters
 from sync_assets.connectors.deletes import live_rows_condition
 from sync_assets.connectors.interface import Connector
 from sync_assets.connectors.requests import Filter, ReadRequest
-from sync_assets.orchestration.assets import asset_key_of, partitions_for
+from sync_assets.orchestration.assets import asset_key_of
+from sync_assets.orchestration.partition_windows import rows_per_window, windows_of
 from sync_assets.sync.planning import as_column_value, base_read, source_schema
 from sync_assets.sync.policies import PolicySyncResult, current_drift
 from sync_assets.sync.schema_drift import SchemaDrift, categories_with, compare
@@ -58,22 +62,17 @@ def is_merge_table(table: TableSpec) -> bool:
 
 
 def check_specs(table: TableSpec) -> list[dg.AssetCheckSpec]:
-    """The checks of one table, as specs of the step that syncs it. A date-partitioned table's
-    row-count and rows-match checks are partitioned like it, which Dagster 1.13 calls a preview;
-    its warning, which a user cannot act on, is silenced here."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=dg.PreviewWarning)
-        return _check_specs(table)
-
-
-def _check_specs(table: TableSpec) -> list[dg.AssetCheckSpec]:
+    """The checks of one table, as specs of the step that syncs it. They are not partitioned (a
+    date-partitioned table's checks report every partition the run covered in one evaluation:
+    Dagster 1.13 records no per-partition check results)."""
     key = asset_key_of(table)
-    partitions_def = partitions_for(table)
     specs = []
     if table.endpoint is None:  # an API cannot count its records up to a watermark
         specs.append(dg.AssetCheckSpec(
-            ROW_COUNT, asset=key, partitions_def=partitions_def,
-            description="Source and target hold the same number of rows for the synced slice."))
+            ROW_COUNT, asset=key,
+            description="Source and target hold the same number of rows for the synced slice"
+                        + (" (each partition the run covered, or every partition when run on its own)."
+                           if table.partition is not None else ".")))
     specs.append(dg.AssetCheckSpec(
         SCHEMA_DRIFT, asset=key,
         description="Source columns against target columns: added, dropped and type-changed columns, "
@@ -84,7 +83,7 @@ def _check_specs(table: TableSpec) -> list[dg.AssetCheckSpec]:
                                                    f"({', '.join(table.primary_key)})."))
     if table.verify is not None:
         specs.append(dg.AssetCheckSpec(
-            ROWS_MATCH, asset=key, partitions_def=partitions_def,
+            ROWS_MATCH, asset=key,
             description="Source and target hold the same rows with the same values (in-database checksums"
                         + (", bisected to the differing keys)." if table.verify.mode == "full" else ").")))
     if table.on_bad_rows == "quarantine":
@@ -96,10 +95,13 @@ def _check_specs(table: TableSpec) -> list[dg.AssetCheckSpec]:
 
 @dataclass(frozen=True)
 class CheckScope:
-    """What an evaluation knows of its run: the partition window it covers and the instance (history)."""
+    """What an evaluation knows of its run: the partitions and the time window it covers, each
+    covered partition's target rows when the step counted them, and the instance (history)."""
 
     instance: dg.DagsterInstance
     partition_window: tuple[datetime, datetime] | None = None
+    partition_keys: tuple[str, ...] = ()
+    target_window_rows: dict[str, int] | None = None
 
 
 def evaluate(table: TableSpec, name: str, source: Connector, target: Connector, scope: CheckScope,
@@ -111,6 +113,8 @@ def evaluate(table: TableSpec, name: str, source: Connector, target: Connector, 
 
 def _row_count_parity(table: TableSpec, source: Connector, target: Connector, scope: CheckScope,
                       synced: PolicySyncResult | None) -> dg.AssetCheckResult:
+    if table.partition is not None and (len(scope.partition_keys) > 1 or scope.partition_window is None):
+        return _row_count_parity_per_partition(table, source, target, scope, synced)
     result = synced.result if synced is not None else None
     target_schema = result.target_schema if result is not None else target.table_schema(table.target_table)
     if target_schema is None:
@@ -142,6 +146,40 @@ def _row_count_parity(table: TableSpec, source: Connector, target: Connector, sc
         metadata={"source_rows": source_rows, "target_rows": target_rows,
                   "difference": target_rows - source_rows, "slice": slice_text},
     )
+
+
+SHOWN_PARTITIONS = 40
+"""Partitions listed in the check's metadata: the differing ones first."""
+
+
+def _row_count_parity_per_partition(table: TableSpec, source: Connector, target: Connector, scope: CheckScope,
+                                    synced: PolicySyncResult | None) -> dg.AssetCheckResult:
+    """Each partition of the run's range (on its own: every partition), counted on both sides in
+    one scan each (the target's counts are the step's, when it has them)."""
+    target_schema = synced.result.target_schema if synced is not None else target.table_schema(table.target_table)
+    if target_schema is None:
+        return dg.AssetCheckResult(asset_key=asset_key_of(table), check_name=ROW_COUNT, passed=False,
+                                   metadata={"reason": f"target table {table.target_table} does not exist"})
+    schema = synced.result.plan.schema if synced is not None else source_schema(table, source)
+    windows = windows_of(table, list(scope.partition_keys) or None)
+    source_rows = rows_per_window(table, source, schema, windows, "source")
+    target_rows = scope.target_window_rows or rows_per_window(table, target, target_schema, windows, "target")
+    differing = [w.key for w in windows if source_rows[w.key] != target_rows[w.key]]
+    shown = (differing + [w.key for w in windows if w.key not in differing])[:SHOWN_PARTITIONS]
+    lines = ["| partition | source rows | target rows |", "|---|---|---|"] + [
+        f"| {key}{' (differs)' if key in differing else ''} | {source_rows[key]:,} | {target_rows[key]:,} |"
+        for key in shown]
+    span = f"{windows[0].key}...{windows[-1].key}" if windows else "(no partitions)"
+    total_source, total_target = sum(source_rows.values()), sum(target_rows.values())
+    return dg.AssetCheckResult(
+        asset_key=asset_key_of(table), check_name=ROW_COUNT, passed=not differing,
+        description=(f"{len(windows)} partitions {span}: " + (f"{len(differing)} differ ({', '.join(differing[:5])}"
+                     f"{' ...' if len(differing) > 5 else ''})" if differing else "every one holds the same rows "
+                     "on both sides") + f"; source {total_source:,} rows, target {total_target:,}"),
+        metadata={"partitions_checked": len(windows), "partitions_differing": len(differing),
+                  "source_rows": total_source, "target_rows": total_target,
+                  "difference": total_target - total_source, "slice": f"{table.partition.column}: partitions {span}",
+                  "partitions": dg.MetadataValue.md("\n".join(lines))})
 
 
 def _covers_every_target_row(table: TableSpec, filters: tuple[Filter, ...], target_schema: pa.Schema) -> bool:

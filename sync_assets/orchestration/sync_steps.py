@@ -24,7 +24,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import dagster as dg
 from pydantic import Field
@@ -44,6 +44,7 @@ from sync_assets.orchestration.assets import (
     pool_for,
 )
 from sync_assets.orchestration.checks import PRIMARY_KEY, CheckScope, check_specs, evaluate
+from sync_assets.orchestration.partition_windows import rows_per_window, windows_of
 from sync_assets.orchestration.resources import resource_key
 from sync_assets.sync.parallel import Slots, TableOutcome, run_concurrently
 from sync_assets.sync.planning import RunOptions
@@ -179,6 +180,8 @@ class _TableDone:
     checks: list[dg.AssetCheckResult] = field(default_factory=list)
     attempts: int = 1
     log: list[logging.LogRecord] = field(default_factory=list)
+    window_rows: dict[str, int] | None = None
+    """A partition range run: each partition's rows in the target after the sync."""
 
 
 class _HeldLog(logging.Filter):
@@ -260,8 +263,12 @@ def build_sync_step(project: Project, tables: list[TableSpec], name: str,
         checks_of: dict[dg.AssetKey, list[str]] = {}
         for check_key in sorted(context.selected_asset_check_keys, key=lambda k: k.to_user_string()):
             checks_of.setdefault(check_key.asset_key, []).append(check_key.name)
-        window = tuple(context.partition_time_window) if partitioned else None
-        scope = CheckScope(instance=context.instance, partition_window=window)  # type: ignore[arg-type]
+        # a partitioned table's checks run on their own have no partition: they cover every one
+        in_partitions = partitioned and (context.has_partition_key or context.has_partition_key_range)
+        window = tuple(context.partition_time_window) if in_partitions else None
+        keys = tuple(context.partition_keys) if in_partitions else ()
+        scope = CheckScope(instance=context.instance, partition_window=window,  # type: ignore[arg-type]
+                           partition_keys=keys)
         options = RunOptions(
             dry_run=config.dry_run, full_refresh=config.full_refresh, window_start=config.window_start,
             window_end=config.window_end, partition_window=window,  # type: ignore[arg-type]
@@ -285,8 +292,13 @@ def build_sync_step(project: Project, tables: list[TableSpec], name: str,
                         exc.held_log = list(records)  # type: ignore[attr-defined]
                         raise
                     if not options.dry_run:
+                        table_scope = scope
+                        if len(keys) > 1:  # a range in one run: each partition's own figures
+                            done.window_rows = rows_per_window(table, target, done.synced.result.target_schema,
+                                                               windows_of(table, list(keys)), "target")
+                            table_scope = replace(scope, target_window_rows=done.window_rows)
                         done.checks = _guarded_checks(table, checks_of.get(asset_key_of(table), []), source,
-                                                      target, scope, done.synced)
+                                                      target, table_scope, done.synced)
                 done.log = records
                 return done
 
@@ -383,8 +395,23 @@ def _report_success(context: dg.AssetExecutionContext, table: TableSpec, done: _
     if done.synced.chunk is not None:
         metadata.update(chunk_metadata(done.synced.chunk))
         context.log.info(f"{table.name}: {done.synced.chunk.describe()}")
-    yield dg.MaterializeResult(asset_key=asset_key_of(table), metadata=metadata)
+    if done.window_rows is None:
+        yield dg.MaterializeResult(asset_key=asset_key_of(table), metadata=metadata)
+    else:
+        yield from _per_partition(table, done.window_rows, metadata)
     yield from done.checks
+
+
+def _per_partition(table: TableSpec, window_rows: dict[str, int], run: dict) -> Iterator[dg.AssetMaterialization]:
+    """One materialization per partition of a range run, with that partition's own row count;
+    the run's figures (rows, duration, SQL) once, as the range's."""
+    keys = list(window_rows)
+    shared = {"range": f"{keys[0]}...{keys[-1]} ({len(keys)} partitions, one run)",
+              "range_rows_written": run["rows_written"], "range_duration_s": run["duration_s"],
+              **{k: run[k] for k in ("strategy", "write", "bulk_path", "source_sql") if k in run}}
+    for key, rows in window_rows.items():
+        yield dg.AssetMaterialization(asset_key=asset_key_of(table), partition=key, metadata={
+            "dagster/partition_row_count": rows, "rows_written": rows, **shared})
 
 
 def _replay(context: dg.AssetExecutionContext, records: list[logging.LogRecord], quiet: bool = False) -> None:
