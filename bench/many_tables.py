@@ -7,7 +7,8 @@ Generates N PostgreSQL tables ``many_src.t0001 ...`` (``id`` primary key, ``upda
 payload columns) in database ``sync_bench`` ($BENCH_PG, default the local server), then times,
 each as a whole process (start-up included):
 
-- ``dagster asset list`` over the N-table definitions (how long the code location takes to load),
+- ``dagster asset list`` over the N-table definitions (how long the code location takes to load;
+  also with ``source_asset: false``),
 - ``dagster asset materialize --select '*'`` into ``many_dst`` (incremental on ``updated_at``,
   merge on ``id``): the first run (empty target) and a second run in which nothing changed, then
   a third after 1% of the rows of every table changed,
@@ -73,7 +74,7 @@ def change_one_percent(conninfo: str, count: int, rows: int) -> int:
     return changed * count
 
 
-def write_config(folder: Path, conninfo: str, count: int) -> None:
+def write_config(folder: Path, conninfo: str, count: int, source_assets: bool = True) -> None:
     params = psycopg.conninfo.conninfo_to_dict(conninfo)
     pg = {"kind": "postgres", "options": {"host": params.get("host", "127.0.0.1"),
                                           "port": int(params.get("port", 5432)),
@@ -82,7 +83,7 @@ def write_config(folder: Path, conninfo: str, count: int) -> None:
         "connections": {"src": {**pg, "role": "source"}, "dst": {**pg, "role": "target"}},
         "source": "src", "target": "dst",
         "defaults": {"mode": "incremental", "primary_key": "id", "update_key": "updated_at",
-                     "object": TARGET_SCHEMA + ".{stream_table}", "group": "many"},
+                     "object": TARGET_SCHEMA + ".{stream_table}", "group": "many", "source_asset": source_assets},
         "streams": {f"{SOURCE_SCHEMA}.{name}": None for name in table_names(count)},
     }
     folder.mkdir(parents=True, exist_ok=True)
@@ -161,8 +162,12 @@ def main() -> None:
         floor_env = {"FLOOR_TABLES": str(args.tables), "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT)}
         floor_module = ["-f", str(HERE / "dagster_floor.py")]
         floor_wall, _ = timed([dagster, "asset", "list", *floor_module], floor_env)
-        print(f"definitions of {args.tables} tables: `dagster asset list` {wall:.2f}s ({listed} assets); "
-              f"Dagster's floor (same assets and checks, no sync_assets code) {floor_wall:.2f}s")
+        write_config(config, conninfo, args.tables, source_assets=False)
+        bare, _ = timed([dagster, "asset", "list", "-m", "sync_assets.definitions"], env)
+        write_config(config, conninfo, args.tables)
+        print(f"definitions of {args.tables} tables: `dagster asset list` {wall:.2f}s ({listed} assets and their "
+              f"sources), {bare:.2f}s with `source_asset: false`; Dagster's floor (the same assets and checks, "
+              f"no sources, no sync_assets code) {floor_wall:.2f}s")
         if args.definitions_only:
             return
         floor_run, _ = timed([dagster, "asset", "materialize", *floor_module, "--select", "*"], floor_env)

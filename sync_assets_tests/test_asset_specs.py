@@ -139,3 +139,9 @@ def test_automation_conditions_and_freshness_policies_come_from_the_yaml(shop):
 def test_bad_automation_is_named_with_file_and_stream(shop, options, message):
     with pytest.raises(ConfigError, match="stream 'main.orders'.*" + re.escape(message)):
         shop(orders=options)
+
+
+def test_a_project_may_leave_the_source_assets_out(shop):
+    defs = build_definitions(shop({"source_asset": False}, orders={"source_asset": True}))
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert keys == {"copy/customers", "copy/orders", "source/shop/main/orders"}

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import duckdb
 import pytest
 import yaml
 
-from sync_assets_tests.test_read_only_ui import free_port
+from sync_assets_tests.processes import free_port, stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -92,8 +91,10 @@ def test_the_component_scaffolds_checks_lists_and_syncs_in_a_users_dg_project(
     listed = run_dg(["list", "defs", "--json"], user_project, env)
     assert listed.returncode == 0, listed.stderr
     defs = json.loads(listed.stdout)
-    (asset,) = defs["assets"]
-    assert asset["asset_key"] == "crm/customers" and asset["owners"] == [{"team": "crm"}]
+    assets = {a["asset_key"]: a for a in defs["assets"]}
+    assert set(assets) == {"crm/customers", f"source/crm/{source}/customers"}  # the copy and its source
+    asset = assets["crm/customers"]
+    assert asset["owners"] == [{"team": "crm"}] and not assets[f"source/crm/{source}/customers"]["is_executable"]
     assert asset["source"].endswith("myproj/defs/ingest/defs.yaml:1")
     assert {c["key"] for c in defs["asset_checks"]} == {f"crm/customers:{name}" for name in
                                                         ("row_count_parity", "schema_drift", "primary_key_unique")}
@@ -148,9 +149,4 @@ def test_this_project_works_with_dg(home, tmp_path):
                 assert time.monotonic() < deadline, "dg dev did not serve the UI within 120 s"
                 time.sleep(1)
     finally:
-        os.killpg(dev.pid, signal.SIGTERM)
-        try:
-            dev.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(dev.pid, signal.SIGKILL)
-            dev.wait()
+        stop_group(dev)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import dagster as dg
 import yaml
+
+from sync_assets_tests.processes import stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
 DEADLINE_S = 120
@@ -66,12 +67,7 @@ def test_daemon_runs_what_the_change_sensor_requests(tmp_path, pg, pg_options, s
             assert finished.tags["sync_assets/trigger"] == "sensor:erp_changes"
             assert storage_revisions(home) == {"runs.db": 1, "index.db": 1, "schedules.db": 1}, log
         finally:
-            os.killpg(daemon.pid, signal.SIGTERM)
-            try:
-                daemon.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(daemon.pid, signal.SIGKILL)
-                daemon.wait()
+            stop_group(daemon, timeout_s=20)
     assert pg.execute(f'SELECT COUNT(*), SUM(amount) FROM "{target}".orders').fetchone() == (42, 9030)
 
 

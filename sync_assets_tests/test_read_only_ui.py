@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,17 +21,12 @@ import yaml
 
 from sync_assets.config.loader import load_project
 from sync_assets.orchestration.project_definitions import build_definitions
+from sync_assets_tests.processes import free_port, stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 LAUNCH = """mutation Launch($params: ExecutionParams!) { launchRun(executionParams: $params) { __typename
   ... on UnauthorizedError { message } ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -75,17 +68,8 @@ def serve(config: Path, home: Path, read_only: bool) -> tuple[subprocess.Popen, 
             if server.poll() is not None:
                 raise AssertionError(f"the UI exited: {server.stdout.read()}") from None
             time.sleep(0.5)
-    stop(server)
+    stop_group(server)
     raise AssertionError("the UI did not answer within 90 s")
-
-
-def stop(server: subprocess.Popen) -> None:
-    os.killpg(server.pid, signal.SIGTERM)
-    try:
-        server.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
 
 
 def rendered(url: str) -> str:
@@ -129,7 +113,7 @@ def test_the_read_only_ui_shows_assets_and_runs_and_launches_nothing(synced_proj
         assert run_id[:8] in runs_page
         assert launch(url) == {"__typename": "UnauthorizedError", "message": "Authorization failed"}
     finally:
-        stop(server)
+        stop_group(server)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert [r.run_id for r in instance.get_runs()] == [run_id]  # nothing was launched
 
@@ -145,7 +129,7 @@ def test_the_writable_ui_on_the_same_instance_offers_and_accepts_a_launch(synced
         launched = launch(url)
         assert launched["__typename"] == "LaunchRunSuccess", launched
     finally:
-        stop(server)
+        stop_group(server)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         queued = instance.get_run_by_id(launched["run"]["runId"])
         assert queued is not None and queued.status == dg.DagsterRunStatus.QUEUED  # no daemon here: it waits

@@ -69,6 +69,8 @@ class TableSpec:
     load_method: str = "auto"
     schedule: str | None = None
     automation: AutomationSpec | None = None
+    source_asset: bool = True
+    """The source table is an external asset upstream of the copy (``assets.source_asset_spec``)."""
     window: SyncWindow | None = None
     chunk: ChunkSpec | None = None
     deletes: DeleteDetection | None = None

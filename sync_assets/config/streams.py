@@ -192,6 +192,7 @@ def _resolve_operations(where: str, opts: dict[str, Any], mode: str, update_key:
     return {
         "schedule": opts.get("schedule"),
         "automation": automation,
+        "source_asset": opts.get("source_asset") is not False,
         "window": _as_model(SyncWindow, opts.get("window")),
         "chunk": chunk,
         "deletes": deletes,

@@ -53,7 +53,10 @@ def source_activity(project: Project) -> dg.Definitions:
     if not paths:
         return dg.Definitions()
 
-    @dg.op(name="record_sale", description="Adds one invoice with one to three lines to the demo source.")
+    # a sale that meets a sync holding the file waits (record_demo_sale); should it still fail, the
+    # op is tried again: its one transaction either committed or left nothing
+    @dg.op(name="record_sale", description="Adds one invoice with one to three lines to the demo source.",
+           retry_policy=dg.RetryPolicy(max_retries=2, delay=5))
     def record_sale(context: dg.OpExecutionContext) -> None:
         invoice, lines = record_demo_sale(paths[0])
         context.log.info(f"source activity: invoice {invoice} with {lines} line(s) added to {paths[0]}")

@@ -174,7 +174,7 @@ def automation_condition_of(table: TableSpec) -> dg.AutomationCondition | None:
         return None
     condition = (dg.AutomationCondition.eager() if spec.eager
                  else dg.AutomationCondition.on_cron(spec.on_cron, cron_timezone=spec.timezone))
-    return condition.ignore(dg.AssetSelection.assets(source_asset_key(table)))
+    return condition.ignore(dg.AssetSelection.assets(source_asset_key(table))) if table.source_asset else condition
 
 
 def source_asset_spec(project: Project, table: TableSpec) -> dg.AssetSpec:
@@ -206,7 +206,8 @@ def asset_spec(project: Project, table: TableSpec) -> dg.AssetSpec:
         owners=list(table.owners),
         tags=dict(table.tags),
         skippable=True,
-        deps=[source_asset_key(table), *(dg.AssetKey(list(parent)) for parent in table.deps)],
+        deps=[*([source_asset_key(table)] if table.source_asset else []),
+              *(dg.AssetKey(list(parent)) for parent in table.deps)],
         automation_condition=automation_condition_of(table),
         freshness_policy=dg.FreshnessPolicy.time_window(fail_window=table.freshness) if table.freshness else None,
     ).with_io_manager_key(io_manager_key(table.target))

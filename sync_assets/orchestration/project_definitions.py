@@ -39,7 +39,8 @@ def build_definitions(project: Project, translator: SyncAssetsTranslator | None 
     writable = sorted(name for name, conn in project.connections.items() if conn.writable)
     resources = {**connections, **{io_manager_key(name): SyncTargetIOManager(connection=connections[resource_key(name)])
                                    for name in writable}}
-    sources = list({spec.key: spec for spec in (source_asset_spec(project, t) for t in project.tables)}.values())
+    sources = list({spec.key: spec for spec in (source_asset_spec(project, t) for t in project.tables
+                                                if t.source_asset)}.values())
     return dg.Definitions(assets=[*sources, *build_sync_steps(project, specs)], asset_checks=freshness_checks,
                           resources=resources, schedules=build_schedules(project), sensors=sensors,
                           executor=build_executor(project) if default_executor or project.execution else None)
