@@ -166,10 +166,12 @@ def test_a_partition_range_runs_as_one_run(source, target, partitioned):
                                                           "dagster/asset_partition_range_end": "2024-03-11"})
     expected = _source_ids(source, "local::date BETWEEN DATE '2024-03-09' AND DATE '2024-03-11'")
     assert len(instance.get_runs()) == 1
-    assert _rows_written(result, asset) == len(expected) == (24 + 23 + 24) * 3 + 2
     assert _target_ids(target) == expected
-    keys = {m.partition for m in materializations_of(result, asset.key)}
-    assert keys == {"2024-03-09", "2024-03-10", "2024-03-11"}
+    per_day = {m.partition: m.metadata for m in materializations_of(result, asset.key)}
+    days = ("2024-03-09", "2024-03-10", "2024-03-11")
+    assert {day: m["dagster/partition_row_count"].value for day, m in per_day.items()} == {  # each its own day
+        day: len(_source_ids(source, f"local::date = DATE '{day}'")) for day in days}
+    assert {m["range_rows_written"].value for m in per_day.values()} == {len(expected)} == {(24 + 23 + 24) * 3 + 2}
 
 
 def test_end_offset_makes_the_current_day_a_partition(source, target, partitioned):

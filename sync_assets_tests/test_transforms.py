@@ -194,7 +194,7 @@ def test_dagster_shows_the_transformed_schema_and_column_lineage(pair, sync):
     assert columns["contact_email"].description == "renamed from email; trim; empty_to_null; lowercase"
     assert columns["amount_eur"].description == "computed: amount * rate" and columns["id"].description is None
     lineage = materialization.metadata["dagster/column_lineage"].value.deps_by_column
-    source_key = dg.AssetKey(["source", "src", source.schema, RAW])
+    source_key = dg.AssetKey(["source", "src", source.schema, RAW.replace(" ", "_")])  # Dagster's name characters
     assert lineage["contact_email"] == [dg.TableColumnDep(asset_key=source_key, column_name="email")]
     assert {d.column_name for d in lineage["amount_eur"]} == {"amount", "rate"}
     assert "id" not in lineage

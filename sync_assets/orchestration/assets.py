@@ -6,6 +6,7 @@ Foreign-key parents are asset deps, so a run of several tables loads parents fir
 that sync tables (many per step) are built in ``sync_steps``.
 """
 
+import re
 from datetime import date, datetime
 from pathlib import Path
 
@@ -140,11 +141,13 @@ def materialization_metadata(result: SyncResult) -> dict:
 
 
 def source_asset_key(table: TableSpec) -> dg.AssetKey:
-    """How column lineage names a table's source: ``source/<connection>/<schema>/<table>`` (an API
-    stream or a query: ``source/<connection>/<stream>``)."""
+    """The key of a table's source (its external asset, and in column lineage):
+    ``source/<connection>/<schema>/<table>`` (an API stream or a query: ``source/<connection>/<stream>``),
+    each part in the characters Dagster takes in names (others become ``_``: ``Order Items`` ->
+    ``Order_Items``)."""
     name = table.source_table
     parts = [p for p in (name.schema, name.name) if p] if name is not None else [table.name]
-    return dg.AssetKey(["source", table.source, *parts])
+    return dg.AssetKey([re.sub(r"[^A-Za-z0-9_]", "_", part) for part in ("source", table.source, *parts)])
 
 
 def chunk_metadata(chunk: ChunkProgress) -> dict:

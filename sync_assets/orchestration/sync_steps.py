@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 import dagster as dg
 from pydantic import Field
@@ -263,12 +264,8 @@ def build_sync_step(project: Project, tables: list[TableSpec], name: str,
         checks_of: dict[dg.AssetKey, list[str]] = {}
         for check_key in sorted(context.selected_asset_check_keys, key=lambda k: k.to_user_string()):
             checks_of.setdefault(check_key.asset_key, []).append(check_key.name)
-        # a partitioned table's checks run on their own have no partition: they cover every one
-        in_partitions = partitioned and (context.has_partition_key or context.has_partition_key_range)
-        window = tuple(context.partition_time_window) if in_partitions else None
-        keys = tuple(context.partition_keys) if in_partitions else ()
-        scope = CheckScope(instance=context.instance, partition_window=window,  # type: ignore[arg-type]
-                           partition_keys=keys)
+        keys, window = _run_partitions(context, tables[0]) if partitioned else ((), None)
+        scope = CheckScope(instance=context.instance, partition_window=window, partition_keys=keys)
         options = RunOptions(
             dry_run=config.dry_run, full_refresh=config.full_refresh, window_start=config.window_start,
             window_end=config.window_end, partition_window=window,  # type: ignore[arg-type]
@@ -328,6 +325,20 @@ def build_sync_step(project: Project, tables: list[TableSpec], name: str,
                              metadata={"failed_tables": len(failed), "tables": len(selected)})
 
     return _step
+
+
+def _run_partitions(context: dg.AssetExecutionContext, table: TableSpec
+                    ) -> tuple[tuple[str, ...], tuple[datetime, datetime] | None]:
+    """The partition keys and the time window a run of a partitioned table covers; none for a
+    run without a partition (its checks alone, which then cover every partition). Read from the
+    run's partition (range) and the table's own partitions: a run of the checks alone for one
+    partition has no partitioned asset selected, so Dagster's own window is not defined."""
+    if not (context.has_partition_key or context.has_partition_key_range):
+        return (), None
+    partitions_def = partitions_for(table)
+    keys = tuple(partitions_def.get_partition_keys_in_range(context.partition_key_range))
+    first, last = (partitions_def.time_window_for_partition_key(k) for k in (keys[0], keys[-1]))
+    return keys, (first.start, last.end)
 
 
 def _sync_retrying(table: TableSpec, source: Connector, target: Connector, options: RunOptions) -> _TableDone:
