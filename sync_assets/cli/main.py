@@ -18,15 +18,13 @@ import sys
 from pathlib import Path
 
 from sync_assets.cli import dagster_ui, verification
-from sync_assets.cli.dagster_ui import apply_pool_limits, pool_limits
+from sync_assets.cli.dagster_ui import PROJECT_ROOT, apply_pool_limits, pool_limits
 from sync_assets.config.loader import load_project
 from sync_assets.config.project import Project
 from sync_assets.connectors import connector_for
 from sync_assets.errors import SyncAssetsError
 from sync_assets.sync.planning import RunOptions, local_run_id
 from sync_assets.sync.policies import sync_with_policies
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _project(args: argparse.Namespace) -> Project:

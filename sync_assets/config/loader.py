@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,7 @@ def load_project(config_dir: str | Path, *, skip_unresolved_wildcards: bool = Fa
 
 
 def load_files(files: list[Path], config_dir: Path | None = None, *,
-               skip_unresolved_wildcards: bool = False, documents: list[tuple[Path, ConfigFile]] = ()) -> Project:
+               skip_unresolved_wildcards: bool = False, documents: Sequence[tuple[Path, ConfigFile]] = ()) -> Project:
     """Load and validate config files, and ``documents`` already parsed (``parse_document``: the
     Component's attributes); ``skip_unresolved_wildcards`` lets ``sync-assets discover`` load a
     project whose wildcard streams have no catalog yet (it is what writes the catalog)."""

@@ -15,7 +15,7 @@ import contextlib
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,10 +98,34 @@ _FILE_BEING_CREATED = "is not a valid DuckDB database file"
 """What a process opening a new file sees while another process is still writing its header."""
 
 
-def _holder_pid(refusal: list[str]) -> str:
+def _holder_pid(refusal: str | None) -> str:
     """`` (PID n)`` from DuckDB's lock refusal, which names the process holding the file."""
-    pid = re.search(r"PID (\d+)", refusal[-1]) if refusal else None
+    pid = re.search(r"PID (\d+)", refusal) if refusal else None
     return f" (PID {pid.group(1)})" if pid else ""
+
+
+def _open_waiting(open_once: Callable[[], Any], wait_s: float, refused_by: tuple[str, ...],
+                  refusal_message: Callable[[str | None], str]) -> Any:
+    """``open_once()`` retried for up to ``wait_s`` seconds while DuckDB refuses it with one of
+    ``refused_by`` (another process holds the file); then ``TargetLocked`` with
+    ``refusal_message(DuckDB's last refusal)``."""
+    import duckdb
+
+    opened: list[Any] = []
+    refusal: list[str] = []
+
+    def try_open() -> bool:
+        try:
+            opened.append(open_once())
+            return True
+        except duckdb.IOException as exc:
+            if not any(reason in str(exc) for reason in refused_by):
+                raise
+            refusal[:] = [str(exc)]
+            return False
+
+    wait_until_acquired(try_open, wait_s, lambda: refusal_message(refusal[-1] if refusal else None))
+    return opened[0]
 
 
 class DuckDBConnector(SqlConnector):
@@ -134,33 +158,19 @@ class DuckDBConnector(SqlConnector):
         if self.opts.threads:
             config["threads"] = self.opts.threads
         file_read_only = self.read_only and not self.spec.writable
-        conn = self._open(duckdb, file_read_only, config, self.opts.open_wait_s if wait_s is None else wait_s)
+        wait_s = self.opts.open_wait_s if wait_s is None else wait_s
+
+        def open_once() -> Any:
+            return duckdb.connect(str(self.path), read_only=file_read_only, config=config)
+
+        conn = open_once() if wait_s <= 0 else _open_waiting(
+            open_once, wait_s, (_FILE_LOCK_HELD,),
+            lambda refusal: f"connection {self.name!r}: DuckDB file {self.path} is held by another process"
+                            f"{_holder_pid(refusal)}; waited {wait_s:g}s (open_wait_s)")
         conn.execute("SET enable_progress_bar = false").fetchall()
         if self.read_only and not file_read_only:
             conn.execute("BEGIN TRANSACTION").fetchall()  # closed without a commit: rolled back
         return conn
-
-    def _open(self, duckdb: Any, file_read_only: bool, config: dict[str, Any], wait_s: float) -> Any:
-        """``duckdb.connect``, retried while another process holds the file (``wait_s`` 0: once)."""
-        if wait_s <= 0:
-            return duckdb.connect(str(self.path), read_only=file_read_only, config=config)
-        opened: list[Any] = []
-        refusal: list[str] = []
-
-        def try_open() -> bool:
-            try:
-                opened.append(duckdb.connect(str(self.path), read_only=file_read_only, config=config))
-                return True
-            except duckdb.IOException as exc:
-                if _FILE_LOCK_HELD not in str(exc):
-                    raise
-                refusal[:] = [str(exc)]
-                return False
-
-        wait_until_acquired(try_open, wait_s, lambda: f"connection {self.name!r}: DuckDB file {self.path} is held by "
-                                                      f"another process{_holder_pid(refusal)}; waited {wait_s:g}s "
-                                                      "(open_wait_s)")
-        return opened[0]
 
     def checked(self, conn, sql: str) -> str:
         """``sql``, once DuckDB's own parser has confirmed, for a read-only connector, that it is
@@ -196,39 +206,25 @@ class DuckDBConnector(SqlConnector):
         the file (or is still creating it), opening is retried up to ``timeout_s`` seconds; DuckDB's
         refusal names that process's PID, which the ``TargetLocked`` message repeats. Threads take
         turns per file."""
-        import duckdb
-
         deadline = time.monotonic() + max(timeout_s, 0.0)
         with _FILE_WRITERS_GUARD:
             in_process = _FILE_WRITERS.setdefault(str(self.path.resolve()), threading.RLock())
         if not in_process.acquire(timeout=max(timeout_s, 0.0)):
             raise TargetLocked(f"table {table}: another run in this process is writing DuckDB file {self.path}; "
                                f"{waited(timeout_s)}")
-        opened: list[Any] = []
-        refusal: list[str] = []
-
-        def try_open() -> bool:
-            try:
-                opened.append(self.connect(for_write=True, wait_s=0))
-                return True
-            except duckdb.IOException as exc:
-                if _FILE_LOCK_HELD not in str(exc) and _FILE_BEING_CREATED not in str(exc):
-                    raise
-                refusal[:] = [str(exc)]
-                return False
-
-        def message() -> str:
-            if refusal and _FILE_BEING_CREATED in refusal[-1]:
-                return f"table {table}: DuckDB file {self.path}: {refusal[-1]}; {waited(timeout_s)}"
+        def message(refusal: str | None) -> str:
+            if refusal and _FILE_BEING_CREATED in refusal:
+                return f"table {table}: DuckDB file {self.path}: {refusal}; {waited(timeout_s)}"
             return (f"table {table}: another process{_holder_pid(refusal)} is writing DuckDB "
                     f"file {self.path} (DuckDB takes one writing process per file); {waited(timeout_s)}")
 
         try:
-            wait_until_acquired(try_open, max(deadline - time.monotonic(), 0.0), message)
+            conn = _open_waiting(lambda: self.connect(for_write=True, wait_s=0), max(deadline - time.monotonic(), 0.0),
+                                 (_FILE_LOCK_HELD, _FILE_BEING_CREATED), message)
             try:
                 yield
             finally:
-                opened[0].close()
+                conn.close()
         finally:
             in_process.release()
 

@@ -306,20 +306,22 @@ class Connector(ABC):
     def count_by_window(self, request: ReadRequest, schema: pa.Schema, column: str,
                         bounds: Sequence[tuple[Any, Any]]) -> list[int]:
         """The request's rows in each ``[low, high)`` window of ``column``, counted in one scan per
-        ``WINDOWS_PER_SCAN`` windows (a ``SUM(CASE ...)`` each; every engine takes it)."""
-        if self.param_style == "numeric":
-            raise NotImplementedError(f"{self.kind}: count_by_window needs positional bind parameters")
+        ``WINDOWS_PER_SCAN`` windows (a ``SUM(CASE ...)`` each; every engine takes it). The bounds
+        are a one-row table joined after the request's own query, so their bind parameters follow
+        the request's in every parameter style."""
         field = schema.field(column)
         inner, inner_params = self.render_select(request, schema, select_list=self.quote(column))
         quoted = self.quote(column)
         counts: list[int] = []
         for start in range(0, len(bounds), WINDOWS_PER_SCAN):
             part = bounds[start:start + WINDOWS_PER_SCAN]
-            bound = f"{self.typed_placeholder(0, field)}"
-            sums = ", ".join(f"SUM(CASE WHEN {quoted} >= {bound} AND {quoted} < {bound} THEN 1 ELSE 0 END)"
-                             for _ in part)
+            first = len(inner_params) + 1
+            columns = ", ".join(f"{self.typed_placeholder(first + i, field)} AS b{i}" for i in range(2 * len(part)))
+            sums = ", ".join(f"SUM(CASE WHEN w.{quoted} >= b.b{2 * i} AND w.{quoted} < b.b{2 * i + 1} "
+                             "THEN 1 ELSE 0 END)" for i in range(len(part)))
             params = [self.bind_value(v, field) for window in part for v in window]
-            row = self.fetch(f"SELECT {sums} FROM ({inner}) AS sync_windows", [*params, *inner_params])[0]
+            row = self.fetch(f"SELECT {sums} FROM ({inner}) AS w CROSS JOIN (SELECT {columns}) AS b",
+                             [*inner_params, *params])[0]
             counts += [int(value or 0) for value in row]
         return counts
 

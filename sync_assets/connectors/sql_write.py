@@ -24,6 +24,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from sync_assets.config.models import ConnectionSpec
 from sync_assets.config.names import TableName
 from sync_assets.connectors import dead_letters, deletes, hash_delta, orphans, row_counts
 from sync_assets.connectors.interface import Connector, StructureKeepingReplace, WriteOp, WriteResult
@@ -60,6 +61,11 @@ class SqlConnector(Connector):
     keys_enforced_by_constraint = False
     """True when the target's own PRIMARY KEY constraint rejects duplicate keys during apply;
     otherwise staging is checked for NULL and duplicate keys before applying."""
+
+    def __init__(self, name: str, spec: ConnectionSpec, *, read_only: bool = False):
+        super().__init__(name, spec, read_only=read_only)
+        self._schemas_ready: set[str | None] = set()
+        """Schemas seen with what their tables share (the schema itself, the row counts table)."""
 
     # dialect hooks --------------------------------------------------------------------------
 
@@ -183,11 +189,6 @@ class SqlConnector(Connector):
             (table.schema or self.default_schema, prefix, table.name + LEGACY_STAGING_SUFFIX),
         )
         return [TableName(table.schema, name) for (name,) in rows if is_staging_name(name, prefix, table.name)]
-
-    @property
-    def _schemas_ready(self) -> set[str | None]:
-        """Schemas this connector has seen with what their tables share (the schema itself, the row counts table)."""
-        return self.__dict__.setdefault("_schemas_ready_set", set())
 
     def write(self, op: WriteOp, stream: SourceStream, reads: SourceReads | None = None) -> WriteResult:
         with self.writer_lock(op.table, op.lock_timeout_s):

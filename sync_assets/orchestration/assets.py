@@ -8,7 +8,6 @@ that sync tables (many per step) are built in ``sync_steps``.
 
 import re
 from datetime import date, datetime
-from pathlib import Path
 
 import dagster as dg
 
@@ -57,7 +56,7 @@ def connection_uri(kind: str, options: dict) -> str:
     if kind == "postgres":
         return f"postgresql://{options.get('host', '127.0.0.1')}:{options.get('port', 5432)}/{options['database']}"
     if kind == "duckdb":
-        return f"duckdb://{Path(options['path']).resolve()}"
+        return f"duckdb://{options['path']}"  # the loader made it absolute
     if kind == "mssql":
         return f"mssql://{options['server']}:{options.get('port', 1433)}/{options['database']}"
     if kind == "snowflake":

@@ -20,10 +20,10 @@ rows match, dead letters and freshness.
   on exactly those columns cannot hold duplicates: the check says so from the catalog instead of
   grouping the whole table.
 - Freshness (``freshness: "6 hours"``) uses Dagster's last-update freshness checks, evaluated by
-  their sensor; a failed one is an alert like any failed check. Dagster 1.13 marks these checks
-  superseded by ``FreshnessPolicy``, but that API is a preview that needs ``freshness: enabled``
-  in ``dagster.yaml``, records no check result and offers alerts only in Dagster+; the checks
-  stay until it is stable, and their supersession warning is silenced here, in one place.
+  their sensor; a failed one is an alert like any failed check. The table's asset also carries
+  a ``FreshnessPolicy`` (``assets.asset_spec``), which shows Dagster's own freshness state on it;
+  that policy records no check result and alerts only in Dagster+, so the checks stay, and
+  Dagster 1.13's warning that the policy supersedes them is silenced here, in one place.
 
 The first five are check specs of the step that syncs the table (``sync_steps``): after a sync
 they are evaluated in the same step from the figures the sync already has (its row counts, its
@@ -118,8 +118,7 @@ def _row_count_parity(table: TableSpec, source: Connector, target: Connector, sc
     result = synced.result if synced is not None else None
     target_schema = result.target_schema if result is not None else target.table_schema(table.target_table)
     if target_schema is None:
-        return dg.AssetCheckResult(asset_key=asset_key_of(table), check_name=ROW_COUNT, passed=False,
-                                   metadata={"reason": f"target table {table.target_table} does not exist"})
+        return _no_target(table)
     schema = result.plan.schema if result is not None else source_schema(table, source)
     watermark = result.watermark_after if result is not None else None
     filters, slice_text = synced_slice(table, schema, target, scope.partition_window, watermark)
@@ -148,6 +147,11 @@ def _row_count_parity(table: TableSpec, source: Connector, target: Connector, sc
     )
 
 
+def _no_target(table: TableSpec) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(asset_key=asset_key_of(table), check_name=ROW_COUNT, passed=False,
+                               metadata={"reason": f"target table {table.target_table} does not exist"})
+
+
 SHOWN_PARTITIONS = 40
 """Partitions listed in the check's metadata: the differing ones first."""
 
@@ -158,8 +162,7 @@ def _row_count_parity_per_partition(table: TableSpec, source: Connector, target:
     one scan each (the target's counts are the step's, when it has them)."""
     target_schema = synced.result.target_schema if synced is not None else target.table_schema(table.target_table)
     if target_schema is None:
-        return dg.AssetCheckResult(asset_key=asset_key_of(table), check_name=ROW_COUNT, passed=False,
-                                   metadata={"reason": f"target table {table.target_table} does not exist"})
+        return _no_target(table)
     schema = synced.result.plan.schema if synced is not None else source_schema(table, source)
     windows = windows_of(table, list(scope.partition_keys) or None)
     source_rows = rows_per_window(table, source, schema, windows, "source")

@@ -113,10 +113,7 @@ class SyncAssetsComponent(dg.Component):
         return default_spec
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
-        return self.build_defs_at(Path(context.path))
-
-    def build_defs_at(self, folder: Path) -> dg.Definitions:
-        """The definitions of this Component's configuration, its defs.yaml in ``folder``."""
+        folder = Path(context.path)
         defs_yaml = folder / "defs.yaml"
         documents = [(defs_yaml, parse_document(self.document, defs_yaml))] if self.document else []
         files = sorted(p for p in (folder / self.config_dir).glob("*.y*ml") if p.is_file()) if self.config_dir else []

@@ -1,10 +1,10 @@
 """A project's Dagster Definitions: assets, checks, IO managers, schedules and sensors, and the executor.
 
 One asset per table with its checks (each table's spec through the translator hook), downstream
-of its source table as an external asset, synced many
-tables per step (``sync_steps``), the freshness checks, a resource per connection and an IO
-manager per writable one, the named schedules, a change sensor per source connection that asks
-for one, the freshness-check sensor and the alert sensors.
+of its source table as an external asset, synced many tables per step (``sync_steps``); the
+freshness checks, a resource per connection and an IO manager per writable one, the named
+schedules, a change sensor per source connection that asks for one, the automation-condition,
+freshness-check and alert sensors.
 
 Executor: ``executors`` (in-process by default; configured in ``execution:``).
 """
